@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create/refresh the project virtual environment at .venv (idempotent; ~2 minutes the first time).
+# torch is installed FIRST and pinned to 2.13.0 (the CPU build on this machine's disk): a bare `torch`
+# requirement on a machine without torch would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+VENV=${GEOM_VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.geom-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && "$VENV/bin/python" -c "import geom, torch, papermill, nbval" 2>/dev/null; then
+  echo "[setup] $VENV is up to date"
+  exit 0
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+"$VENV/bin/python" -m pip install -q "torch==${GEOM_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -c "import torch" # fail here, clearly, if torch did not install
+"$VENV/bin/python" -m pip install -q -e ".[notebooks,test]" 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -c "import geom, torch, papermill, nbval, diffusers; print('[setup] geom', geom.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__)"
+rm -f "$VENV"/.geom-setup-*
+touch "$stamp"
