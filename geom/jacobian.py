@@ -135,7 +135,11 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
         # the math SDPA kernel is a composite of matmul/softmax: it has vmap batching rules and forward-mode
         # derivatives, which the fused CPU/flash kernels lack (diffusers attention blocks call SDPA)
         with sdpa_kernel([SDPBackend.MATH]):
-            y = G(zz.reshape(zz.shape[0], *latent_shape)).reshape(zz.shape[0], -1)
+            y = G(zz.reshape(zz.shape[0], *latent_shape))
+        if y.shape[0] != zz.shape[0]:
+            raise ValueError(f"the generator returned shape {tuple(y.shape)} for a batch of {zz.shape[0]} "
+                             f"latents; expected (B, *out_shape) with B={zz.shape[0]}")
+        y = y.reshape(zz.shape[0], -1)
         return y if projection is None else y @ projection
 
     zf = z.detach().reshape(B, E)

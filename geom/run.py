@@ -129,12 +129,15 @@ def smoke_parameters(stem: str) -> dict:
 
 def parse_value(text: str) -> Any:
     """``-p`` values: YAML scalars/lists (``16``, ``1e-5``, ``true``, ``[0, 1]``), else the string itself."""
+    for cast in (int, float):  # YAML 1.1 reads "1e-5" as a string
+        try:
+            return cast(text)
+        except ValueError:
+            pass
     try:
         v = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(v, str) and v.lower() in ("nan", "inf", "-inf"):
-        return float(v)
     return text if v is None else v
 
 

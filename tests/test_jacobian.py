@@ -1,0 +1,111 @@
+"""geom.jacobian against torch.autograd.functional.jacobian and central finite differences."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import geom
+from conftest import fd_step, mlp, tol
+
+
+def reference_jacobian(G, z, P=None):
+    """Dense per-sample reference: autograd.functional.jacobian of one sample at a time."""
+    out = []
+    for zi in z:
+        def f(x):
+            y = G(x[None]).reshape(-1)
+            return y if P is None else y @ P
+        out.append(torch.autograd.functional.jacobian(f, zi).reshape(-1, zi.numel()))
+    return torch.stack(out)
+
+
+def fd_jacobian(G, z, h, P=None):
+    """Central differences, one latent coordinate at a time (computed in the model's dtype)."""
+    B, E = z.shape[0], z[0].numel()
+    cols = []
+    for j in range(E):
+        e = torch.zeros(E, dtype=z.dtype)
+        e[j] = h
+        e = e.reshape(z.shape[1:])
+        with torch.no_grad():
+            d = (G(z + e) - G(z - e)).reshape(B, -1) / (2 * h)
+        cols.append(d if P is None else d @ P)
+    return torch.stack(cols, dim=-1)
+
+
+@pytest.mark.parametrize("act", [torch.nn.Tanh, torch.nn.SiLU, torch.nn.GELU])
+@pytest.mark.parametrize("mode", ["reverse", "forward", "auto"])
+def test_mlp_jacobian_matches_autograd_and_fd(dtype, act, mode):
+    G = mlp([3, 20, 20, 7], seed=1, act=act, dtype=dtype)
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(dtype)
+    J = geom.jacobian(G, z, mode=mode)
+    assert J.shape == (5, 7, 3) and J.dtype == dtype
+    torch.testing.assert_close(J, reference_jacobian(G, z), **tol(dtype))
+    torch.testing.assert_close(J, fd_jacobian(G, z, fd_step(dtype)), **tol(dtype, "fd"))
+
+
+def test_projected_jacobian_and_chunking(dtype):
+    G = mlp([4, 32, 50], seed=2, act=torch.nn.Tanh, dtype=dtype)
+    z = torch.randn(3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype)
+    P = geom.random_projection(50, 6, seed=9, dtype=dtype)
+    J = geom.jacobian(G, z, k=6, seed=9)
+    assert J.shape == (3, 6, 4)
+    torch.testing.assert_close(J, reference_jacobian(G, z, P), **tol(dtype))
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, chunk_size=2, mode="reverse"), J, **tol(dtype))
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, chunk_size=3, mode="forward"), J, **tol(dtype))
+
+
+def test_multidimensional_latents_and_outputs():
+    """Latents (B, 2, 3) and outputs (B, 2, 5): the Jacobian is of the flattened output w.r.t. flattened z."""
+    conv = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3, padding=1), torch.nn.Tanh(),
+                               torch.nn.Conv1d(4, 2, 1), torch.nn.Upsample(size=5, mode="linear")).double()
+    z = torch.randn(3, 2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    J = geom.jacobian(conv, z)
+    assert J.shape == (3, 10, 6)
+    torch.testing.assert_close(J, reference_jacobian(conv, z), **tol(torch.float64))
+
+
+def tiny_autoencoder(dtype):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)  # diffusers initialises from the global RNG; this test owns the process' RNG use
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+                        latent_channels=4, norm_num_groups=4, sample_size=8)
+    return vae.to(dtype).eval()
+
+
+def test_diffusers_autoencoder_decode(dtype):
+    """The decoder of a tiny diffusers AutoencoderKL (ResNet blocks, GroupNorm, attention, upsampling)."""
+    vae = tiny_autoencoder(dtype)
+    G = lambda z: vae.decode(z).sample  # noqa: E731
+    z = torch.randn(2, 4, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(dtype)
+    P = geom.random_projection(3 * 4 * 4, 10, seed=0, dtype=dtype)
+    J = geom.jacobian(G, z, projection=P)
+    assert J.shape == (2, 10, 16)
+    torch.testing.assert_close(J, reference_jacobian(G, z, P), **tol(dtype))
+    torch.testing.assert_close(J, fd_jacobian(G, z, fd_step(dtype), P), **tol(dtype, "fd"))
+    # full, unprojected Jacobian (48 x 16): forward mode (E < D) or its fallback agrees with reverse mode
+    torch.testing.assert_close(geom.jacobian(G, z, mode="auto"), geom.jacobian(G, z, mode="reverse"), **tol(dtype))
+
+
+def test_jacobian_input_errors():
+    G = mlp([3, 8, 4], seed=0)
+    z = torch.randn(2, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="batch dimension"):
+        geom.jacobian(G, z[0])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        geom.jacobian(G, torch.tensor([[0.0, float("inf"), 1.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="larger than the output dimension"):
+        geom.jacobian(G, z, k=5)
+    with pytest.raises(ValueError, match="shape"):
+        geom.jacobian(G, torch.randn(2, 5, dtype=torch.float64))  # wrong latent size for the model
+    with pytest.raises(ValueError, match=r"projection must have shape"):
+        geom.jacobian(G, z, projection=torch.eye(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="floating"):
+        geom.jacobian(G, torch.ones(2, 3, dtype=torch.int64))
+    bn = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).double().train()
+    with pytest.raises(ValueError, match="BatchNorm"):
+        geom.jacobian(bn, z)
+    with pytest.raises(ValueError, match="expected \\(B, \\*out_shape\\)"):
+        geom.jacobian(lambda x: x.sum(0, keepdim=True), torch.randn(3, 2, dtype=torch.float64))
