@@ -18,7 +18,7 @@ WIDTH = 64        # hidden width of the generator
 DEPTH = 3         # hidden layers
 D = 16            # output dimension
 K = 8             # output projection (k in the paper; 120 for large generators)
-RADIUS = 0.05     # cross-polytope radius for delta
+RADIUS = 0.02     # cross-polytope radius for delta
 DIM = 2           # cross-polytope dimension, at most the latent dimension 2
 OUT_DIR = "."     # "." publishes to figures/00_quickstart and data/results/00_quickstart.json
 
