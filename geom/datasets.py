@@ -114,9 +114,9 @@ def mnist(path: str | Path = MNIST_DIR, split_name: str | None = None) -> dict[s
     for s in names:
         if s not in MNIST_FILES:
             raise ValueError(f"split_name must be 'train', 'test' or None, got {s!r}")
-        img_stem, lab_stem = MNIST_FILES[s]
-        X = read_idx(_find(folder, img_stem))
-        y = read_idx(_find(folder, lab_stem))
+        img_path, lab_path = (_find(folder, stem) for stem in MNIST_FILES[s])  # both exist before reading
+        X = read_idx(img_path)
+        y = read_idx(lab_path)
         if X.ndim != 3 or y.ndim != 1 or len(X) != len(y):
             raise ValueError(f"MNIST {s}: inconsistent shapes images {X.shape}, labels {y.shape}")
         out[f"x_{s}"] = (X.reshape(len(X), -1).astype(np.float32) / 255.0)

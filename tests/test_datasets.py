@@ -1,0 +1,86 @@
+"""Data loaders: shapes, dtypes, ranges, seeded splits, clear errors."""
+import gzip
+import shutil
+
+import numpy as np
+import pytest
+
+from geom import datasets, paths
+
+
+def test_dino():
+    x = datasets.dino()
+    assert x.shape == (142, 2) and x.dtype == np.float32
+    np.testing.assert_allclose(x.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(x.std(0), 1, atol=1e-5)
+    raw = datasets.dino(standardize=False)
+    assert raw.min() > 0 and raw.max() < 110
+
+
+def test_dino_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        datasets.dino(tmp_path / "nope.csv")
+
+
+def test_digits_split_seeded():
+    a, b, c = datasets.digits(seed=0), datasets.digits(seed=0), datasets.digits(seed=1)
+    assert a["x_train"].shape == (1438, 64) and a["x_test"].shape == (359, 64)
+    assert a["x_train"].dtype == np.float32 and a["y_train"].dtype == np.int64
+    assert 0 <= a["x_train"].min() and a["x_train"].max() <= 1
+    np.testing.assert_array_equal(a["x_test"], b["x_test"])
+    assert not np.array_equal(a["y_test"], c["y_test"])
+    assert set(np.unique(a["y_train"])) == set(range(10))
+
+
+def test_mnist_repo_copy():
+    d = datasets.mnist(paths.DATA / "mnist", split_name="test")
+    assert d["x_test"].shape == (10000, 784) and d["x_test"].dtype == np.float32
+    assert d["y_test"].shape == (10000,) and d["y_test"].dtype == np.int64
+    assert d["x_test"].min() == 0 and d["x_test"].max() == 1
+    assert np.bincount(d["y_test"]).tolist()[:2] == [980, 1135]  # the official test-set class counts
+
+
+def _write_idx(path, arr):
+    import struct
+    with open(path, "wb") as f:
+        f.write(bytes([0, 0, 8, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape))
+        f.write(arr.astype(np.uint8).tobytes())
+
+
+def test_mnist_synthetic_idx_roundtrip(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 7), ("test", 3)):
+        img, lab = datasets.MNIST_FILES[split]
+        X = rng.integers(0, 256, (n, 28, 28))
+        y = rng.integers(0, 10, n)
+        _write_idx(tmp_path / img, X)
+        _write_idx(tmp_path / lab, y)
+        if split == "test":  # gzipped files are read too
+            for name in (img, lab):
+                with open(tmp_path / name, "rb") as fi, gzip.open(tmp_path / (name + ".gz"), "wb") as fo:
+                    shutil.copyfileobj(fi, fo)
+                (tmp_path / name).unlink()
+        if split == "train":
+            Xtr, ytr = X, y
+    d = datasets.mnist(tmp_path)
+    assert d["x_train"].shape == (7, 784) and d["x_test"].shape == (3, 784)
+    np.testing.assert_allclose(d["x_train"], Xtr.reshape(7, -1) / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(d["y_train"], ytr)
+
+
+def test_mnist_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="MNIST folder not found"):
+        datasets.mnist(tmp_path / "absent")
+
+
+def test_mnist_missing_file(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="train-labels-idx1-ubyte"):
+        datasets.mnist(tmp_path, split_name="train")
+
+
+def test_mnist_bad_file(tmp_path):
+    for name in sum(datasets.MNIST_FILES.values(), ()):
+        (tmp_path / name).write_bytes(b"garbage!")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        datasets.mnist(tmp_path)
