@@ -1,0 +1,418 @@
+"""Exactly solvable models used to validate the Hessian-geometry method (Lobashev et al., ICML 2025, Sec. 5):
+the periodic 1D Ising chain, the periodic 2D Ising model on an L x L torus, and the open-boundary TASEP.
+
+Conventions. Ising weights are ``p(s) ~ exp(K * sum_<ij> s_i s_j + B * sum_i s_i)`` with spins ``s = +-1``,
+natural parameters ``(K, B) = (J / T, h / T)`` (J = 1) and sufficient statistics ``(sum_<ij> s_i s_j, sum_i s_i)``;
+``log Z(K, B)`` is the log-partition function, so its Hessian in ``(K, B)`` is the Fisher metric of one
+configuration. Functions that return ``log Z`` are written in torch (float64) so that ``torch.func.hessian``
+differentiates them; samplers take an explicit ``seed`` and use ``numpy.random.default_rng``.
+
+TASEP (Derrida, Evans, Hakim, Pasquier 1993): particles enter at site 1 with rate alpha, hop right with rate 1,
+leave site L with rate beta; the stationary weight of a configuration tau in {0,1}^L is the matrix-product
+element ``<W| prod_i (tau_i D + (1 - tau_i) E) |V>`` with ``DE = D + E``, ``D|V> = |V>/beta``,
+``<W|E = <W|/alpha``, ``<W|V> = 1``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ising_chain_logz", "ising_chain_sample", "ising_chain_stats", "ising_chain_features",
+    "ising2d_logz", "ising2d_logz_kaufman", "ising2d_free_energy_onsager", "ising2d_enumerate",
+    "ising2d_sample", "ising2d_metropolis", "ising2d_stats", "ising2d_features", "ising2d_exact_moments",
+    "T_CRITICAL", "tasep_logz", "tasep_current", "tasep_weights", "tasep_generator_stationary",
+    "tasep_sample", "tasep_fisher", "tasep_features", "tasep_phase",
+]
+
+T_CRITICAL = 2.0 / math.log(1.0 + math.sqrt(2.0))  # Onsager's critical temperature (J = 1), 2.2692
+
+
+def _t(x) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.float64)
+
+
+def _holds(cond: torch.Tensor) -> bool:
+    """``bool(cond.all())``, or True under torch.func transforms (vmap/grad), where values cannot be read."""
+    try:
+        return bool(cond.all())
+    except RuntimeError:
+        return True
+
+
+def _check_finite(name: str, x) -> None:
+    if not _holds(torch.isfinite(_t(x))):
+        raise ValueError(f"{name} must be finite, got {x}")
+
+
+# ------------------------------------------------------------------------------------------ 1D Ising chain
+def ising_chain_logz(K, H, n: int) -> torch.Tensor:
+    """Exact log Z of the periodic Ising chain of ``n`` spins: ``log(l+^n + l-^n)`` with
+    ``l+- = e^K cosh H +- sqrt(e^{2K} sinh^2 H + e^{-2K})`` (Lobashev et al. Sec. 5.1; Baxter Eq. 2.1.16).
+
+    ``K``, ``H``: broadcastable tensors (any shape); returns their broadcast shape, differentiable."""
+    if n < 2:
+        raise ValueError(f"the periodic chain needs n >= 2 spins, got {n}")
+    K, H = torch.broadcast_tensors(_t(K), _t(H))
+    _check_finite("K, H", torch.stack([K, H]))
+    root = torch.sqrt(torch.exp(2 * K) * torch.sinh(H) ** 2 + torch.exp(-2 * K))
+    lp = torch.exp(K) * torch.cosh(H) + root
+    lm = torch.exp(K) * torch.cosh(H) - root
+    return n * torch.log(lp) + torch.log1p((lm / lp) ** n)
+
+
+def ising_chain_sample(K: float, H: float, n: int, size: int, seed=0) -> np.ndarray:
+    """Exact samples of the periodic chain, shape ``(size, n)`` int8 in {-1, +1}.
+
+    Transfer matrix ``T(s, s') = exp(K s s' + H (s + s') / 2)``: draw ``s_1`` from ``(T^n)_{s1 s1} / Z``, then
+    ``s_{i+1}`` from ``T(s_i, s_{i+1}) (T^{n-i})_{s_{i+1} s_1}`` (the chain is a Markov chain pinned at s_1)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if not (np.isfinite(K) and np.isfinite(H)):
+        raise ValueError(f"K, H must be finite, got {K}, {H}")
+    s = np.array([1.0, -1.0])
+    T = np.exp(K * s[:, None] * s[None, :] + H * (s[:, None] + s[None, :]) / 2)
+    T = T / np.linalg.eigvalsh(T).max()
+    P = [np.eye(2)]
+    for _ in range(n):
+        P.append(P[-1] @ T)
+    first = np.diag(P[n]) / np.trace(P[n])
+    idx = np.empty((size, n), dtype=np.int64)
+    idx[:, 0] = (rng.random(size) > first[0]).astype(np.int64)  # index 0 = spin +1
+    i1 = idx[:, 0]
+    for i in range(1, n):
+        w = T[idx[:, i - 1]] * P[n - i][:, i1].T  # (size, 2)
+        idx[:, i] = (rng.random(size) * w.sum(1) > w[:, 0]).astype(np.int64)
+    return s[idx].astype(np.int8)
+
+
+def ising_chain_stats(s) -> np.ndarray:
+    """Sufficient statistics ``(sum_i s_i s_{i+1}, sum_i s_i)`` of periodic chains ``s`` (size, n) -> (size, 2)."""
+    s = np.asarray(s, dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"chains must have shape (size, n), got {s.shape}")
+    return np.stack([(s * np.roll(s, -1, axis=1)).sum(1), s.sum(1)], axis=1)
+
+
+def ising_chain_features(s) -> np.ndarray:
+    """Per-sample features fed to the posterior network, (size, n) -> (size, 4): nearest- and next-nearest
+    neighbour correlation, magnetisation and |magnetisation| per spin (the first and third are sufficient)."""
+    s = np.asarray(s, dtype=np.float64)
+    n = s.shape[1]
+    return np.stack([(s * np.roll(s, -1, 1)).sum(1) / n, (s * np.roll(s, -2, 1)).sum(1) / n,
+                     s.mean(1), np.abs(s.mean(1))], axis=1)
+
+
+# ------------------------------------------------------------------------------------------ 2D Ising model
+def _rows(L: int) -> np.ndarray:
+    """All 2^L rows of spins, (2^L, L), row r has spin j = +1 iff bit j of r is 0."""
+    r = np.arange(2 ** L)[:, None]
+    return 1 - 2 * ((r >> np.arange(L)[None, :]) & 1)
+
+
+def _transfer_log(L: int, K: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Log of the symmetric row transfer matrix, (..., 2^L, 2^L)."""
+    rows = torch.as_tensor(_rows(L), dtype=torch.float64)
+    intra = (rows * rows.roll(-1, 1)).sum(1)  # (S,)
+    mag = rows.sum(1)
+    inter = rows @ rows.T  # (S, S)
+    K, B = K[..., None, None], B[..., None, None]
+    half = (K * intra[:, None] + B * mag[:, None]) / 2
+    return half + half.transpose(-1, -2) + K * inter
+
+
+def ising2d_logz(L: int, K, B=0.0) -> torch.Tensor:
+    """Exact log Z of the periodic L x L Ising model by the row transfer matrix, ``log tr T^L`` (any field).
+
+    ``K``, ``B``: broadcastable tensors; returns their broadcast shape, differentiable (float64).
+    Cost ``O(log L * 8^L)`` per point: fine for L <= 8, slow beyond 10."""
+    if not 2 <= L <= 12:
+        raise ValueError(f"transfer matrix log Z supports 2 <= L <= 12, got L={L}")
+    K, B = torch.broadcast_tensors(_t(K).double(), _t(B).double())
+    _check_finite("K, B", torch.stack([K, B]))
+    lt = _transfer_log(L, K, B)
+    c = lt.amax(dim=(-1, -2), keepdim=True)
+    A = torch.exp(lt - c)
+    logscale = L * c[..., 0, 0]
+    P = A
+    for _ in range(L - 1):  # A^L with renormalisation (the scale is a constant: no gradient needed)
+        m = P.amax(dim=(-1, -2), keepdim=True).detach()
+        P = (P / m) @ A
+        logscale = logscale + torch.log(m[..., 0, 0])
+    return logscale + torch.log(torch.diagonal(P, dim1=-2, dim2=-1).sum(-1))
+
+
+def ising2d_logz_kaufman(L: int, K) -> torch.Tensor:
+    """Exact log Z of the periodic L x L Ising model at zero field, Kaufman (1949) finite-lattice formula:
+    ``Z = 1/2 (2 sinh 2K)^{L^2/2} (Z1 + Z2 + Z3 + Z4)`` with ``Z1,2 = prod_r 2 cosh|sinh(L g_{2r+1} / 2)``,
+    ``Z3,4 = prod_r 2 cosh|sinh(L g_{2r} / 2)``, ``cosh g_l = cosh 2K coth 2K - cos(pi l / L)`` and
+    ``g_0 = 2K + log tanh K`` (its sign makes Z4 negative above T_c). ``K > 0`` tensor, any shape; differentiable."""
+    K = _t(K).double()
+    _check_finite("K", K)
+    if not _holds(K > 0):
+        raise ValueError("Kaufman's formula is implemented for ferromagnetic K > 0")
+    Ke = K[..., None]
+    l = torch.arange(2 * L, dtype=torch.float64)
+    arg = torch.cosh(2 * Ke) / torch.tanh(2 * Ke) - torch.cos(math.pi * l / L)
+    g = torch.acosh(arg[..., 1:])
+    g0 = 2 * Ke + torch.log(torch.tanh(Ke))
+    x = L * torch.cat([g0, g], dim=-1) / 2  # (..., 2L), x_l = L gamma_l / 2
+    xo, xe = x[..., 1::2], x[..., 0::2]
+
+    def log2cosh(v):
+        return v.abs() + torch.log1p(torch.exp(-2 * v.abs()))
+
+    def log2sinh_abs(v):
+        return v.abs() + torch.log(-torch.expm1(-2 * v.abs()))
+
+    l1, l2 = log2cosh(xo).sum(-1), log2sinh_abs(xo).sum(-1)
+    l3, l4 = log2cosh(xe).sum(-1), log2sinh_abs(xe).sum(-1)
+    sign4 = torch.sign(g0[..., 0])
+    m = torch.maximum(torch.maximum(l1, l2), l3)
+    total = torch.exp(l1 - m) + torch.exp(l2 - m) + torch.exp(l3 - m) + sign4 * torch.exp(l4 - m)
+    return math.log(0.5) + L * L / 2 * torch.log(2 * torch.sinh(2 * K)) + m + torch.log(total)
+
+
+@functools.lru_cache(maxsize=8)
+def _leggauss(n: int):
+    return np.polynomial.legendre.leggauss(n)
+
+
+def ising2d_free_energy_onsager(K, n_nodes: int = 512) -> torch.Tensor:
+    """Onsager's thermodynamic limit ``lim log Z / L^2`` at zero field (Onsager 1944), evaluated as
+    ``log(2 cosh 2K) + 1/pi int_0^{pi/2} log[(1 + sqrt(1 - k^2 sin^2 phi)) / 2] dphi``, ``k = 2 sinh 2K / cosh^2 2K``,
+    by Gauss-Legendre quadrature with ``n_nodes`` nodes. ``K`` any shape; differentiable away from K_c."""
+    K = _t(K).double()
+    _check_finite("K", K)
+    x, w = _leggauss(n_nodes)
+    phi = torch.as_tensor((x + 1) * math.pi / 4, dtype=torch.float64)
+    w = torch.as_tensor(w * math.pi / 4, dtype=torch.float64)
+    k = 2 * torch.sinh(2 * K) / torch.cosh(2 * K) ** 2
+    inner = torch.log((1 + torch.sqrt(torch.clamp(1 - (k[..., None] * torch.sin(phi)) ** 2, min=0))) / 2)
+    return torch.log(2 * torch.cosh(2 * K)) + (inner * w).sum(-1) / math.pi
+
+
+def ising2d_stats(s) -> np.ndarray:
+    """Sufficient statistics ``(sum_<ij> s_i s_j, sum_i s_i)`` (2 L^2 bonds on the torus), (size, L, L) -> (size, 2)."""
+    s = np.asarray(s, dtype=np.float64)
+    if s.ndim != 3 or s.shape[1] != s.shape[2]:
+        raise ValueError(f"configurations must have shape (size, L, L), got {s.shape}")
+    nn = (s * np.roll(s, -1, 1)).sum((1, 2)) + (s * np.roll(s, -1, 2)).sum((1, 2))
+    return np.stack([nn, s.sum((1, 2))], axis=1)
+
+
+def ising2d_features(s) -> np.ndarray:
+    """Per-sample features for the posterior network, (size, L, L) -> (size, 5): bond energy per bond, diagonal
+    (next-nearest) correlation, magnetisation, |m| and m^2 per spin (the first and third are sufficient)."""
+    s = np.asarray(s, dtype=np.float64)
+    n = s.shape[1] * s.shape[2]
+    st = ising2d_stats(s)
+    diag = (s * np.roll(np.roll(s, -1, 1), -1, 2)).sum((1, 2)) / n
+    m = st[:, 1] / n
+    return np.stack([st[:, 0] / (2 * n), diag, m, np.abs(m), m * m], axis=1)
+
+
+def ising2d_enumerate(L: int) -> np.ndarray:
+    """All ``2^(L^2)`` configurations of the L x L torus, (2^(L^2), L, L) int8 (L <= 4)."""
+    if not 1 <= L <= 4:
+        raise ValueError(f"enumeration is limited to L <= 4 (2^16 states), got L={L}")
+    n = L * L
+    idx = np.arange(2 ** n, dtype=np.int64)[:, None]
+    return (1 - 2 * ((idx >> np.arange(n)) & 1)).astype(np.int8).reshape(-1, L, L)
+
+
+def ising2d_exact_moments(L: int, K: float, B: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact mean (2,) and covariance (2, 2) of the sufficient statistics ``(sum s_i s_j, sum s_i)`` at (K, B):
+    gradient and Hessian of the transfer-matrix log Z (exponential-family identities)."""
+    f = lambda t: ising2d_logz(L, t[0], t[1])  # noqa: E731
+    t = torch.tensor([K, B], dtype=torch.float64)
+    return torch.func.grad(f)(t), torch.func.hessian(f)(t)
+
+
+def ising2d_sample(L: int, K: float, B: float, size: int, seed=0) -> np.ndarray:
+    """Exact samples of the periodic L x L Ising model, (size, L, L) int8, by the row transfer matrix:
+    forward powers ``T^k`` then sequential sampling of rows, ``r_1 ~ (T^L)_{r1 r1}`` and
+    ``r_{i+1} ~ T(r_i, r_{i+1}) (T^{L-i})_{r_{i+1} r_1}`` (forward-filter / backward-sample on the periodic chain
+    of rows). Memory ``L * 4^L`` doubles: L <= 10."""
+    if not 2 <= L <= 10:
+        raise ValueError(f"transfer-matrix sampling supports 2 <= L <= 10, got L={L}")
+    if not (np.isfinite(K) and np.isfinite(B)):
+        raise ValueError(f"K, B must be finite, got {K}, {B}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rows = _rows(L)
+    lt = _transfer_log(L, torch.tensor(float(K), dtype=torch.float64),
+                       torch.tensor(float(B), dtype=torch.float64)).numpy()
+    T = np.exp(lt - lt.max())
+    P = [np.eye(len(T))]
+    for _ in range(L):
+        Q = P[-1] @ T
+        P.append(Q / Q.max())
+
+    def draw(w):
+        c = np.cumsum(w, axis=-1)
+        u = rng.random(len(c)) * c[:, -1]
+        return np.minimum((c < u[:, None]).sum(1), w.shape[1] - 1)
+
+    d = np.diag(P[L])
+    r = np.empty((size, L), dtype=np.int64)
+    r[:, 0] = draw(np.broadcast_to(d, (size, len(d))))
+    r1 = r[:, 0]
+    for i in range(1, L):
+        r[:, i] = draw(T[r[:, i - 1]] * P[L - i][:, r1].T)
+    return rows[r].astype(np.int8)
+
+
+def ising2d_metropolis(L: int, K, B, size: int, sweeps: int, seed=0, init=None) -> np.ndarray:
+    """Checkerboard Metropolis for the periodic L x L Ising model: ``size`` independent chains (one per row of
+    ``K``, ``B`` if they are arrays of shape (size,)), ``sweeps`` full sweeps from ``init`` (default: random spins);
+    returns the final configurations (size, L, L) int8. Use enough sweeps to equilibrate (checked against the
+    exact moments in tests/test_physics.py); near T_c Metropolis decorrelates slowly (z ~ 2.17)."""
+    if L % 2:
+        raise ValueError(f"the checkerboard update needs an even L, got {L}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    K = np.broadcast_to(np.asarray(K, dtype=np.float64), (size,))[:, None, None]
+    B = np.broadcast_to(np.asarray(B, dtype=np.float64), (size,))[:, None, None]
+    s = (1 - 2 * rng.integers(0, 2, (size, L, L))).astype(np.float64) if init is None \
+        else np.array(init, dtype=np.float64)
+    ii, jj = np.indices((L, L))
+    masks = [((ii + jj) % 2 == c) for c in (0, 1)]
+    for _ in range(sweeps):
+        for mask in masks:
+            nb = np.roll(s, 1, 1) + np.roll(s, -1, 1) + np.roll(s, 1, 2) + np.roll(s, -1, 2)
+            dlogw = -2 * s * (K * nb + B)  # change of the log weight when flipping
+            flip = mask & (np.log(rng.random(s.shape)) < dlogw)
+            s = np.where(flip, -s, s)
+    return s.astype(np.int8)
+
+
+# ------------------------------------------------------------------------------------------ TASEP
+def tasep_logz(L: int, alpha, beta) -> torch.Tensor:
+    """Exact log of the matrix-product normalisation of the open TASEP (Derrida et al. 1993; Lobashev et al.
+    Sec. 5.3): ``Z_L = sum_{p=1}^{L} p (2L-1-p)! / (L! (L-p)!) * (b^{p+1} - a^{p+1}) / (b - a)``, ``a = 1/alpha``,
+    ``b = 1/beta``, with the ratio written as ``sum_{k=0}^{p} b^k a^{p-k}`` (exact at alpha = beta).
+    ``alpha``, ``beta``: broadcastable positive tensors; ``Z_0 = 1``. Differentiable (float64)."""
+    a, b = torch.broadcast_tensors(_t(alpha).double(), _t(beta).double())
+    _check_finite("alpha, beta", torch.stack([a, b]))
+    if not _holds((a > 0) & (b > 0)):
+        raise ValueError("TASEP rates alpha, beta must be positive")
+    if L == 0:
+        return torch.zeros_like(a)
+    la, lb = -torch.log(a), -torch.log(b)
+    terms = []
+    for p in range(1, L + 1):
+        lc = math.log(p) + math.lgamma(2 * L - p) - math.lgamma(L + 1) - math.lgamma(L - p + 1)
+        k = torch.arange(p + 1, dtype=torch.float64)
+        inner = torch.logsumexp(lb[..., None] * k + la[..., None] * (p - k), dim=-1)
+        terms.append(lc + inner)
+    return torch.logsumexp(torch.stack(terms, dim=-1), dim=-1)
+
+
+def tasep_current(L: int, alpha, beta) -> torch.Tensor:
+    """Stationary current ``J = Z_{L-1} / Z_L`` of the open TASEP (Derrida et al. 1993)."""
+    if L < 1:
+        raise ValueError(f"L must be >= 1, got {L}")
+    return torch.exp(tasep_logz(L - 1, alpha, beta) - tasep_logz(L, alpha, beta))
+
+
+def _tasep_configs(L: int) -> np.ndarray:
+    idx = np.arange(2 ** L, dtype=np.int64)[:, None]
+    return ((idx >> np.arange(L)) & 1).astype(np.int8)  # (2^L, L), tau_1 = column 0
+
+
+def tasep_weights(L: int, alpha, beta) -> tuple[np.ndarray, torch.Tensor]:
+    """All 2^L configurations (2^L, L) int8 (tau_1 first) and their unnormalised stationary log-weights
+    ``log <W| prod_i (tau_i D + (1 - tau_i) E) |V>`` (2^L,), differentiable in (alpha, beta) (scalars).
+
+    Each word is normal-ordered from the right: a vector ``c_a`` holds the coefficients of ``E^a |V>``;
+    prepending E shifts ``a -> a + 1``; prepending D uses ``D E^a |V> = |V>/beta + sum_{j=1}^a E^j |V>``
+    (from DE = D + E); finally ``<W| E^a |V> = alpha^{-a}``. L <= 16."""
+    if not 1 <= L <= 16:
+        raise ValueError(f"enumeration supports 1 <= L <= 16, got L={L}")
+    a, b = _t(alpha).double(), _t(beta).double()
+    if a.ndim or b.ndim or float(a.detach()) <= 0 or float(b.detach()) <= 0:
+        raise ValueError(f"alpha, beta must be positive scalars, got {alpha}, {beta}")
+    conf = _tasep_configs(L)
+    n = len(conf)
+    c = torch.zeros(n, L + 1, dtype=torch.float64)
+    c[:, 0] = 1.0
+    logscale = torch.zeros(n, dtype=torch.float64)
+    for i in range(L - 1, -1, -1):
+        occ = torch.as_tensor(conf[:, i] == 1)[:, None]
+        shifted = torch.cat([torch.zeros(n, 1, dtype=torch.float64), c[:, :-1]], dim=1)  # E
+        tail = torch.flip(torch.cumsum(torch.flip(c, [1]), 1), [1])  # sum_{a >= j} c_a
+        dmul = torch.cat([tail[:, :1] / b, tail[:, 1:]], dim=1)  # D
+        c = torch.where(occ, dmul, shifted)
+        m = c.amax(1, keepdim=True).detach()
+        c, logscale = c / m, logscale + torch.log(m[:, 0])
+    powers = torch.exp(-torch.log(a) * torch.arange(L + 1, dtype=torch.float64))
+    return conf, logscale + torch.log(c @ powers)
+
+
+def tasep_generator_stationary(L: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Independent reference: the stationary distribution of the TASEP master equation, from the null vector
+    of the dense 2^L x 2^L generator (L <= 10). Returns configurations (2^L, L) and probabilities (2^L,)."""
+    if not 1 <= L <= 10:
+        raise ValueError(f"dense generator supports 1 <= L <= 10, got L={L}")
+    conf = _tasep_configs(L)
+    n = len(conf)
+    code = lambda c: int((c.astype(np.int64) << np.arange(L)).sum())  # noqa: E731
+    Q = np.zeros((n, n))
+    for s, c in enumerate(conf):
+        moves = []
+        if c[0] == 0:
+            moves.append((0, alpha))
+        for i in range(L - 1):
+            if c[i] == 1 and c[i + 1] == 0:
+                moves.append((("hop", i), 1.0))
+        if c[L - 1] == 1:
+            moves.append((L - 1, beta))
+        for mv, rate in moves:
+            d = c.copy()
+            if isinstance(mv, tuple):
+                d[mv[1]], d[mv[1] + 1] = 0, 1
+            else:
+                d[mv] = 1 - d[mv]
+            Q[s, code(d)] += rate
+            Q[s, s] -= rate
+    A = np.vstack([Q.T, np.ones(n)])
+    rhs = np.zeros(n + 1)
+    rhs[-1] = 1
+    p = np.linalg.lstsq(A, rhs, rcond=None)[0]
+    return conf, p
+
+
+def tasep_sample(L: int, alpha: float, beta: float, size: int, seed=0) -> np.ndarray:
+    """Exact stationary samples of the open TASEP by enumeration of the matrix-product weights, (size, L) int8."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    conf, lw = tasep_weights(L, alpha, beta)
+    p = torch.softmax(lw, 0).numpy()
+    return conf[rng.choice(len(conf), size=size, p=p)]
+
+
+def tasep_fisher(L: int, alpha: float, beta: float) -> torch.Tensor:
+    """Exact Fisher information (2, 2) of the stationary TASEP measure in (alpha, beta), by enumeration:
+    ``g = sum_tau P(tau) d log P d log P^T`` with derivatives by autograd."""
+    def logp(t):
+        return torch.log_softmax(tasep_weights(L, t[0], t[1])[1], 0)
+
+    t = torch.tensor([alpha, beta], dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(logp, t)  # (2^L, 2)
+    p = torch.exp(logp(t))
+    return (J * p[:, None]).T @ J
+
+
+def tasep_features(tau) -> np.ndarray:
+    """Per-sample features for the posterior network, (size, L) -> (size, L): the occupation numbers."""
+    tau = np.asarray(tau, dtype=np.float64)
+    if tau.ndim != 2:
+        raise ValueError(f"configurations must have shape (size, L), got {tau.shape}")
+    return tau
+
+
+def tasep_phase(alpha, beta) -> np.ndarray:
+    """Mean-field-exact phase labels of the open TASEP: 'LD' (alpha < min(beta, 1/2)), 'HD' (beta < min(alpha,
+    1/2)), 'MC' (alpha, beta >= 1/2)."""
+    a, b = np.broadcast_arrays(np.asarray(alpha, float), np.asarray(beta, float))
+    return np.where((a >= 0.5) & (b >= 0.5), "MC", np.where(a < b, "LD", "HD"))
