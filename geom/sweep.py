@@ -1,0 +1,846 @@
+"""Resumable descriptor sweeps (psi, nu, delta of Humayun et al. Eq. 4, Def. 3, Def. 1) over many latents.
+
+A sweep = a model spec + a latent source + descriptor settings. The latents are cut into fixed shards of
+``shard_size`` consecutive indices; each shard's rows are written to ``OUT/shards/part-NNNNNN.parquet``
+atomically (written under a hidden temporary name in the same folder, then renamed), so an interrupted sweep
+(Ctrl-C, SIGKILL, a lost machine) is resumed by running the same command again: finished shards are skipped,
+half-written temporary files are ignored and removed. The final table has every latent exactly once.
+``OUT/shards`` is a Parquet dataset (``pandas.read_parquet(OUT / "shards")``); ``OUT/sweep.json`` holds the
+settings (a re-run with different settings into the same folder is refused) and, once complete, the row count.
+
+Python::
+
+    from geom.sweep import SweepSpec, run_sweep
+    spec = SweepSpec(model="tiny-ldm", source="plane:64", k=120, dim=4, radius=1e-5, seed=0)
+    df = run_sweep(spec, "build/sweeps/tiny_ldm_plane64")             # local, in-process
+    df = run_sweep(spec, "build/sweeps/tiny_ldm_plane64", executor="ray")  # one actor per worker
+
+CLI (same settings)::
+
+    python -m geom.sweep --model tiny-ldm --plane 64 --out build/sweeps/tiny_ldm_plane64
+    python -m geom.sweep --model /models/stable-diffusion-v1-5 --plane 512 --k 120 --dim 4 \\
+        --executor ray --address auto --out /shared/sweeps/sd_plane512      # a Ray cluster of GPU machines
+
+Model specs (``MODELS``; add one with ``register_model``):
+    ``mlp:<seed>``               seeded ReLU MLP generator ``(B, 16) -> (B, 256)`` (tests, examples)
+    ``sd-vae-random:<size>``     diffusers ``AutoencoderKL`` with the Stable Diffusion v1 VAE config and seeded
+                                 random weights, latent ``(4, size, size)``, decoder ``z -> vae.decode(z / 0.18215)``
+    ``tiny-ldm``                 the embedded latent diffusion model's decoder (``geom.models.load_pipeline``)
+    ``<folder>``                 a local Stable Diffusion folder (``geom.models.load_pipeline`` when available,
+                                 else its ``vae/`` subfolder with diffusers)
+Latent sources:
+    ``plane:<N>[:<lo>:<hi>]``    ``N x N`` grid on the plane through three latents ``z0, z1, z2`` (standard normal,
+                                 seeded by ``latent_seed``, or ``anchors``: a ``.npy`` of shape ``(3, *latent_shape)``):
+                                 ``z(u, v) = z0 + u (z1 - z0) + v (z2 - z0)``, ``u, v`` in ``linspace(lo, hi, N)``
+                                 (default ``lo=-0.5, hi=1.5``); row ``index = i * N + j`` has ``u = t[i], v = t[j]``
+    ``npy:<file>``               an array of latents ``(n, *latent_shape)``, or of images ``(n, C, H, W)`` in
+                                 ``[-1, 1]`` that the model encodes (its posterior mean)
+    ``images:<folder>``          the images of a folder (sorted by name), resized to the model's image size and
+                                 encoded
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from . import paths
+from .complexity import local_complexity, with_module
+from .descriptors import local_rank, local_scaling, singular_values
+from .jacobian import jacobian, random_projection
+
+SHARD_DIR = "shards"
+MANIFEST = "sweep.json"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# Testing hook: seconds to sleep after computing a shard and after writing its temporary file (so that a
+# test can kill the sweep in the middle of a shard). Never set it in real runs.
+_DELAY_ENV = "GEOM_SWEEP_TEST_DELAY"
+
+
+# ----------------------------------------------------------------------------------------------- the spec
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to compute. ``model``/``source`` are spec strings (see the module docs); ``k``, ``dim``, ``radius``
+    and ``seed`` are those of ``geom.describe`` (paper: ``k=120``, ``dim=4``, ``radius=1e-5``);
+    ``k=None`` for no projection; ``complexity=False`` leaves delta out. ``shard_size`` latents per shard file
+    (the unit of resumption and of work sent to a Ray worker), ``batch_size`` latents per Jacobian batch.
+    ``dtype`` of the model and latents (``"float32"`` or ``"float64"``); ``latent_seed`` and ``anchors``
+    define the plane (see ``plane_latents``)."""
+
+    model: str
+    source: str
+    k: int | None = 120
+    dim: int = 4
+    radius: float = 1e-5
+    seed: int = 0
+    complexity: bool = True
+    shard_size: int = 64
+    batch_size: int = 16
+    dtype: str = "float32"
+    latent_seed: int = 0
+    anchors: str | None = None
+
+    def settings(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["anchors"] is not None:
+            d["anchors"] = str(paths.resolve(d["anchors"]))
+        return d
+
+
+# ----------------------------------------------------------------------------------------------- models
+@dataclass
+class LoadedModel:
+    """A generator ready for the descriptors: ``G`` ``(B, *latent_shape) -> (B, *out_shape)`` carrying a
+    ``.module`` (for ``local_complexity``), the ``latent_shape``, and optionally ``encode`` (images
+    ``(B, C, H, W)`` in ``[-1, 1]`` -> latents) with the ``image_size`` ``(C, H, W)`` it expects."""
+
+    G: Callable[[Tensor], Tensor]
+    latent_shape: tuple[int, ...]
+    encode: Callable[[Tensor], Tensor] | None = None
+    image_size: tuple[int, int, int] | None = None
+
+
+ModelLoader = Callable[[str, torch.device, torch.dtype], LoadedModel]
+MODELS: dict[str, ModelLoader] = {}
+
+
+def register_model(name: str, loader: ModelLoader) -> None:
+    """Register ``loader(arg, device, dtype) -> LoadedModel`` for specs ``name`` or ``name:<arg>``."""
+    MODELS[name] = loader
+
+
+def mlp_generator(seed: int = 0, sizes: tuple[int, ...] = (16, 128, 128, 256),
+                  dtype: torch.dtype = torch.float32) -> nn.Sequential:
+    """Seeded ReLU MLP generator ``(B, sizes[0]) -> (B, sizes[-1])`` (ReLU after every hidden layer)."""
+    g = torch.Generator().manual_seed(int(seed))
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        lin = nn.Linear(a, b, dtype=dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=dtype) * (2 / a) ** 0.5)
+            lin.bias.copy_(torch.randn(b, generator=g, dtype=dtype) * 0.1)
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers).eval()
+
+
+def _load_mlp(arg: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    seed = _int_arg(arg or "0", "mlp:<seed>")
+    net = mlp_generator(seed, dtype=dtype).to(device)
+    return LoadedModel(G=net, latent_shape=(net[0].in_features,))
+
+
+SD_V1_VAE_CONFIG = dict(  # runwayml/stable-diffusion-v1-5, vae/config.json
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32, act_fn="silu",
+    block_out_channels=(128, 256, 512, 512), sample_size=512, scaling_factor=0.18215,
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+
+
+def sd_vae_random(seed: int = 0, dtype: torch.dtype = torch.float32):
+    """diffusers ``AutoencoderKL`` with the Stable Diffusion v1 VAE architecture and seeded random weights
+    (``kaiming_uniform`` convolutions/linears drawn from a local ``torch.Generator``; global RNG untouched)."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(**SD_V1_VAE_CONFIG)
+    g = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for m in vae.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=g)
+                if m.bias is not None:
+                    bound = 1 / math.sqrt(m.weight[0].numel())
+                    m.bias.copy_((torch.rand(m.bias.shape, generator=g) * 2 - 1) * bound)
+    return vae.to(dtype).eval()
+
+
+def _vae_model(vae, latent_shape: tuple[int, ...], image_size: tuple[int, int, int]) -> LoadedModel:
+    sf = float(vae.config.scaling_factor)
+    G = with_module(lambda z: vae.decode(z / sf).sample, vae)
+    return LoadedModel(G=G, latent_shape=latent_shape, image_size=image_size,
+                       encode=lambda x: vae.encode(x).latent_dist.mean * sf)
+
+
+def _load_sd_vae_random(arg: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    size = _int_arg(arg or "16", "sd-vae-random:<latent_size>")
+    if size < 1:
+        raise ValueError(f"sd-vae-random:<latent_size> needs a latent size >= 1, got {size}")
+    vae = sd_vae_random(0, dtype).to(device)
+    return _vae_model(vae, (4, size, size), (3, 8 * size, 8 * size))
+
+
+def _pipeline_model(pipe) -> LoadedModel:
+    """Wrap an object of ``geom.models.load_pipeline`` (``vae_decode``, ``latent_shape``, optional
+    ``vae_encode``)."""
+    module = pipe if isinstance(pipe, nn.Module) else None
+    for attr in ("vae", "decoder", "module", "model"):
+        if module is None and isinstance(getattr(pipe, attr, None), nn.Module):
+            module = getattr(pipe, attr)
+    G = pipe.vae_decode
+    if module is not None:
+        G = with_module(lambda z: pipe.vae_decode(z), module)
+    latent_shape = tuple(int(s) for s in pipe.latent_shape)
+    encode = getattr(pipe, "vae_encode", None)
+    image_size = getattr(pipe, "image_shape", None) or getattr(pipe, "image_size", None)
+    if isinstance(image_size, int):
+        image_size = (3, image_size, image_size)
+    if image_size is None and len(latent_shape) == 3:
+        image_size = (3, 8 * latent_shape[1], 8 * latent_shape[2])
+    return LoadedModel(G=G, latent_shape=latent_shape, encode=encode,
+                       image_size=tuple(image_size) if image_size is not None else None)
+
+
+def _load_pipeline(name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    try:
+        from .models import load_pipeline  # provided by the latent diffusion issue
+    except ImportError:
+        load_pipeline = None
+    if load_pipeline is not None:
+        try:
+            pipe = load_pipeline(name, device=device, dtype=dtype)
+        except TypeError:  # an older signature without device/dtype
+            pipe = load_pipeline(name)
+        return _pipeline_model(pipe)
+    folder = Path(name)
+    if folder.is_dir() and (folder / "vae" / "config.json").exists():
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype).to(device).eval()
+        down = 2 ** (len(vae.config.block_out_channels) - 1)
+        s = int(vae.config.sample_size)
+        return _vae_model(vae, (int(vae.config.latent_channels), s // down, s // down), (3, s, s))
+    raise ValueError(f"model {name!r} needs geom.models.load_pipeline, which this checkout does not have yet")
+
+
+def _load_tiny_ldm(arg: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    return _load_pipeline("tiny-ldm", device, dtype)
+
+
+register_model("mlp", _load_mlp)
+register_model("sd-vae-random", _load_sd_vae_random)
+register_model("tiny-ldm", _load_tiny_ldm)
+
+
+def _int_arg(s: str, form: str) -> int:
+    try:
+        return int(s)
+    except ValueError:
+        raise ValueError(f"expected {form} with an integer, got {s!r}") from None
+
+
+def check_model_spec(model: str) -> None:
+    """Raise ``ValueError`` for a model spec that names no registered model nor a local folder."""
+    if not isinstance(model, str) or not model:
+        raise ValueError(f"model spec must be a non-empty string, got {model!r}")
+    name, _, arg = model.partition(":")
+    if name in MODELS:
+        if name == "mlp" and arg:
+            _int_arg(arg, "mlp:<seed>")
+        if name == "sd-vae-random" and arg and _int_arg(arg, "sd-vae-random:<latent_size>") < 1:
+            raise ValueError(f"sd-vae-random:<latent_size> needs a latent size >= 1, got {arg}")
+        return
+    p = paths.resolve(model)
+    if p.is_dir():
+        return
+    known = ", ".join(["mlp:<seed>", "sd-vae-random:<latent_size>", "tiny-ldm", "<local Stable Diffusion folder>"]
+                      + [n for n in MODELS if n not in ("mlp", "sd-vae-random", "tiny-ldm")])
+    raise ValueError(f"unknown model spec {model!r} (and no folder {p}); known: {known}")
+
+
+def load_model(model: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> LoadedModel:
+    """Load a model spec (see the module docs) onto ``device`` in ``dtype``."""
+    check_model_spec(model)
+    device = torch.device(device)
+    dtype = _dtype(dtype)
+    name, _, arg = model.partition(":")
+    if name in MODELS:
+        return MODELS[name](arg, device, dtype)
+    return _load_pipeline(str(paths.resolve(model)), device, dtype)
+
+
+def _dtype(d: str | torch.dtype) -> torch.dtype:
+    if isinstance(d, torch.dtype):
+        return d
+    if d not in ("float32", "float64", "float16", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32' or 'float64' (or float16/bfloat16 on GPU), got {d!r}")
+    return getattr(torch, d)
+
+
+# ----------------------------------------------------------------------------------------------- sources
+@dataclass(frozen=True)
+class PlaneSource:
+    n: int
+    lo: float = -0.5
+    hi: float = 1.5
+
+
+def parse_source(source: str) -> PlaneSource | tuple[str, Path]:
+    """``plane:N[:lo:hi]`` -> ``PlaneSource``; ``npy:<file>`` / ``images:<folder>`` -> ``(kind, path)``.
+    Raises ``ValueError``/``FileNotFoundError`` for a bad spec (grid size < 1, missing file...)."""
+    if not isinstance(source, str) or ":" not in source:
+        raise ValueError(f"latent source must be 'plane:N[:lo:hi]', 'npy:<file>' or 'images:<folder>', got {source!r}")
+    kind, _, rest = source.partition(":")
+    if kind == "plane":
+        parts = rest.split(":")
+        if len(parts) not in (1, 3):
+            raise ValueError(f"plane source must be 'plane:N' or 'plane:N:lo:hi', got {source!r}")
+        n = _int_arg(parts[0], "plane:N")
+        if n < 1:
+            raise ValueError(f"plane grid size must be >= 1 (an N x N grid), got N={n}")
+        if len(parts) == 3:
+            lo, hi = float(parts[1]), float(parts[2])
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"plane extent must be finite, got lo={lo}, hi={hi}")
+            return PlaneSource(n, lo, hi)
+        return PlaneSource(n)
+    if kind in ("npy", "images"):
+        p = paths.resolve(rest)
+        if kind == "npy" and not p.is_file():
+            raise FileNotFoundError(f"latent source {source!r}: no file {p}")
+        if kind == "images":
+            if not p.is_dir():
+                raise FileNotFoundError(f"latent source {source!r}: no folder {p}")
+            if not _image_files(p):
+                raise ValueError(f"latent source {source!r}: no images ({', '.join(IMAGE_SUFFIXES)}) in {p}")
+        return kind, p
+    raise ValueError(f"unknown latent source kind {kind!r} in {source!r}; use plane:N, npy:<file> or images:<folder>")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def plane_anchors(latent_shape: tuple[int, ...], latent_seed: int = 0, anchors: str | None = None,
+                  dtype: torch.dtype = torch.float32) -> Tensor:
+    """The three latents ``(3, *latent_shape)`` spanning the plane: from ``anchors`` (``.npy``) or standard
+    normal drawn from ``torch.Generator().manual_seed(latent_seed)``."""
+    if anchors is not None:
+        a = torch.as_tensor(np.load(paths.resolve(anchors)))
+        if tuple(a.shape) != (3, *latent_shape):
+            raise ValueError(f"anchors must have shape (3, *latent_shape) = {(3, *latent_shape)}, got {tuple(a.shape)}")
+        return a.to(dtype)
+    g = torch.Generator().manual_seed(int(latent_seed))
+    return torch.randn(3, *latent_shape, generator=g, dtype=torch.float64).to(dtype)
+
+
+def plane_coords(src: PlaneSource, index: np.ndarray) -> dict[str, np.ndarray]:
+    """Grid coordinates of flat indices: ``i = index // N``, ``j = index % N``, ``u = t[i]``, ``v = t[j]`` with
+    ``t = linspace(lo, hi, N)``."""
+    t = np.linspace(src.lo, src.hi, src.n)
+    i, j = index // src.n, index % src.n
+    return {"i": i.astype(np.int64), "j": j.astype(np.int64), "u": t[i], "v": t[j]}
+
+
+def plane_latents(anchors: Tensor, src: PlaneSource, index: np.ndarray) -> Tensor:
+    """``z(u, v) = z0 + u (z1 - z0) + v (z2 - z0)`` at flat grid indices -> ``(len(index), *latent_shape)``."""
+    c = plane_coords(src, index)
+    z0, z1, z2 = anchors.to(torch.float64)
+    u = torch.as_tensor(c["u"]).reshape(-1, *([1] * z0.ndim))
+    v = torch.as_tensor(c["v"]).reshape(-1, *([1] * z0.ndim))
+    return (z0 + u * (z1 - z0) + v * (z2 - z0)).to(anchors.dtype)
+
+
+# ----------------------------------------------------------------------------------------------- compute
+class ShardComputer:
+    """Holds a loaded model, the output projection and the polytope basis; computes one shard's rows.
+    The local executor makes one; a Ray worker (actor) makes one at start-up, so the model loads once."""
+
+    def __init__(self, spec: SweepSpec, device: str | None = None):
+        self.spec = spec
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = _dtype(spec.dtype)
+        self.model = load_model(spec.model, self.device, self.dtype)
+        self.E = math.prod(self.model.latent_shape)
+        self._P: Tensor | None = None
+        self._rows = None
+        self.dim = min(int(spec.dim), self.E)
+        self.basis = (random_projection(self.E, self.dim, seed=spec.seed + 1, dtype=self.dtype,
+                                        device=self.device).T if spec.complexity else None)
+
+    def _projection(self, z: Tensor) -> Tensor | None:
+        if self._rows is None:
+            with torch.no_grad():
+                D = math.prod(self.model.G(z[:1]).shape[1:])
+            k = self.spec.k
+            if k is not None and k > D:
+                raise ValueError(f"k={k} is larger than the output dimension D={D} of {self.spec.model!r}; "
+                                 f"use k <= {D} or k=None")
+            self._P = None if k is None else random_projection(D, k, seed=self.spec.seed, dtype=self.dtype,
+                                                                device=self.device)
+            self._rows = D if k is None else k
+        return self._P
+
+    def check(self) -> None:
+        """One forward pass on a zero latent: catches a ``k`` larger than the output before any shard."""
+        self._projection(torch.zeros(1, *self.model.latent_shape, dtype=self.dtype, device=self.device))
+
+    def describe(self, z: Tensor) -> dict[str, np.ndarray]:
+        """psi, nu (and delta) of latents ``z`` ``(n, *latent_shape)``, in batches of ``spec.batch_size``
+        (same numbers as ``geom.describe`` with the same settings)."""
+        z = z.to(device=self.device, dtype=self.dtype)
+        P = self._projection(z)
+        psi, nu, delta = [], [], []
+        for s in range(0, z.shape[0], self.spec.batch_size):
+            zb = z[s:s + self.spec.batch_size]
+            J = jacobian(self.model.G, zb, projection=P)
+            sv = singular_values(J)
+            psi.append(local_scaling(sv, dtype=J.dtype, shape=(self._rows, self.E)).cpu())
+            nu.append(local_rank(sv).cpu())
+            if self.spec.complexity:
+                delta.append(local_complexity(self.model.G, zb, radius=self.spec.radius, dim=self.dim,
+                                              basis=self.basis).cpu())
+        out = {"psi": torch.cat(psi).numpy(), "nu": torch.cat(nu).numpy()}
+        if self.spec.complexity:
+            out["delta"] = torch.cat(delta).numpy().astype(np.int64)
+        return out
+
+    def run_shard(self, shard: int, index: np.ndarray, z: Tensor) -> pd.DataFrame:
+        """Rows of one shard (without the coordinate columns, which the driver adds)."""
+        vals = self.describe(z)
+        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+        if delay:
+            time.sleep(delay)
+        return pd.DataFrame({"index": index.astype(np.int64), **vals})
+
+
+# ----------------------------------------------------------------------------------------------- the sweep
+class Sweep:
+    """A sweep in an output folder: validates the spec and the folder, materialises the latent source, knows
+    which shards are done, writes shards atomically and assembles the table."""
+
+    def __init__(self, spec: SweepSpec, out_dir: str | Path, overwrite: bool = False):
+        if not isinstance(spec, SweepSpec):
+            raise TypeError(f"spec must be a geom.sweep.SweepSpec, got {type(spec).__name__}")
+        self.spec = spec
+        check_model_spec(spec.model)
+        self.source = parse_source(spec.source)
+        if spec.k is not None and int(spec.k) < 1:
+            raise ValueError(f"k must be >= 1 or None, got {spec.k}")
+        if int(spec.dim) < 1:
+            raise ValueError(f"dim must be >= 1, got {spec.dim}")
+        if not (spec.radius > 0 and math.isfinite(spec.radius)):
+            raise ValueError(f"radius must be a finite number > 0, got {spec.radius}")
+        if int(spec.shard_size) < 1 or int(spec.batch_size) < 1:
+            raise ValueError(f"shard_size and batch_size must be >= 1, got {spec.shard_size}, {spec.batch_size}")
+        _dtype(spec.dtype)
+        if spec.anchors is not None and not paths.resolve(spec.anchors).is_file():
+            raise FileNotFoundError(f"anchors file {paths.resolve(spec.anchors)} does not exist")
+        self.out = paths.resolve(out_dir)
+        self.shard_dir = self.out / SHARD_DIR
+        self._prepare_dir(overwrite)
+        self._latents: Tensor | None = None
+        self._anchors: Tensor | None = None
+        self.n: int | None = self.source.n ** 2 if isinstance(self.source, PlaneSource) else None
+
+    # -- output folder
+    def _prepare_dir(self, overwrite: bool) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise NotADirectoryError(f"output {self.out} exists and is not a directory")
+        try:
+            self.shard_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.shard_dir / f".probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise PermissionError(f"output directory {self.out} is not writable: {e}") from e
+        man = self.out / MANIFEST
+        if man.exists():
+            old = json.loads(man.read_text())
+            if old.get("settings") != self.spec.settings():
+                if not overwrite:
+                    diff = {k: (old.get("settings", {}).get(k), v) for k, v in self.spec.settings().items()
+                            if old.get("settings", {}).get(k) != v}
+                    raise ValueError(f"{self.out} holds a sweep with other settings (old, new): {diff}; use "
+                                     f"another output folder, or overwrite=True / --overwrite to start afresh")
+                for f in self.shard_dir.glob("*.parquet"):
+                    f.unlink()
+                man.unlink()
+        for f in self.shard_dir.glob(".tmp-*"):  # leftovers of a killed run
+            f.unlink(missing_ok=True)
+        if not man.exists():
+            self._write_manifest({"settings": self.spec.settings(), "complete": False})
+
+    def _write_manifest(self, d: dict) -> None:
+        _atomic_write_bytes(self.out / MANIFEST, json.dumps(d, indent=1).encode())
+
+    # -- latents
+    def prepare(self, model: LoadedModel | None = None) -> None:
+        """Materialise the latents of an array/image source (encoding with ``model`` if they are images),
+        cached in ``OUT/latents.npy`` so a resumed sweep does not encode again; the plane needs nothing
+        but the latent shape."""
+        if isinstance(self.source, PlaneSource):
+            if self._anchors is None:
+                if model is None:
+                    raise ValueError("the plane source needs the model's latent shape: pass the loaded model")
+                self._anchors = plane_anchors(model.latent_shape, self.spec.latent_seed, self.spec.anchors,
+                                              _dtype(self.spec.dtype))
+            return
+        cache = self.out / "latents.npy"
+        if cache.exists():
+            self._latents = torch.as_tensor(np.load(cache))
+        else:
+            if model is None:
+                raise ValueError("this latent source needs the model: pass the loaded model")
+            self._latents = _source_latents(self.source, model, _dtype(self.spec.dtype))
+            buf = self.out / f".tmp-latents-{uuid.uuid4().hex}.npy"
+            np.save(buf, self._latents.cpu().numpy())
+            os.replace(buf, cache)
+        self.n = int(self._latents.shape[0])
+
+    def latents(self, index: np.ndarray) -> Tensor:
+        if isinstance(self.source, PlaneSource):
+            return plane_latents(self._anchors, self.source, index)
+        return self._latents[torch.as_tensor(index)]
+
+    # -- shards
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(self.n / self.spec.shard_size)
+
+    def shard_index(self, shard: int) -> np.ndarray:
+        s = self.spec.shard_size
+        return np.arange(shard * s, min((shard + 1) * s, self.n), dtype=np.int64)
+
+    def shard_path(self, shard: int) -> Path:
+        return self.shard_dir / f"part-{shard:06d}.parquet"
+
+    def pending(self) -> list[int]:
+        return [s for s in range(self.n_shards) if not self.shard_path(s).exists()]
+
+    def finish_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Add grid coordinates and the settings columns to a shard's rows."""
+        idx = rows["index"].to_numpy()
+        cols: dict[str, Any] = {"index": idx}
+        if isinstance(self.source, PlaneSource):
+            cols.update(plane_coords(self.source, idx))
+        for c in rows.columns:
+            if c != "index":
+                cols[c] = rows[c].to_numpy()
+        df = pd.DataFrame(cols)
+        df["model"] = self.spec.model
+        df["k"] = -1 if self.spec.k is None else int(self.spec.k)
+        df["dim"] = int(self.spec.dim)
+        df["radius"] = float(self.spec.radius)
+        df["seed"] = int(self.spec.seed)
+        return df
+
+    def write_shard(self, shard: int, rows: pd.DataFrame) -> None:
+        expect = self.shard_index(shard)
+        got = rows["index"].to_numpy()
+        if not np.array_equal(got, expect):
+            raise RuntimeError(f"shard {shard} returned indices {got[:5]}... instead of {expect[:5]}...")
+        df = self.finish_rows(rows)
+        tmp = self.shard_dir / f".tmp-{shard:06d}-{uuid.uuid4().hex}.parquet"
+        df.to_parquet(tmp, index=False)
+        _fsync(tmp)
+        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+        if delay:
+            time.sleep(delay)
+        os.replace(tmp, self.shard_path(shard))
+
+    def table(self) -> pd.DataFrame:
+        """All shards as one DataFrame sorted by ``index``; checks every latent is there exactly once."""
+        files = [self.shard_path(s) for s in range(self.n_shards)]
+        missing = [f.name for f in files if not f.exists()]
+        if missing:
+            raise RuntimeError(f"sweep {self.out} is incomplete: {len(missing)} shards missing ({missing[:3]}...)")
+        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        idx = df["index"].to_numpy()
+        if len(df) != self.n or not np.array_equal(np.sort(idx), np.arange(self.n)):
+            raise RuntimeError(f"sweep {self.out}: {len(df)} rows for {self.n} latents (lost or duplicated rows)")
+        return df.sort_values("index", kind="stable").reset_index(drop=True)
+
+    def mark_complete(self) -> None:
+        self._write_manifest({"settings": self.spec.settings(), "complete": True, "rows": int(self.n),
+                              "shards": int(self.n_shards)})
+
+
+def _source_latents(source: tuple[str, Path], model: LoadedModel, dtype: torch.dtype) -> Tensor:
+    kind, p = source
+    if kind == "npy":
+        a = torch.as_tensor(np.load(p))
+        if tuple(a.shape[1:]) == tuple(model.latent_shape):
+            return a.to(dtype)
+        images = a
+    else:
+        from PIL import Image
+
+        if model.image_size is None:
+            raise ValueError("this model has no image size to resize the images to")
+        c, h, w = model.image_size
+        arr = []
+        for f in _image_files(p):
+            im = Image.open(f).convert("RGB" if c == 3 else "L").resize((w, h), Image.BICUBIC)
+            x = np.asarray(im, dtype=np.float32) / 127.5 - 1
+            arr.append(x.reshape(h, w, -1).transpose(2, 0, 1))
+        images = torch.as_tensor(np.stack(arr))
+    if model.encode is None:
+        raise ValueError(f"the latent array has shape {tuple(images.shape)}, not (n, *{tuple(model.latent_shape)}), "
+                         f"and the model has no encoder to map images to latents")
+    if images.ndim != 4:
+        raise ValueError(f"images to encode must be (n, C, H, W) in [-1, 1], got shape {tuple(images.shape)}")
+    dev = next(iter(_module_of(model).parameters())).device
+    out = []
+    with torch.no_grad():
+        for s in range(0, images.shape[0], 8):
+            out.append(model.encode(images[s:s + 8].to(device=dev, dtype=dtype)).cpu())
+    return torch.cat(out)
+
+
+def _module_of(model: LoadedModel) -> nn.Module:
+    return model.G if isinstance(model.G, nn.Module) else model.G.module  # type: ignore[attr-defined]
+
+
+def _fsync(p: Path) -> None:
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex}"
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------- executors
+def run_sweep(spec: SweepSpec, out_dir: str | Path, executor: str = "local", address: str | None = None,
+              workers: int | None = None, num_cpus: int | None = None, device: str | None = None,
+              overwrite: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Run (or resume) a sweep and return its table: one row per latent, sorted by ``index``.
+
+    Columns: ``index`` (and ``i, j, u, v`` for a plane), ``psi``, ``nu`` (float64), ``delta`` (int64, when
+    ``spec.complexity``), and the settings ``model, k, dim, radius, seed`` (``k = -1``: no projection).
+    Shards already in ``out_dir`` are skipped. ``executor="local"`` computes in this process; ``"ray"``
+    runs one actor per worker (``ray.init(address)``: a new local instance with ``num_cpus`` CPUs when
+    ``address`` is None, else joins that cluster, e.g. ``"auto"``); ``workers`` defaults to the number of
+    GPUs in the cluster (one GPU each), else its CPUs. ``device``: ``"cpu"``/``"cuda"``, default CUDA
+    when available.
+    """
+    if executor not in ("local", "ray"):
+        raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    sweep = Sweep(spec, out_dir, overwrite=overwrite)
+    if executor == "local":
+        comp = ShardComputer(spec, device)
+        comp.check()
+        sweep.prepare(comp.model)
+        _run_local(sweep, comp, progress)
+    else:
+        _run_ray(sweep, address, workers, num_cpus, device, progress)
+    df = sweep.table()
+    sweep.mark_complete()
+    return df
+
+
+def load_sweep(out_dir: str | Path) -> pd.DataFrame:
+    """The table of a finished sweep folder (sorted by ``index``)."""
+    out = paths.resolve(out_dir)
+    man = out / MANIFEST
+    if not man.exists():
+        raise FileNotFoundError(f"no sweep in {out} (missing {MANIFEST})")
+    sweep = Sweep(SweepSpec(**json.loads(man.read_text())["settings"]), out)
+    if sweep.n is None:  # an array/image source: the row count is that of the cached latents
+        if not (out / "latents.npy").exists():
+            raise RuntimeError(f"sweep {out} never started")
+        sweep.prepare()
+    return sweep.table()
+
+
+def _run_local(sweep: Sweep, comp: ShardComputer, progress: bool) -> None:
+    todo = sweep.pending()
+    bar = tqdm(total=sweep.n_shards, initial=sweep.n_shards - len(todo), desc="sweep shards", unit="shard",
+               disable=not progress)
+    for s in todo:
+        idx = sweep.shard_index(s)
+        sweep.write_shard(s, comp.run_shard(s, idx, sweep.latents(idx)))
+        bar.update(1)
+    bar.close()
+
+
+class _RayWorker:
+    """Ray actor body: loads the model once, then computes shards sent by the driver."""
+
+    def __init__(self, spec_dict: dict, device: str | None):
+        self.comp = ShardComputer(SweepSpec(**spec_dict), device)
+
+    def info(self) -> dict:
+        return {"pid": os.getpid(), "device": str(self.comp.device), "latent_shape": self.comp.model.latent_shape}
+
+    def check(self) -> None:
+        self.comp.check()
+
+    def run_shard(self, shard: int, index: np.ndarray, z: Tensor) -> pd.DataFrame:
+        return self.comp.run_shard(shard, index, z)
+
+
+def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: int | None,
+             device: str | None, progress: bool, max_attempts: int = 3) -> None:
+    try:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+    except ImportError as e:
+        raise ImportError("executor='ray' needs ray (pip install ray)") from e
+    started = not ray.is_initialized()
+    if started:
+        kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True)
+        if address is None:
+            kw["num_cpus"] = num_cpus
+        ray.init(address=address, **kw)
+    try:
+        res = ray.cluster_resources()
+        n_gpu, n_cpu = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+        if device == "cpu":
+            n_gpu = 0
+        Actor = ray.remote(_RayWorker)
+        opts = dict(num_gpus=1, num_cpus=1) if n_gpu else dict(num_cpus=1)
+        settings = dataclasses.asdict(sweep.spec)
+        dev = device or ("cuda" if n_gpu else "cpu")
+
+        def new_actor():
+            return Actor.options(max_restarts=0, **opts).remote(settings, dev)
+
+        # the driver needs the latent shape (plane) or the encoded latents (arrays/images)
+        if isinstance(sweep.source, PlaneSource) or (sweep.out / "latents.npy").exists():
+            probe = None
+        else:
+            probe = load_model(sweep.spec.model, "cpu", sweep.spec.dtype)
+        first = new_actor()
+        info = ray.get(first.info.remote())
+        _unwrap(ray, RayTaskError, lambda: ray.get(first.check.remote()))
+        if isinstance(sweep.source, PlaneSource):
+            sweep._anchors = plane_anchors(tuple(info["latent_shape"]), sweep.spec.latent_seed, sweep.spec.anchors,
+                                           _dtype(sweep.spec.dtype))
+        else:
+            sweep.prepare(probe)
+        todo = sweep.pending()
+        n_workers = int(workers) if workers else (n_gpu or n_cpu)
+        n_workers = max(1, min(n_workers, len(todo)))
+        actors = [first] + [new_actor() for _ in range(n_workers - 1)]
+        bar = tqdm(total=sweep.n_shards, initial=sweep.n_shards - len(todo), desc="sweep shards (ray)",
+                   unit="shard", disable=not progress)
+        queue = list(todo)
+        attempts: dict[int, int] = {}
+        running: dict[Any, tuple[int, int]] = {}  # future -> (shard, actor slot)
+
+        def submit(slot: int) -> None:
+            if queue:
+                s = queue.pop(0)
+                idx = sweep.shard_index(s)
+                fut = actors[slot].run_shard.remote(s, idx, sweep.latents(idx))
+                running[fut] = (s, slot)
+
+        for slot in range(len(actors)):
+            submit(slot)
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            fut = done[0]
+            s, slot = running.pop(fut)
+            try:
+                rows = ray.get(fut)
+            except RayActorError as e:  # the worker died (killed, OOM, lost node): new worker, shard again
+                attempts[s] = attempts.get(s, 0) + 1
+                if attempts[s] >= max_attempts:
+                    raise RuntimeError(f"shard {s} failed {attempts[s]} times (worker died): {e}") from e
+                print(f"geom.sweep: worker of shard {s} died ({type(e).__name__}); restarting it and retrying",
+                      file=sys.stderr)
+                queue.insert(0, s)
+                try:
+                    ray.kill(actors[slot], no_restart=True)
+                except Exception:
+                    pass
+                actors[slot] = new_actor()
+                submit(slot)
+                continue
+            except RayTaskError as e:
+                raise e.as_instanceof_cause() from None
+            sweep.write_shard(s, rows)
+            bar.update(1)
+            submit(slot)
+        bar.close()
+        for a in actors:
+            ray.kill(a)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _unwrap(ray, RayTaskError, fn):
+    try:
+        return fn()
+    except RayTaskError as e:
+        raise e.as_instanceof_cause() from None
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m geom.sweep", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="mlp:<seed>, sd-vae-random:<latent_size>, tiny-ldm or a folder")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--plane", type=int, metavar="N", help="N x N grid on the plane through three latents")
+    src.add_argument("--latents", metavar="FILE.npy", help="latents (n, *latent_shape) or images to encode")
+    src.add_argument("--images", metavar="FOLDER", help="a folder of images to encode")
+    src.add_argument("--source", help="a source spec string (plane:N[:lo:hi], npy:<file>, images:<folder>)")
+    ap.add_argument("--extent", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="plane coordinates u, v in [LO, HI] (default -0.5 1.5)")
+    ap.add_argument("--anchors", help=".npy (3, *latent_shape): the three latents of the plane")
+    ap.add_argument("--latent-seed", type=int, default=0, help="seed of the plane's three latents")
+    ap.add_argument("--out", required=True, help="output folder (resumed when it holds the same sweep)")
+    ap.add_argument("--k", type=int, default=120, help="output projection dimension (0: none)")
+    ap.add_argument("--dim", type=int, default=4, help="cross-polytope dimension P for delta")
+    ap.add_argument("--radius", type=float, default=1e-5, help="cross-polytope radius for delta")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the projection and polytope basis")
+    ap.add_argument("--no-complexity", action="store_true", help="skip delta")
+    ap.add_argument("--shard-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
+    ap.add_argument("--executor", default="local", choices=["local", "ray"])
+    ap.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://host:10001'); "
+                                                     "default: start a local Ray instance")
+    ap.add_argument("--workers", type=int, default=None, help="Ray workers (default: #GPUs, else #CPUs)")
+    ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--overwrite", action="store_true", help="discard a different sweep in --out")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    if a.plane is not None:
+        source = f"plane:{a.plane}" + (f":{a.extent[0]}:{a.extent[1]}" if a.extent else "")
+    elif a.latents:
+        source = f"npy:{a.latents}"
+    elif a.images:
+        source = f"images:{a.images}"
+    else:
+        source = a.source
+    spec = SweepSpec(model=a.model, source=source, k=a.k or None, dim=a.dim, radius=a.radius, seed=a.seed,
+                     complexity=not a.no_complexity, shard_size=a.shard_size, batch_size=a.batch_size,
+                     dtype=a.dtype, latent_seed=a.latent_seed, anchors=a.anchors)
+    try:
+        df = run_sweep(spec, a.out, executor=a.executor, address=a.address, workers=a.workers,
+                       num_cpus=a.num_cpus, device=a.device, overwrite=a.overwrite, progress=not a.no_progress)
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError) as e:
+        print(f"geom.sweep: error: {e}", file=sys.stderr)
+        return 2
+    print(f"geom.sweep: {len(df)} rows in {paths.resolve(a.out) / SHARD_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""geom.sweep: resumable descriptor sweeps. The reference is an uninterrupted in-process run; the sweep is
+killed mid-run (SIGKILL, and with Ray also one worker actor), resumed, and must give the same table row for
+row (no row lost, none duplicated, same numbers). Bad specs fail before any work starts."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import torch
+
+import geom
+from geom import paths
+from geom.sweep import (MODELS, LoadedModel, ShardComputer, Sweep, SweepSpec, load_sweep, mlp_generator,
+                        register_model, run_sweep)
+
+N = 16          # 16 x 16 plane = 256 latents
+SHARD = 16      # -> 16 shards
+SPEC = SweepSpec(model="mlp:0", source=f"plane:{N}", k=32, dim=4, radius=0.05, seed=3, shard_size=SHARD,
+                 batch_size=16, dtype="float64", latent_seed=1)
+CLI_ARGS = ["--model", "mlp:0", "--plane", str(N), "--k", "32", "--dim", "4", "--radius", "0.05", "--seed", "3",
+            "--shard-size", str(SHARD), "--batch-size", "16", "--dtype", "float64", "--latent-seed", "1",
+            "--no-progress"]
+N_SHARDS = N * N // SHARD
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Uninterrupted single-process run."""
+    return run_sweep(SPEC, tmp_path_factory.mktemp("ref"), progress=False)
+
+
+def _cli(out: Path, *extra: str, delay: float = 0.0) -> subprocess.Popen:
+    env = dict(os.environ, GEOM_SWEEP_TEST_DELAY=str(delay), RAY_USAGE_STATS_ENABLED="0",
+               PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "geom.sweep", *CLI_ARGS, "--out", str(out), *extra],
+                            cwd=paths.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _parts(out: Path) -> list[Path]:
+    return sorted((out / "shards").glob("part-*.parquet"))
+
+
+def _wait_for_parts(proc: subprocess.Popen, out: Path, n: int, timeout: float = 120) -> None:
+    t0 = time.time()
+    while len(_parts(out)) < n:
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep exited early (rc={proc.returncode}): {proc.stderr.read()[-3000:]}")
+        if time.time() - t0 > timeout:
+            proc.kill()
+            raise AssertionError(f"no {n} shards after {timeout} s")
+        time.sleep(0.05)
+
+
+def _kill_group(proc: subprocess.Popen, descendants: list[psutil.Process]) -> list[int]:
+    """SIGKILL the CLI; return the pids of its descendants still alive 30 s later (then kill them)."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(descendants, timeout=30)
+    stray = [p.pid for p in alive]
+    for p in alive:  # clean up whatever we started, by pid
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return stray
+
+
+def _assert_same(got: pd.DataFrame, ref: pd.DataFrame) -> None:
+    assert len(got) == len(ref) == N * N
+    assert got["index"].is_unique and (got["index"].to_numpy() == np.arange(N * N)).all()
+    pd.testing.assert_frame_equal(got, ref, check_exact=False, rtol=1e-12, atol=1e-12)
+    assert (got["delta"].to_numpy() == ref["delta"].to_numpy()).all()
+
+
+def test_sweep_matches_describe(tmp_path, reference):
+    """The sweep's numbers are geom.describe's on the same latents, and the plane is z0 + u(z1-z0) + v(z2-z0)."""
+    comp = ShardComputer(SPEC)
+    sw = Sweep(SPEC, tmp_path)
+    sw.prepare(comp.model)
+    z = sw.latents(np.arange(N * N))
+    ref = geom.describe(comp.model.G, z, k=32, radius=0.05, dim=4, seed=3, batch_size=16, progress=False)
+    np.testing.assert_array_equal(reference["psi"].to_numpy(), ref["psi"].to_numpy())
+    np.testing.assert_array_equal(reference["nu"].to_numpy(), ref["nu"].to_numpy())
+    np.testing.assert_array_equal(reference["delta"].to_numpy(), ref["delta"].to_numpy())
+    assert reference["delta"].max() > 0, "radius too small to exercise delta"
+    g = torch.Generator().manual_seed(1)
+    z0, z1, z2 = torch.randn(3, 16, generator=g, dtype=torch.float64)
+    r = reference.iloc[37]
+    torch.testing.assert_close(z[37], z0 + r.u * (z1 - z0) + r.v * (z2 - z0))
+    assert (r.i, r.j) == (37 // N, 37 % N) and r.u == np.linspace(-0.5, 1.5, N)[r.i]
+
+
+def test_resume_in_process_skips_done_shards(tmp_path, reference):
+    out = tmp_path / "sw"
+    run_sweep(SPEC, out, progress=False)
+    for p in _parts(out)[5:]:
+        p.unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in _parts(out)}
+    (out / "shards" / ".tmp-000007-dead.parquet").write_bytes(b"half a file")
+    got = run_sweep(SPEC, out, progress=False)
+    _assert_same(got, reference)
+    assert {p.name: p.stat().st_mtime_ns for p in _parts(out)[:5]} == kept
+    assert not list((out / "shards").glob(".tmp-*"))
+    _assert_same(load_sweep(out), reference)
+
+
+@pytest.mark.slow
+def test_cli_kill_and_resume_local(tmp_path, reference):
+    out = tmp_path / "sw"
+    proc = _cli(out, delay=0.1)
+    _wait_for_parts(proc, out, 3)
+    stray = _kill_group(proc, psutil.Process(proc.pid).children(recursive=True))
+    assert not stray
+    done = _parts(out)
+    assert 3 <= len(done) < N_SHARDS, "the sweep should have been killed mid-run"
+    mtimes = {p.name: p.stat().st_mtime_ns for p in done}
+    res = subprocess.run([sys.executable, "-m", "geom.sweep", *CLI_ARGS, "--out", str(out)], cwd=paths.ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in done} == mtimes, "finished shards must not be recomputed"
+    assert len(_parts(out)) == N_SHARDS and not list((out / "shards").glob(".tmp-*"))
+    _assert_same(pd.read_parquet(out / "shards").sort_values("index").reset_index(drop=True), reference)
+    _assert_same(load_sweep(out), reference)
+
+
+def _actor_procs(driver: psutil.Process) -> list[psutil.Process]:
+    out = []
+    for p in driver.children(recursive=True):
+        try:
+            if "_RayWorker" in " ".join(p.cmdline()):
+                out.append(p)
+        except psutil.Error:
+            pass
+    return out
+
+
+@pytest.mark.slow
+def test_cli_kill_and_resume_ray(tmp_path, reference):
+    """Ray executor (embedded local instance, 2 CPUs, 2 worker actors): SIGKILL the driver mid-run (its Ray
+    processes must go with it), resume with Ray, SIGKILL one worker actor mid-run: the sweep completes and
+    equals the single-process run."""
+    pytest.importorskip("ray")
+    out = tmp_path / "sw"
+    ray_args = ("--executor", "ray", "--num-cpus", "2", "--workers", "2")
+    proc = _cli(out, *ray_args, delay=0.3)
+    driver = psutil.Process(proc.pid)
+    _wait_for_parts(proc, out, 2, timeout=240)
+    stray = _kill_group(proc, driver.children(recursive=True))
+    assert not stray, f"Ray processes outlived the killed driver: {stray}"
+    first = len(_parts(out))
+    assert 2 <= first < N_SHARDS
+
+    proc = _cli(out, *ray_args, delay=0.3)
+    driver = psutil.Process(proc.pid)
+    try:
+        _wait_for_parts(proc, out, first + 2, timeout=240)
+        actors = _actor_procs(driver)
+        assert actors, "no Ray worker actor process found"
+        actors[0].kill()
+        descendants = driver.children(recursive=True)
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "died" in stderr, "the killed worker should have been noticed and its shard retried"
+    _, alive = psutil.wait_procs(descendants, timeout=30)
+    assert not alive, f"stray processes after the Ray sweep: {[p.pid for p in alive]}"
+    _assert_same(load_sweep(out), reference)
+
+
+def test_bad_specs_fail_before_work(tmp_path):
+    with pytest.raises(ValueError, match="unknown model spec"):
+        run_sweep(SweepSpec(model="no-such-model", source="plane:4"), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(ValueError, match="grid size must be >= 1"):
+        run_sweep(SweepSpec(model="mlp:0", source="plane:0"), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises((PermissionError, NotADirectoryError), match="not writable|not a directory"):
+        run_sweep(SweepSpec(model="mlp:0", source="plane:4"), blocker / "sub")
+    with pytest.raises((PermissionError, NotADirectoryError)):
+        run_sweep(SweepSpec(model="mlp:0", source="plane:4"), blocker)
+    with pytest.raises(ValueError, match="larger than the output dimension"):
+        run_sweep(SweepSpec(model="mlp:0", source="plane:4", k=1000), tmp_path / "c", progress=False)
+    assert not list((tmp_path / "c" / "shards").glob("part-*"))
+    with pytest.raises(FileNotFoundError):
+        run_sweep(SweepSpec(model="mlp:0", source="npy:/no/such.npy"), tmp_path / "d")
+    with pytest.raises(ValueError, match="executor"):
+        run_sweep(SPEC, tmp_path / "e", executor="spark")
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    spec = SweepSpec(model="mlp:0", source="plane:3", k=8, shard_size=4)
+    run_sweep(spec, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        run_sweep(SweepSpec(model="mlp:0", source="plane:3", k=9, shard_size=4), tmp_path, progress=False)
+    df = run_sweep(SweepSpec(model="mlp:0", source="plane:3", k=9, shard_size=4), tmp_path, overwrite=True,
+                   progress=False)
+    assert len(df) == 9 and (df["k"] == 9).all()
+
+
+def test_cli_bad_spec_message(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "geom.sweep", "--model", "mlp:0", "--plane", "0", "--out",
+                          str(tmp_path / "x")], cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "grid size must be >= 1" in res.stderr
+
+
+def test_npy_latents_and_encoded_images(tmp_path):
+    """An array of latents is used as is; an array of images is encoded by the model's encoder (and cached)."""
+    g = torch.Generator().manual_seed(0)
+    lat = torch.randn(10, 16, generator=g, dtype=torch.float64).numpy()
+    np.save(tmp_path / "z.npy", lat)
+    spec = SweepSpec(model="mlp:0", source=f"npy:{tmp_path / 'z.npy'}", k=16, shard_size=4, dtype="float64",
+                     radius=0.05)
+    df = run_sweep(spec, tmp_path / "a", progress=False)
+    comp = ShardComputer(spec)
+    ref = geom.describe(comp.model.G, torch.as_tensor(lat), k=16, radius=0.05, dim=4, seed=0, batch_size=16,
+                        progress=False)
+    np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-12)
+    assert list(df["index"]) == list(range(10))
+    # images (n, 1, 4, 4) -> latents (n, 16) by a toy encoder registered as a model spec
+    enc = torch.nn.Linear(16, 16, dtype=torch.float64)
+    register_model("toy-ae", lambda arg, device, dtype: LoadedModel(
+        G=mlp_generator(0, dtype=dtype), latent_shape=(16,), image_size=(1, 4, 4),
+        encode=lambda x: enc(x.reshape(x.shape[0], -1))))
+    try:
+        imgs = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64).numpy() * 2 - 1
+        np.save(tmp_path / "x.npy", imgs)
+        df = run_sweep(SweepSpec(model="toy-ae", source=f"npy:{tmp_path / 'x.npy'}", k=16, shard_size=4,
+                                 dtype="float64", radius=0.05), tmp_path / "b", progress=False)
+    finally:
+        MODELS.pop("toy-ae")
+    with torch.no_grad():
+        zimg = enc(torch.as_tensor(imgs).reshape(6, -1))
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "latents.npy"), zimg.numpy())
+    ref = geom.describe(comp.model.G, zimg, k=16, radius=0.05, dim=4, seed=0, batch_size=16, progress=False)
+    np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-12)
