@@ -11,6 +11,15 @@ import torch
 from geom import physics as P
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small matrices: a single thread is faster, and fair to a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def z_bound(samples: np.ndarray, exact: np.ndarray, z: float = 5.0) -> None:
     """Sample means agree with exact expectations within ``z`` standard errors (per component)."""
     mean, se = samples.mean(0), samples.std(0, ddof=1) / math.sqrt(len(samples))

@@ -1,0 +1,187 @@
+"""geom.fisher against closed forms: the univariate Gaussian family (F, Fisher metric and posteriors known
+analytically), quadratic F (Bregman divergence = Mahalanobis), Euclidean and hyperbolic geodesics."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tol
+from geom import fisher as Fi
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small matrices: a single thread is faster, and fair to a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def gauss_F(theta: torch.Tensor) -> torch.Tensor:
+    """Log-partition of N(mu, s^2) in natural coordinates theta = (mu / s^2, -1 / (2 s^2)), (m, 2) -> (m,)."""
+    t1, t2 = theta[..., 0], theta[..., 1]
+    return -t1 ** 2 / (4 * t2) - 0.5 * torch.log(-2 * t2)
+
+
+def gauss_natural(mu, s):
+    return torch.stack([mu / s ** 2, -0.5 / s ** 2], -1)
+
+
+def gauss_fisher(mu, s):
+    """Closed-form Fisher metric in natural coordinates = Cov[(x, x^2)] under N(mu, s^2), (m,) -> (m, 2, 2)."""
+    v = s ** 2
+    return torch.stack([torch.stack([v, 2 * mu * v], -1), torch.stack([2 * mu * v, 2 * v ** 2 + 4 * mu ** 2 * v], -1)], -2)
+
+
+def gauss_grid(n=16, sigma=1.0):
+    mu, s = torch.linspace(-1, 1, n), torch.linspace(0.6, 1.6, n)
+    grid = Fi.ParamGrid(mu, s, sigma=sigma)
+    grid.natural = gauss_natural(grid.points[:, 0], grid.points[:, 1])
+    return grid
+
+
+def test_metric_of_gaussian_family_is_closed_form(dtype):
+    mu = torch.tensor([-0.7, 0.0, 0.4, 1.3], dtype=dtype)
+    s = torch.tensor([0.5, 1.0, 1.7, 0.9], dtype=dtype)
+    g = Fi.metric(gauss_F, gauss_natural(mu, s))
+    assert g.shape == (4, 2, 2) and g.dtype == dtype
+    torch.testing.assert_close(g, gauss_fisher(mu, s), **tol(dtype))
+
+
+def test_bregman_divergence_of_quadratic_is_mahalanobis(dtype):
+    A = torch.tensor([[2.0, 0.3], [0.3, 0.5]], dtype=dtype)
+    F = lambda x: 0.5 * ((x @ A) * x).sum(-1) + x[..., 0] - 3.0  # noqa: E731  (affine terms drop out)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 2, generator=g, dtype=dtype), torch.randn(3, 2, generator=g, dtype=dtype)
+    D = Fi.bregman_divergence(F, a, b)
+    d = a[None] - b[:, None]
+    torch.testing.assert_close(D, 0.5 * torch.einsum("bai,ij,baj->ba", d, A, d), **tol(dtype))
+
+
+def test_bregman_posterior_is_exact_gaussian_posterior():
+    """q_F(theta | theta') ~ exp(-N D_F) equals the posterior from N samples whose mean sufficient statistic is
+    grad F(theta') (Lobashev et al. Sec. 3.2): two samples mu' +- s' have mean (mu', mu'^2 + s'^2)."""
+    grid = gauss_grid(12, sigma=0.0)
+    mu0, s0 = 0.2, 1.1
+    x = torch.tensor([mu0 - s0, mu0 + s0], dtype=torch.float64)
+    th = grid.natural
+    loglik = (th[:, :1] * x + th[:, 1:] * x ** 2).sum(1) - 2 * gauss_F(th)
+    exact = torch.softmax(loglik, 0)
+    q = Fi.bregman_posterior(gauss_F, th, gauss_natural(torch.tensor([mu0], dtype=torch.float64), torch.tensor([s0], dtype=torch.float64)), N=2)
+    torch.testing.assert_close(q[0], exact, rtol=1e-10, atol=1e-14)
+
+
+def test_grid_smoothing_and_targets():
+    grid = Fi.ParamGrid(torch.linspace(0, 1, 7), torch.linspace(0, 2, 5), sigma=1.3)
+    T = grid.targets(torch.arange(grid.size))
+    torch.testing.assert_close(T.sum(1), torch.ones(grid.size, dtype=torch.float64))
+    assert torch.equal(T.argmax(1), torch.arange(grid.size))
+    # separable smoothing equals the dense 2D Gaussian kernel, renormalised per source point
+    i1, i2 = torch.meshgrid(torch.arange(7.), torch.arange(5.), indexing="ij")
+    ij = torch.stack([i1.reshape(-1), i2.reshape(-1)], 1).double()
+    k1 = torch.exp(-0.5 * ((ij[:, None, 0] - ij[None, :, 0]) / 1.3) ** 2)
+    k2 = torch.exp(-0.5 * ((ij[:, None, 1] - ij[None, :, 1]) / 1.3) ** 2)
+    k1 = k1 / (torch.exp(-0.5 * ((torch.arange(7.)[:, None] - torch.arange(7.)) / 1.3) ** 2).sum(1))[i1.reshape(-1).long(), None].double()
+    k2 = k2 / (torch.exp(-0.5 * ((torch.arange(5.)[:, None] - torch.arange(5.)) / 1.3) ** 2).sum(1))[i2.reshape(-1).long(), None].double()
+    torch.testing.assert_close(T, k1 * k2)
+    assert torch.equal(Fi.ParamGrid(grid.t1, grid.t2, sigma=0).targets(torch.tensor([3])).argmax(1), torch.tensor([3]))
+
+
+def test_fit_log_partition_recovers_gaussian_metric():
+    """From exact (smoothed) Bregman posteriors of the Gaussian family, the fitted F has the right Hessian."""
+    N = 40  # posteriors ~1.5-2 cells wide: well inside the grid
+    grid = gauss_grid(20, sigma=0.7)
+    theta = grid.natural
+    idx = torch.arange(grid.size).repeat(2)
+    P = grid.smooth(Fi.bregman_posterior(gauss_F, theta, theta[idx], N)).detach()
+    fit = Fi.fit_log_partition(P, grid, N, steps=700, batch=256, seed=0)
+    assert fit.history[-1][0] < 0.2 * fit.history[0][0]
+    g = Fi.metric(fit.F, theta).detach()
+    ref = gauss_fisher(grid.points[:, 0], grid.points[:, 1])
+    err = Fi.relative_error(g, ref).reshape(20, 20)[2:-2, 2:-2]
+    assert err.median() < 0.05, err.median()
+    # the fitted log Z matches the exact one up to an affine term
+    res, _ = Fi.remove_affine(fit.F(theta).detach(), gauss_F(theta), theta)
+    inner = grid.points[:, 0].abs() < 0.8
+    assert (res - gauss_F(theta))[inner].abs().max() < 0.05 * gauss_F(theta)[inner].std()
+
+
+def test_posterior_covariance_baseline_on_exact_posteriors():
+    N = 40
+    grid = gauss_grid(20, sigma=0.7)
+    theta = grid.natural
+    idx = torch.arange(grid.size)
+    P = grid.smooth(Fi.bregman_posterior(gauss_F, theta, theta, N)).detach()
+    g = Fi.posterior_fisher(P, grid, N, idx)
+    ref = gauss_fisher(grid.points[:, 0], grid.points[:, 1])
+    err = Fi.relative_error(g, ref).reshape(20, 20)[4:-4, 4:-4]
+    assert err.median() < 0.1  # Laplace approximation of a posterior ~2 cells wide
+
+
+def test_fluctuation_fisher_and_remove_affine():
+    g = torch.Generator().manual_seed(0)
+    C = torch.tensor([[2.0, 0.6], [0.6, 1.0]], dtype=torch.float64)
+    x = torch.randn(3, 20_000, 2, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(C).T
+    est = Fi.fluctuation_fisher(x)
+    assert (est - C).abs().max() < 5 * 2.0 * math.sqrt(2 / 20_000) * 2
+    coords = torch.randn(50, 2, generator=g, dtype=torch.float64)
+    ref = torch.randn(50, generator=g, dtype=torch.float64)
+    f = ref + 3.0 - 2.0 * coords[:, 0] + 0.5 * coords[:, 1]
+    res, coef = Fi.remove_affine(f, ref, coords)
+    torch.testing.assert_close(res, ref)
+    torch.testing.assert_close(coef, torch.tensor([3.0, -2.0, 0.5], dtype=torch.float64))
+
+
+def test_geodesic_euclidean_is_straight():
+    eye = lambda x: torch.eye(2, dtype=x.dtype).expand(len(x), 2, 2)  # noqa: E731
+    a, b = torch.tensor([0.0, 0.0]), torch.tensor([2.0, 1.0])
+    init = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None] * torch.tensor([2.0, 1.0], dtype=torch.float64)
+    init[1:-1] += 0.3 * torch.sin(torch.arange(1, 8, dtype=torch.float64))[:, None]
+    path, energy, length = Fi.geodesic(eye, a, b, n_points=9, init=init)
+    s = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None]
+    torch.testing.assert_close(path, s * b.double(), atol=1e-5, rtol=0)
+    assert energy == pytest.approx(5.0, rel=1e-8) and length == pytest.approx(math.sqrt(5.0), rel=1e-8)
+
+
+def test_geodesic_poincare_half_plane():
+    """g = I / y^2: the geodesic between (-1, 1) and (1, 1) is the arc of radius sqrt(2) centred at the origin,
+    of length arccosh(3)."""
+    half_plane = lambda x: torch.eye(2, dtype=x.dtype) / x[:, 1, None, None] ** 2  # noqa: E731
+    path, energy, length = Fi.geodesic(half_plane, [-1.0, 1.0], [1.0, 1.0], n_points=65)
+    r = path.norm(dim=1)
+    assert (r - math.sqrt(2)).abs().max() < 2e-3
+    assert length == pytest.approx(math.acosh(3.0), rel=1e-3)
+    assert energy == pytest.approx(math.acosh(3.0) ** 2, rel=2e-3)  # constant speed: E = length^2
+
+
+def test_train_posterior_learns_gaussian_parameters():
+    """A small posterior network on bundles from N(mu, s^2): its posterior centroid lands near the truth."""
+    grid = Fi.ParamGrid(torch.linspace(-1, 1, 8), torch.linspace(0.6, 1.6, 8), sigma=0.7)
+    rng = np.random.default_rng(0)
+    mu, s = grid.points[:, 0].numpy(), grid.points[:, 1].numpy()
+    x = rng.normal(mu[:, None], s[:, None], size=(grid.size, 256))
+    pool = torch.tensor(np.stack([x, x ** 2], -1), dtype=torch.float32)
+    net, hist = Fi.train_posterior(pool, grid, N=32, steps=400, batch=128, width=64, seed=0)
+    assert np.mean(hist[-50:]) < np.mean(hist[:50]) - 0.5
+    X, idx = Fi.make_bundles(pool, 32, 512, torch.Generator().manual_seed(1))
+    P = Fi.predict_posterior(net, X)
+    assert P.shape == (512, grid.size) and torch.allclose(P.sum(1), torch.ones(512, dtype=torch.float64))
+    cen = P @ grid.standardized * 7  # in grid cells
+    true = grid.standardized[idx] * 7
+    assert (cen - true).norm(dim=1).median() < 1.5
+
+
+def test_bad_input_raises():
+    grid = gauss_grid(4)
+    with pytest.raises(ValueError):
+        Fi.fit_log_partition(torch.ones(3, 5), grid, 4)
+    with pytest.raises(ValueError):
+        Fi.fit_log_partition(torch.full((3, 16), float("nan")), grid, 4)
+    with pytest.raises(ValueError):
+        Fi.ParamGrid(torch.zeros(3), torch.zeros(2), natural=torch.zeros(5, 2))
+    with pytest.raises(ValueError):
+        Fi.geodesic(lambda x: x, [0, 0], [1, 1], n_points=2)
