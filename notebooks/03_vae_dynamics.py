@@ -1,0 +1,234 @@
+# %% [markdown]
+# # 03 · VAE training dynamics and level sets of the descriptors
+#
+# **Reproduces:** Humayun et al., "Understanding the Local Geometry of Generative Model Manifolds", Sec. 3.2,
+# Fig. 4 (local complexity $\delta$ and local scaling $\psi$ of a VAE decoder over training, for additive
+# Gaussian noise of std $\in \{0, 10^{-4}, 10^{-3}, 10^{-2}, 10^{-1}\}$) and Appendix Figs. 18 (level sets of
+# $\psi$, $\delta$, $\nu$ with training and generated samples), 27 (Vendi diversity per level set) and 28
+# (class-wise descriptor distributions).
+#
+# **Inputs:** handwritten digits. Default: scikit-learn's 8x8 `load_digits` (shipped with scikit-learn, seeded
+# 80/20 split). The paper's setting, MNIST, runs with `MNIST_DIR = "data/mnist"` (the IDX files shipped in this
+# repository, see `data/README.md`) or any folder holding the four IDX files. The VAEs are trained here from
+# `SEED`. Parameters: `STEPS`, `NOISES`, architecture (`LATENT`, `WIDTH`, `DEPTH`), `RECORD_EVERY`, `RADIUS`.
+#
+# **Runtime (2-core CPU):** smoke ~30 s; full ~3 min on digits, ~10 min on MNIST.
+
+# %% tags=["parameters"]
+SEED = 0
+MNIST_DIR = ""          # "" -> sklearn digits; "data/mnist" -> MNIST (the paper's data)
+STEPS = 4000            # Adam steps per VAE
+NOISES = [0.0, 1e-4, 1e-3, 1e-2, 1e-1]  # std of the Gaussian noise added to each training batch
+LATENT = 8              # latent dimension
+WIDTH = 128             # encoder/decoder width
+DEPTH = 5               # encoder/decoder linear layers
+SIGMA_X = 0.1           # decoder likelihood std
+BATCH = 128
+LR = 1e-3
+RECORD_EVERY = 100      # descriptor record interval (steps)
+N_RECORD = 256          # test points averaged in the training curves
+RADIUS = 0.01           # cross-polytope radius of delta (dimension min(4, LATENT))
+K = None                # output projection of the Jacobian (None: full; paper: 120 for large outputs)
+N_EVAL = 2000           # generated and training samples for level sets and class-wise distributions
+LEVELS = 5              # quantile level sets per descriptor
+OUT_DIR = "."           # "." publishes to figures/03_vae_dynamics and data/results/03_vae_dynamics.json
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from vendi_score import vendi
+
+import geom
+from geom import datasets
+from geom.models.vae import train_vae
+from geom.run import Outputs
+
+torch.set_num_threads(1)
+out = Outputs("03_vae_dynamics", OUT_DIR, params=dict(
+    SEED=SEED, MNIST_DIR=MNIST_DIR, STEPS=STEPS, NOISES=NOISES, LATENT=LATENT, WIDTH=WIDTH, DEPTH=DEPTH,
+    SIGMA_X=SIGMA_X, BATCH=BATCH, LR=LR, RECORD_EVERY=RECORD_EVERY, N_RECORD=N_RECORD, RADIUS=RADIUS, K=K,
+    N_EVAL=N_EVAL, LEVELS=LEVELS))
+if MNIST_DIR:
+    data = datasets.mnist(MNIST_DIR)
+    DATA_NAME, SIDE = "MNIST", 28
+else:
+    data = datasets.digits(seed=SEED)
+    DATA_NAME, SIDE = "sklearn digits", 8
+x_train, y_train, x_test, y_test = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+print(f"{DATA_NAME}: train {x_train.shape}, test {x_test.shape}, {x_train.dtype}")
+
+# %% [markdown]
+# ## Training dynamics (Fig. 4)
+# One VAE per noise level (same seed, same batches); every `RECORD_EVERY` steps the decoder's $\psi$ and
+# $\delta$ are averaged over the posterior means of the first `N_RECORD` test images.
+
+# %%
+models, records = {}, []
+t0 = time.time()
+for s in NOISES:
+    m, rec = train_vae(x_train, x_test, seed=SEED, steps=STEPS, noise_std=s, batch_size=BATCH, lr=LR,
+                       latent=LATENT, width=WIDTH, depth=DEPTH, sigma_x=SIGMA_X, record_every=RECORD_EVERY,
+                       n_record=N_RECORD, radius=RADIUS, k=K)
+    models[s] = m
+    records.append(rec)
+records = pd.concat(records, ignore_index=True)
+print(f"trained {len(NOISES)} VAEs in {time.time() - t0:.0f} s")
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+for ax, col in zip(axes, ["delta", "psi", "loss"]):
+    for i, s in enumerate(NOISES):
+        r = records[records.noise_std == s]
+        ax.plot(r.step, r[col], label=f"noise {s:g}", c=plt.cm.viridis(i / max(1, len(NOISES) - 1)))
+    ax.set_xlabel("optimisation step")
+    ax.set_title({"delta": r"mean local complexity $\delta$", "psi": r"mean local scaling $\psi$",
+                  "loss": "training loss (EMA)"}[col])
+axes[2].set_yscale("log")
+axes[0].legend(fontsize=8)
+fig.suptitle(f"VAE decoder geometry over training ({DATA_NAME})")
+fig.tight_layout()
+out.savefig(fig, "fig4_training_dynamics")
+plt.show()
+
+# %%
+def trend(r: pd.DataFrame, col: str) -> dict:
+    v, st = r[col].to_numpy(), r.step.to_numpy()
+    late = r[r.step >= r.step.max() / 2]
+    return {"start": v[0], "end": v[-1], "max": v.max(), "step_of_max": int(st[v.argmax()]),
+            "min": v.min(), "step_of_min": int(st[v.argmin()]),
+            "late_slope_per_1k": np.polyfit(late.step, late[col], 1)[0] * 1000 if len(late) > 1 else np.nan}
+
+trends = pd.DataFrame([{"noise_std": s, "descriptor": c, **trend(records[records.noise_std == s], c)}
+                       for s in NOISES for c in ("delta", "psi")])
+trends.round({c: 3 for c in trends.columns if c != "noise_std"})
+
+# %% [markdown]
+# ## Level sets of the descriptors (Figs. 18 and 27)
+# For the VAE trained without noise: descriptors at `N_EVAL` prior samples $z \sim \mathcal{N}(0, I)$
+# (generated) and at the posterior means of `N_EVAL` training images (training samples); level sets are the
+# quantile bins of each descriptor over the generated samples.
+
+# %%
+vae = models[NOISES[0]]
+gen = torch.Generator().manual_seed(SEED + 7)
+z_gen = torch.randn(N_EVAL, LATENT, generator=gen)
+idx_tr = np.random.default_rng(SEED).choice(len(x_train), min(N_EVAL, len(x_train)), replace=False)
+with torch.no_grad():
+    z_tr = vae.encode(torch.from_numpy(x_train[idx_tr]))[0]
+    z_te = vae.encode(torch.from_numpy(x_test))[0]
+    img_gen = vae.decoder(z_gen).clamp(0, 1).numpy()
+kw = dict(k=K, radius=RADIUS, dim=None, seed=SEED, batch_size=256, progress=False)
+d_gen = geom.describe(vae.decoder, z_gen, **kw)
+d_tr = geom.describe(vae.decoder, z_tr, **kw)
+d_te = geom.describe(vae.decoder, z_te, **kw)
+d_te["label"] = y_test
+img_tr = x_train[idx_tr]
+
+levels = {}
+for col in ("psi", "delta", "nu"):
+    edges = np.unique(np.quantile(d_gen[col], np.linspace(0, 1, LEVELS + 1)))
+    edges[0], edges[-1] = -np.inf, np.inf
+    levels[col] = (np.digitize(d_gen[col], edges[1:-1]), np.digitize(d_tr[col], edges[1:-1]), len(edges) - 1)
+
+n_show = 8
+fig, axes = plt.subplots(3, 2, figsize=(2 * n_show * 0.9, 3 * LEVELS * 0.95 + 1))
+for i, col in enumerate(("psi", "delta", "nu")):
+    lg, lt, L = levels[col]
+    for j, (lab, imgs, lev) in enumerate((("generated", img_gen, lg), ("training", img_tr, lt))):
+        canvas = np.ones((L * (SIDE + 1), n_show * (SIDE + 1)))
+        for l in range(L):
+            sel = np.nonzero(lev == l)[0][:n_show]
+            for c, s in enumerate(sel):
+                canvas[l * (SIDE + 1):l * (SIDE + 1) + SIDE, c * (SIDE + 1):c * (SIDE + 1) + SIDE] = \
+                    imgs[s].reshape(SIDE, SIDE)
+        axes[i, j].imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
+        axes[i, j].set_xticks([])
+        axes[i, j].set_yticks([(l + 0.5) * (SIDE + 1) for l in range(L)])
+        axes[i, j].set_yticklabels([f"L{l + 1}" for l in range(L)])
+        axes[i, j].set_title(f"{lab}, level sets of {col} (L1 = lowest)")
+fig.tight_layout()
+out.savefig(fig, "fig18_level_sets")
+plt.show()
+
+# %%
+rows = []
+for col in ("psi", "delta", "nu"):
+    lg, lt, L = levels[col]
+    for l in range(L):
+        for lab, imgs, lev in (("generated", img_gen, lg), ("training", img_tr, lt)):
+            X = imgs[lev == l]
+            rows.append(dict(descriptor=col, level=l + 1, samples=lab, n=len(X),
+                             vendi=vendi.score_dual(X.astype(np.float64)) if len(X) > 1 else np.nan))
+vendi_df = pd.DataFrame(rows)
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+for ax, col in zip(axes, ("psi", "delta", "nu")):
+    sns.barplot(vendi_df[vendi_df.descriptor == col], x="level", y="vendi", hue="samples", ax=ax)
+    ax.set_title(f"Vendi score per level set of {col}")
+fig.tight_layout()
+out.savefig(fig, "fig27_vendi_levels")
+plt.show()
+vendi_df.round(2)
+
+# %% [markdown]
+# ## Class-wise descriptor distributions (Fig. 28)
+# Descriptors at the posterior means of all test images, grouped by digit class.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+for ax, col in zip(axes, ("psi", "delta", "nu")):
+    sns.boxplot(d_te, x="label", y=col, ax=ax, fliersize=1)
+    ax.set_title(f"{col} per class (test set)")
+fig.tight_layout()
+out.savefig(fig, "fig28_classwise")
+plt.show()
+medians = d_te.groupby("label")[["psi", "delta", "nu"]].median()
+medians.round(3)
+
+# %%
+out.table(records, "training_records")
+out.table(trends, "trends")
+out.table(vendi_df, "vendi_levels")
+out.table(d_te, "test_descriptors")
+out.results["data"] = DATA_NAME
+for _, r in trends.iterrows():
+    for key in ("start", "end", "max", "step_of_max", "min", "step_of_min", "late_slope_per_1k"):
+        out.results[f"{r.descriptor}_{key}_noise{r.noise_std:g}"] = r[key]
+for col in ("psi", "delta", "nu"):
+    out.results[f"classwise_median_{col}"] = {int(k): v for k, v in medians[col].items()}
+    v = vendi_df[(vendi_df.descriptor == col) & (vendi_df.samples == "generated")].vendi.to_numpy()
+    out.results[f"vendi_generated_by_{col}_level"] = v
+out.results["final_loss_noise0"] = records[records.noise_std == NOISES[0]].loss.iloc[-1]
+out.write()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("data:", DATA_NAME, "| records per VAE:", int((records.noise_std == NOISES[0]).sum()))
+print("delta: end < max for noise", [s for s in NOISES
+                                    if trends.query("descriptor == 'delta' and noise_std == @s")["end"].item()
+                                    < trends.query("descriptor == 'delta' and noise_std == @s")["max"].item()])
+print("classes with descriptors:", sorted(int(c) for c in medians.index))
+
+# %% [markdown]
+# ## Paper claims vs measured
+#
+# Committed full-size run: **MNIST** (`-p MNIST_DIR data/mnist`, 60,000 training images, 4,000 steps per VAE,
+# latent 8, one seed; ~7 min on the 2-core CPU). The claims are our reading of Sec. 3.2 / Figs. 4, 18, 27, 28
+# (the issue asks for the trend of $\delta$ and $\psi$ over training per noise level, level sets, diversity per
+# level set and class-wise distributions).
+#
+# | Claim | Measured (MNIST, `data/results/03_vae_dynamics.json`) | Agreement |
+# |---|---|---|
+# | $\delta$ and $\psi$ of the decoder change systematically over training (Fig. 4) | $\delta$ (radius 0.01, 4-dim cross-polytope) falls from 5.6 at initialisation to ~0.6 within 100-200 steps, then rises slowly (+0.05-0.08 per 1k steps) to 1.2-1.4 at step 4,000; $\psi$ dips to ~ -19 at step 100 then rises steadily to +0.5...+3.1 | yes (a clear, shared shape: early drop of $\delta$, then slow re-growth; $\psi$ increasing) |
+# | The noise level changes the trajectories (Fig. 4) | for std $\le 0.1$ the $\delta$ curves overlap within noise (end 1.20-1.41, no order in the std); $\psi$ end values 2.70, 3.06, 0.49, 2.99, 3.01 for std 0, 1e-4, 1e-3, 1e-2, 1e-1 -- the outlier (1e-3) reflects run-to-run variation (one seed), not a trend; std 0.1 raises the loss and delays the $\psi$ rise | not reproduced (no systematic noise effect with one seed) |
+# | Level sets of the descriptors group visually different samples (Fig. 18) | figure `fig18_level_sets`: low-$\psi$ / low-$\nu$ level sets of training images are dominated by thin strokes (1, 7), high levels by wide digits (0, 6, 8) | qualitatively yes |
+# | Diversity (Vendi) varies across level sets (Fig. 27) | generated-sample Vendi falls monotonically with the $\psi$ level (9.5, 8.9, 8.4, 7.5, 6.2 from lowest to highest) and with the $\nu$ level (10.1 -> 6.0); flat across $\delta$ levels (8.3-9.1) | varies strongly, but diversity *decreases* with $\psi$ here |
+# | Descriptor distributions differ by class (Fig. 28) | per-class medians of $\psi$ (test set): 0: 2.17, 1: 1.62, 2: 2.51, 3: 2.58, 4: 3.43, 5: 2.64, 6: 3.03, 7: 2.41, 8: 3.15, 9: 3.03 (class 1 lowest); median $\delta$ = 1 for every class (too discrete at this radius); median $\nu$ 6.1 (class 1) to 6.6 | yes for $\psi$, $\nu$; not resolved for $\delta$ |
+#
+# With the default sklearn digits (8x8, 1,438 training images; run before the MNIST one) the decoder suffers
+# posterior collapse (effective rank $\nu \approx 2$ of 8), so $\psi \approx -21$ is dominated by the unused latent
+# directions; $\delta$ shows the same early drop (4.7 -> ~1.2). The smoke run (150 steps) only checks the pipeline.
