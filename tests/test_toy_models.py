@@ -65,7 +65,8 @@ def test_reverse_step_with_perfect_denoiser_is_posterior_mean():
 def test_ddpm_trains_and_reverse_map_is_a_generator():
     from geom.datasets import dino
     x = torch.from_numpy(dino())
-    model, snaps, losses = ddpm.train_ddpm(x, seed=0, steps=300, width=32, checkpoints=(50,), progress=False)
+    model, snaps, losses = ddpm.train_ddpm(x, seed=0, steps=200, batch_size=128, width=32, checkpoints=(50,),
+                                           progress=False)
     assert set(snaps) == {50} and np.mean(losses[-50:]) < np.mean(losses[:20])
     G = ddpm.ReverseStep(model, ddpm.linear_schedule(), 6)
     df = geom.describe(G, x[:10], k=None, radius=1e-2, dim=2, progress=False)
@@ -75,7 +76,7 @@ def test_ddpm_trains_and_reverse_map_is_a_generator():
 
 
 def test_cpwl_generator_fits_bumps_and_is_full_rank():
-    G, bumps, losses = toy.train_cpwl(seed=0, steps=400, progress=False)
+    G, bumps, losses = toy.train_cpwl(seed=0, steps=300, batch_size=256, progress=False)
     assert losses[-1] < 0.2 * losses[0]
     from geom.partition import partition
     P = partition(G, (-10, 10, -10, 10))
