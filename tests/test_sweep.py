@@ -60,18 +60,27 @@ def _wait_for_parts(proc: subprocess.Popen, out: Path, n: int, timeout: float = 
         time.sleep(0.05)
 
 
-def _kill_group(proc: subprocess.Popen, descendants: list[psutil.Process]) -> list[int]:
-    """SIGKILL the CLI; return the pids of its descendants still alive 30 s later (then kill them)."""
+def _kill(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    _, alive = psutil.wait_procs(descendants, timeout=30)
-    stray = [p.pid for p in alive]
-    for p in alive:  # clean up whatever we started, by pid
+
+
+def _reap(procs: list[psutil.Process], timeout: float) -> list[int]:
+    """Wait up to ``timeout`` s for ``procs`` to exit; kill (by pid) and return those still alive."""
+    _, alive = psutil.wait_procs(procs, timeout=max(timeout, 0.1))
+    for p in alive:
         try:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    return stray
+    return [p.pid for p in alive]
+
+
+def _name(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline()) or p.name()
+    except psutil.Error:
+        return "?"
 
 
 def _assert_same(got: pd.DataFrame, ref: pd.DataFrame) -> None:
@@ -118,8 +127,9 @@ def test_cli_kill_and_resume_local(tmp_path, reference):
     out = tmp_path / "sw"
     proc = _cli(out, delay=0.1)
     _wait_for_parts(proc, out, 3)
-    stray = _kill_group(proc, psutil.Process(proc.pid).children(recursive=True))
-    assert not stray
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    _kill(proc)
+    assert not _reap(kids, 10)
     done = _parts(out)
     assert 3 <= len(done) < N_SHARDS, "the sweep should have been killed mid-run"
     mtimes = {p.name: p.stat().st_mtime_ns for p in done}
@@ -147,36 +157,44 @@ def _actor_procs(driver: psutil.Process) -> list[psutil.Process]:
 def test_cli_kill_and_resume_ray(tmp_path, reference):
     """Ray executor (embedded local instance, 2 CPUs, 2 worker actors): SIGKILL the driver mid-run (its Ray
     processes must go with it), resume with Ray, SIGKILL one worker actor mid-run: the sweep completes and
-    equals the single-process run."""
+    equals the single-process run. Ray's dashboard and runtime-env agents outlive a SIGKILLed driver until
+    their GCS connection times out (~60 s, Ray's own fate-sharing); everything else must exit at once."""
     pytest.importorskip("ray")
     out = tmp_path / "sw"
     ray_args = ("--executor", "ray", "--num-cpus", "2", "--workers", "2")
     proc = _cli(out, *ray_args, delay=0.3)
-    driver = psutil.Process(proc.pid)
     _wait_for_parts(proc, out, 2, timeout=240)
-    stray = _kill_group(proc, driver.children(recursive=True))
-    assert not stray, f"Ray processes outlived the killed driver: {stray}"
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    agents = [p for p in kids if "Agent" in _name(p)]
+    core = [p for p in kids if p not in agents]
+    _kill(proc)
+    t_kill = time.time()
+    stray = _reap(core, 20)
     first = len(_parts(out))
-    assert 2 <= first < N_SHARDS
-
-    proc = _cli(out, *ray_args, delay=0.3)
-    driver = psutil.Process(proc.pid)
     try:
-        _wait_for_parts(proc, out, first + 2, timeout=240)
-        actors = _actor_procs(driver)
-        assert actors, "no Ray worker actor process found"
-        actors[0].kill()
-        descendants = driver.children(recursive=True)
-        stdout, stderr = proc.communicate(timeout=240)
+        assert not stray, f"Ray processes outlived the killed driver by 20 s: {stray}"
+        assert 2 <= first < N_SHARDS
+
+        proc = _cli(out, *ray_args, delay=0.3)
+        driver = psutil.Process(proc.pid)
+        try:
+            _wait_for_parts(proc, out, first + 2, timeout=240)
+            actors = _actor_procs(driver)
+            assert actors, "no Ray worker actor process found"
+            actors[0].kill()
+            kids = driver.children(recursive=True)
+            stdout, stderr = proc.communicate(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, stderr[-3000:]
+        assert "died" in stderr, "the killed worker should have been noticed and its shard retried"
+        assert not _reap(kids, 20), "stray processes after a completed Ray sweep"
+        _assert_same(load_sweep(out), reference)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, stderr[-3000:]
-    assert "died" in stderr, "the killed worker should have been noticed and its shard retried"
-    _, alive = psutil.wait_procs(descendants, timeout=30)
-    assert not alive, f"stray processes after the Ray sweep: {[p.pid for p in alive]}"
-    _assert_same(load_sweep(out), reference)
+        stray_agents = _reap(agents, 90 - (time.time() - t_kill))
+    assert not stray_agents, f"Ray agents still alive 90 s after the driver was killed: {stray_agents}"
 
 
 def test_bad_specs_fail_before_work(tmp_path):
