@@ -35,7 +35,7 @@ __all__ = [
     "ParamGrid", "PosteriorNet", "make_bundles", "train_posterior", "predict_posterior", "LogPartitionNet",
     "LogPartitionFit", "fit_log_partition", "bregman_divergence", "bregman_posterior", "js_divergence",
     "metric", "posterior_moments", "posterior_fisher", "fluctuation_fisher", "relative_error",
-    "remove_affine", "geodesic",
+    "remove_affine", "geodesic", "HessianGeometry", "reconstruct",
 ]
 
 
@@ -307,7 +307,9 @@ def metric(F, theta: torch.Tensor) -> torch.Tensor:
     """Fisher metric ``g(theta) = Hessian of F`` (Lobashev et al. Eq. 3) by ``torch.func``; (m, 2) -> (m, 2, 2).
     ``F``: (m, 2) -> (m,). Differentiable in ``theta`` (used by ``geodesic``)."""
     f = lambda x: F(x[None])[0]  # noqa: E731
-    return torch.func.vmap(torch.func.hessian(f))(theta)
+    # reverse-over-reverse (not torch.func.hessian's forward-over-reverse): stays differentiable by autograd,
+    # which `geodesic` needs (SiLU's backward has no forward-mode rule)
+    return torch.func.vmap(torch.func.jacrev(torch.func.jacrev(f)))(theta)
 
 
 def posterior_fisher(P: torch.Tensor, grid: ParamGrid, N: float, idx: torch.Tensor) -> torch.Tensor:
@@ -390,3 +392,46 @@ def geodesic(metric_fn, start, end, n_points: int = 33, steps: int = 200, init: 
     with torch.no_grad():
         p, q = parts()
     return p, float((n_points - 1) * q.sum()), float(torch.sqrt(q.clamp_min(0)).sum())
+
+
+# ------------------------------------------------------------------------------------------------- pipeline
+@dataclass
+class HessianGeometry:
+    """Result of ``reconstruct``: the posterior network and its loss history, the held-out bundles' learned
+    posteriors ``P`` (B, G) with their true grid indices ``idx`` (B,), the log-partition fit, and on the grid
+    the learned metric ``g`` (G, 2, 2) (natural coordinates) and log-partition ``F`` (G,)."""
+
+    grid: ParamGrid
+    net: PosteriorNet
+    posterior_history: list
+    P: torch.Tensor
+    idx: torch.Tensor
+    fit: LogPartitionFit
+    g: torch.Tensor
+    F: torch.Tensor
+
+
+def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: int = 2000,
+                fit_steps: int = 1500, bundles_per_point: int = 4, batch: int = 256, width: int = 128,
+                fit_batch: int = 512, centroid_weight: float = 1.0, encoder: nn.Module | None = None,
+                seed: int = 0, progress: bool = False) -> HessianGeometry:
+    """The whole method of Lobashev et al. (Sec. 3) on a pool of per-sample features ``pool`` (G, n, d): the
+    first half of each grid point's samples trains the posterior network, the second half makes
+    ``bundles_per_point`` held-out bundles per grid point whose learned posteriors fit ``F``; returns the metric
+    ``g = Hessian F`` on the grid."""
+    _check(pool, "pool", (grid.size, None, None))
+    n = pool.shape[1]
+    if n < 2:
+        raise ValueError(f"the pool needs at least 2 samples per grid point, got {n}")
+    net, hist = train_posterior(pool[:, : n // 2], grid, N, steps=posterior_steps, batch=batch, lr=2e-3,
+                                width=width, encoder=encoder, seed=seed, progress=progress)
+    gen = torch.Generator().manual_seed(seed + 1)
+    idx = torch.arange(grid.size).repeat(bundles_per_point)
+    X, _ = make_bundles(pool[:, n // 2:], N, 0, gen, idx=idx)
+    P = predict_posterior(net, X)
+    fit = fit_log_partition(P, grid, N, steps=fit_steps, batch=fit_batch, centroid_weight=centroid_weight,
+                            seed=seed, progress=progress)
+    g = metric(fit.F, grid.natural).detach()
+    with torch.no_grad():
+        F = fit.F(grid.natural)
+    return HessianGeometry(grid, net, hist, P, idx, fit, g, F)
