@@ -77,7 +77,8 @@ class SweepSpec:
     """What to compute. ``model``/``source`` are spec strings (see the module docs); ``k``, ``dim``, ``radius``
     and ``seed`` are those of ``geom.describe`` (paper: ``k=120``, ``dim=4``, ``radius=1e-5``);
     ``k=None`` for no projection; ``complexity=False`` leaves delta out. ``shard_size`` latents per shard file
-    (the unit of resumption and of work sent to a Ray worker), ``batch_size`` latents per Jacobian batch.
+    (the unit of resumption and of work sent to a Ray worker), ``batch_size`` latents per Jacobian batch,
+    ``chunk_size`` VJPs vmapped at once (``geom.jacobian``; ``None``: all ``k``; set it for large decoders).
     ``dtype`` of the model and latents (``"float32"`` or ``"float64"``); ``latent_seed`` and ``anchors``
     define the plane (see ``plane_latents``)."""
 
@@ -90,6 +91,7 @@ class SweepSpec:
     complexity: bool = True
     shard_size: int = 64
     batch_size: int = 16
+    chunk_size: int | None = None
     dtype: str = "float32"
     latent_seed: int = 0
     anchors: str | None = None
@@ -185,45 +187,51 @@ def _load_sd_vae_random(arg: str, device: torch.device, dtype: torch.dtype) -> L
 
 def _pipeline_model(pipe) -> LoadedModel:
     """Wrap an object of ``geom.models.load_pipeline`` (``vae_decode``, ``latent_shape``, optional
-    ``vae_encode``)."""
-    module = pipe if isinstance(pipe, nn.Module) else None
-    for attr in ("vae", "decoder", "module", "model"):
-        if module is None and isinstance(getattr(pipe, attr, None), nn.Module):
-            module = getattr(pipe, attr)
+    ``vae_encode`` and ``image_size``)."""
     G = pipe.vae_decode
-    if module is not None:
-        G = with_module(lambda z: pipe.vae_decode(z), module)
+    if not isinstance(G, nn.Module) and not isinstance(getattr(G, "module", None), nn.Module):
+        module = next((getattr(pipe, a) for a in ("vae", "decoder", "module", "model")
+                       if isinstance(getattr(pipe, a, None), nn.Module)), None)
+        if module is not None:
+            G = with_module(lambda z: pipe.vae_decode(z), module)
     latent_shape = tuple(int(s) for s in pipe.latent_shape)
-    encode = getattr(pipe, "vae_encode", None)
-    image_size = getattr(pipe, "image_shape", None) or getattr(pipe, "image_size", None)
+    image_size = getattr(pipe, "image_size", None)
     if isinstance(image_size, int):
-        image_size = (3, image_size, image_size)
+        image_size = (image_size, image_size)
     if image_size is None and len(latent_shape) == 3:
-        image_size = (3, 8 * latent_shape[1], 8 * latent_shape[2])
-    return LoadedModel(G=G, latent_shape=latent_shape, encode=encode,
-                       image_size=tuple(image_size) if image_size is not None else None)
+        image_size = (8 * latent_shape[1], 8 * latent_shape[2])
+    if image_size is not None and len(image_size) == 2:
+        image_size = (3, *image_size)
+    return LoadedModel(G=G, latent_shape=latent_shape, encode=getattr(pipe, "vae_encode", None),
+                       image_size=tuple(int(s) for s in image_size) if image_size is not None else None)
+
+
+def _load_folder_vae(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    """Only the VAE of a diffusers folder (``vae/``): the decoder is all a sweep needs."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype,
+                                        local_files_only=True).to(device).eval()
+    down = 2 ** (len(vae.config.block_out_channels) - 1)
+    s = int(vae.config.sample_size)
+    latent = (int(vae.config.latent_channels), s // down, s // down)
+    unet_cfg = folder / "unet" / "config.json"
+    if unet_cfg.exists():  # the UNet's sample size is the latent size the model generates at
+        u = json.loads(unet_cfg.read_text()).get("sample_size")
+        if isinstance(u, int):
+            latent = (latent[0], u, u)
+    return _vae_model(vae, latent, (3, latent[1] * down, latent[2] * down))
 
 
 def _load_pipeline(name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    try:
-        from .models import load_pipeline  # provided by the latent diffusion issue
-    except ImportError:
-        load_pipeline = None
-    if load_pipeline is not None:
-        try:
-            pipe = load_pipeline(name, device=device, dtype=dtype)
-        except TypeError:  # an older signature without device/dtype
-            pipe = load_pipeline(name)
-        return _pipeline_model(pipe)
     folder = Path(name)
     if folder.is_dir() and (folder / "vae" / "config.json").exists():
-        from diffusers import AutoencoderKL
-
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype).to(device).eval()
-        down = 2 ** (len(vae.config.block_out_channels) - 1)
-        s = int(vae.config.sample_size)
-        return _vae_model(vae, (int(vae.config.latent_channels), s // down, s // down), (3, s, s))
-    raise ValueError(f"model {name!r} needs geom.models.load_pipeline, which this checkout does not have yet")
+        return _load_folder_vae(folder, device, dtype)
+    try:
+        from .models import load_pipeline  # the latent diffusion issue's loader
+    except ImportError:
+        raise ValueError(f"model {name!r} needs geom.models.load_pipeline, which this checkout does not have") from None
+    return _pipeline_model(load_pipeline(name, device=device, dtype=dtype))
 
 
 def _load_tiny_ldm(arg: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
@@ -396,7 +404,7 @@ class ShardComputer:
         psi, nu, delta = [], [], []
         for s in range(0, z.shape[0], self.spec.batch_size):
             zb = z[s:s + self.spec.batch_size]
-            J = jacobian(self.model.G, zb, projection=P)
+            J = jacobian(self.model.G, zb, projection=P, chunk_size=self.spec.chunk_size)
             sv = singular_values(J)
             psi.append(local_scaling(sv, dtype=J.dtype, shape=(self._rows, self.E)).cpu())
             nu.append(local_rank(sv).cpu())
@@ -434,6 +442,8 @@ class Sweep:
             raise ValueError(f"dim must be >= 1, got {spec.dim}")
         if not (spec.radius > 0 and math.isfinite(spec.radius)):
             raise ValueError(f"radius must be a finite number > 0, got {spec.radius}")
+        if spec.chunk_size is not None and int(spec.chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {spec.chunk_size}")
         if int(spec.shard_size) < 1 or int(spec.batch_size) < 1:
             raise ValueError(f"shard_size and batch_size must be >= 1, got {spec.shard_size}, {spec.batch_size}")
         _dtype(spec.dtype)
@@ -811,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-complexity", action="store_true", help="skip delta")
     ap.add_argument("--shard-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--chunk-size", type=int, default=None, help="VJPs vmapped at once (memory); default all k")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
     ap.add_argument("--executor", default="local", choices=["local", "ray"])
     ap.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://host:10001'); "
@@ -831,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
         source = a.source
     spec = SweepSpec(model=a.model, source=source, k=a.k or None, dim=a.dim, radius=a.radius, seed=a.seed,
                      complexity=not a.no_complexity, shard_size=a.shard_size, batch_size=a.batch_size,
-                     dtype=a.dtype, latent_seed=a.latent_seed, anchors=a.anchors)
+                     chunk_size=a.chunk_size, dtype=a.dtype, latent_seed=a.latent_seed, anchors=a.anchors)
     try:
         df = run_sweep(spec, a.out, executor=a.executor, address=a.address, workers=a.workers,
                        num_cpus=a.num_cpus, device=a.device, overwrite=a.overwrite, progress=not a.no_progress)
