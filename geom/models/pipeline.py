@@ -1,0 +1,246 @@
+"""One interface to a latent diffusion model for the notebooks: the embedded ``tiny-ldm`` or a local
+Stable Diffusion v1.x folder in diffusers format (Humayun et al. Sec. 3.3 study SD v1.4's decoder).
+
+``load_pipeline(name_or_path)`` returns a ``LatentDiffusion`` with
+
+- ``encode_prompt(prompts: list[str]) -> (B, L, D)`` text embeddings (``""`` = unconditional),
+- ``unet`` (``UNet2DConditionModel``), ``predict_noise(latents, t, embeddings) -> (B, 4, h, w)``,
+- ``scheduler`` (a ``DDIMScheduler`` with the model's noise schedule),
+- ``vae_encode(images (B, 3, H, W) in [-1, 1]) -> latents (B, 4, h, w)`` (scaled by ``scaling_factor``),
+- ``vae_decode``: an ``nn.Module`` ``(B, 4, h, w) -> (B, 3, H, W)`` (images in ``[-1, 1]``, not clamped, so
+  it is differentiable): the generator ``G`` for ``geom.jacobian`` / ``geom.describe`` /
+  ``geom.local_complexity``. It holds only ``post_quant_conv`` and ``decoder`` of the VAE (shared weights),
+  so ``local_complexity`` counts decoder neurons only.
+- ``latent_shape`` ``(4, h, w)``, ``image_size`` ``(H, W)``, ``device``, ``dtype``, ``kind``
+  (``"tiny-ldm"`` or ``"stable-diffusion"``), ``path``.
+
+DDIM sampling with classifier-free guidance and per-step callbacks: ``geom.diffusion``.
+Nothing is downloaded: every ``from_pretrained`` uses ``local_files_only=True``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..paths import CHECKPOINTS
+
+NAMES = {"tiny-ldm": CHECKPOINTS / "tiny-ldm"}
+_WEIGHTS = {
+    "vae": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+            "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.fp16.bin"),
+    "unet": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+             "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.fp16.bin"),
+    "text_encoder": ("model.safetensors", "pytorch_model.bin", "model.fp16.safetensors", "pytorch_model.fp16.bin"),
+}
+
+
+class VAEDecoder(nn.Module):
+    """``G(z) = decoder(post_quant_conv(z / scaling_factor))``: scaled latents ``(B, 4, h, w)`` -> images
+    ``(B, 3, H, W)`` in ``[-1, 1]`` (not clamped). Shares its weights with the ``AutoencoderKL``."""
+
+    def __init__(self, vae: nn.Module, scaling_factor: float):
+        super().__init__()
+        self.post_quant_conv = getattr(vae, "post_quant_conv", None)
+        self.decoder = vae.decoder
+        self.scaling_factor = float(scaling_factor)
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.ndim != 4:
+            raise ValueError(f"vae_decode takes latents (B, C, h, w), got shape {tuple(z.shape)}")
+        z = z / self.scaling_factor
+        if self.post_quant_conv is not None:
+            z = self.post_quant_conv(z)
+        return self.decoder(z)
+
+
+@dataclass
+class LatentDiffusion:
+    """A loaded latent diffusion model (see the module docs). Build it with ``load_pipeline``."""
+    kind: str
+    path: Path
+    vae: nn.Module
+    unet: nn.Module
+    text_encoder: nn.Module
+    tokenizer: object | None
+    scheduler: object
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+
+    def __post_init__(self):
+        self.vae_decode = VAEDecoder(self.vae, self.scaling_factor)
+
+    # ---------------------------------------------------------------- shapes
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Image side / latent side (4 for tiny-ldm, 8 for SD)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of one latent (``(4, 8, 8)`` for tiny-ldm, ``(4, 64, 64)`` for SD v1 at 512 px)."""
+        s = self.unet.config.sample_size
+        h, w = (s, s) if isinstance(s, int) else tuple(s)
+        return (int(self.unet.config.in_channels), int(h), int(w))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of a decoded image."""
+        _, h, w = self.latent_shape
+        return (h * self.vae_scale_factor, w * self.vae_scale_factor)
+
+    # ---------------------------------------------------------------- text
+    def tokenize(self, prompts: list[str]) -> Tensor:
+        """``(B, L)`` token ids."""
+        if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
+            raise TypeError("prompts must be a list of strings")
+        if self.kind == "tiny-ldm":
+            return self.text_encoder.tokenize(list(prompts))
+        tok = self.tokenizer
+        return tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
+                   return_tensors="pt").input_ids
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> Tensor:
+        """Prompt embeddings ``(B, L, D)`` for the UNet's cross-attention (SD v1: CLIP's last hidden state,
+        ``L = 77, D = 768``; tiny-ldm: ``L = 8, D = 64``). ``""`` gives the unconditional embedding."""
+        ids = self.tokenize(prompts).to(self.device)
+        out = self.text_encoder(ids)
+        out = out if isinstance(out, Tensor) else out[0]
+        return out.to(self.dtype)
+
+    # ---------------------------------------------------------------- UNet
+    def predict_noise(self, latents: Tensor, t: int | Tensor, embeddings: Tensor) -> Tensor:
+        """``eps_theta(z_t, t, c)`` ``(B, 4, h, w)`` for latents ``(B, 4, h, w)`` and embeddings ``(B, L, D)``."""
+        return self.unet(latents, t, encoder_hidden_states=embeddings).sample
+
+    # ---------------------------------------------------------------- VAE
+    def vae_encode(self, images: Tensor, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """Images ``(B, 3, H, W)`` in ``[-1, 1]`` -> scaled latents ``(B, 4, h, w)``: the posterior mean
+        (``sample=False``) or a sample drawn with ``generator``, times ``scaling_factor``."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"vae_encode takes images (B, 3, H, W), got shape {tuple(images.shape)}")
+        if tuple(images.shape[-2:]) != self.image_size:
+            raise ValueError(f"images are {tuple(images.shape[-2:])}, the model takes {self.image_size}")
+        dist = self.vae.encode(images.to(self.device, self.dtype)).latent_dist
+        z = dist.sample(generator=generator) if sample else dist.mean
+        return z * self.scaling_factor
+
+    def to(self, device=None, dtype=None) -> "LatentDiffusion":
+        """Move all modules (in place) and return self."""
+        self.device = torch.device(device) if device is not None else self.device
+        self.dtype = dtype or self.dtype
+        for m in (self.vae, self.unet, self.text_encoder):
+            p = next(m.parameters())
+            if p.device != self.device or p.dtype != self.dtype:
+                m.to(device=self.device, dtype=self.dtype)
+        return self
+
+
+# ------------------------------------------------------------------------------------------- loading
+def _weights_file(folder: Path, sub: str) -> Path | None:
+    for name in _WEIGHTS[sub]:
+        if (folder / sub / name).is_file():
+            return folder / sub / name
+    return None
+
+
+def _check_folder(folder: Path, tiny: bool) -> None:
+    if not folder.exists():
+        raise FileNotFoundError(f"model folder {folder} does not exist")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder (expected a diffusers-format model folder)")
+    missing = []
+    for sub in ("vae", "unet", "text_encoder"):
+        if not (folder / sub / "config.json").is_file():
+            missing.append(f"{sub}/config.json")
+        if tiny and sub == "text_encoder":
+            if not (folder / sub / "diffusion_pytorch_model.safetensors").is_file():
+                missing.append(f"{sub}/diffusion_pytorch_model.safetensors")
+        elif _weights_file(folder, sub) is None:
+            missing.append(f"{sub}/ weights (one of {', '.join(_WEIGHTS[sub])})")
+    if not (folder / "scheduler" / "scheduler_config.json").is_file():
+        missing.append("scheduler/scheduler_config.json")
+    if not tiny:
+        tok = folder / "tokenizer"
+        if not ((tok / "vocab.json").is_file() and (tok / "merges.txt").is_file()) and not (tok / "tokenizer.json").is_file():
+            missing.append("tokenizer/vocab.json + tokenizer/merges.txt (CLIP BPE files)")
+    if missing:
+        raise FileNotFoundError(f"model folder {folder} is incomplete; missing: {'; '.join(missing)}")
+
+
+def _is_tiny(folder: Path) -> bool:
+    import json
+    cfg = folder / "text_encoder" / "config.json"
+    try:
+        return json.loads(cfg.read_text()).get("_class_name") == "PromptEncoder"
+    except (OSError, ValueError):
+        return False
+
+
+def _variant(folder: Path, sub: str) -> str | None:
+    w = _weights_file(folder, sub)
+    return "fp16" if w is not None and ".fp16." in w.name else None
+
+
+def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32, verify: bool = False) -> LatentDiffusion:
+    """Load ``"tiny-ldm"`` (the committed checkpoint ``data/checkpoints/tiny-ldm``) or a local diffusers
+    folder: a tiny-ldm checkpoint folder, or Stable Diffusion v1.x (``vae/``, ``unet/``, ``text_encoder/``
+    (``CLIPTextModel``), ``tokenizer/`` (``CLIPTokenizer``: ``vocab.json``, ``merges.txt``), ``scheduler/``).
+
+    The scheduler is always a ``DDIMScheduler`` built from the folder's scheduler config (SD ships a PNDM
+    config; the noise schedule is the same), with ``clip_sample=False`` (latents are not clipped). Modules are in eval mode with gradients off for their weights
+    (Jacobians w.r.t. latents still work). ``verify=True`` checks tiny-ldm files against ``SHA256SUMS``.
+
+    Raises ``ValueError`` for an unknown name (a bare word that is neither a known name nor an existing
+    folder), ``FileNotFoundError`` naming the missing folder or files."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    if isinstance(name_or_path, str) and name_or_path in NAMES:
+        folder = NAMES[name_or_path]
+        if not folder.exists():
+            raise FileNotFoundError(f"the {name_or_path} checkpoint {folder} is missing; regenerate it with "
+                                    f"`python -m geom.models.tiny_ldm train`")
+    else:
+        s = str(name_or_path)
+        folder = Path(s).expanduser()
+        looks_like_path = isinstance(name_or_path, Path) or any(c in s for c in "/\\~.")
+        if not looks_like_path and not folder.exists():
+            raise ValueError(f"unknown model {s!r}: use one of {sorted(NAMES)} or the path of a local diffusers "
+                             f"folder (e.g. /path/to/stable-diffusion-v1-4); nothing is downloaded")
+        if not folder.exists():
+            raise FileNotFoundError(f"model folder {folder} does not exist (models are loaded from local folders "
+                                    f"only; download Stable Diffusion elsewhere and pass its folder)")
+    folder = folder.resolve()
+    tiny = _is_tiny(folder)
+    _check_folder(folder, tiny)
+    kw = dict(local_files_only=True)
+    dkw = dict(kw, torch_dtype=dtype, low_cpu_mem_usage=False)
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", variant=_variant(folder, "vae"), **dkw)
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", variant=_variant(folder, "unet"), **dkw)
+    scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler", **kw)
+    if scheduler.config.clip_sample:  # latents are not in [-1, 1]; SD v1 configs say False, PNDM ones omit it
+        scheduler = DDIMScheduler.from_config(scheduler.config, clip_sample=False)
+    if tiny:
+        from .tiny_ldm import PromptEncoder, verify_sha256sums
+        if verify:
+            verify_sha256sums(folder)
+        text_encoder = PromptEncoder.from_pretrained(folder, subfolder="text_encoder", **dkw)
+        tokenizer = None
+    else:
+        from transformers import CLIPTextModel, CLIPTokenizer
+        text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder",
+                                                     variant=_variant(folder, "text_encoder"), **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw)
+    for m in (vae, unet, text_encoder):
+        m.eval().requires_grad_(False)
+    pipe = LatentDiffusion(kind="tiny-ldm" if tiny else "stable-diffusion", path=folder, vae=vae, unet=unet,
+                           text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+    return pipe.to(device, dtype)

@@ -1,0 +1,169 @@
+"""The shapes data set, the tiny-ldm prompt encoder and training command, and the committed checkpoint:
+it loads, reconstructs its training images, and its memorised prompts reproduce their training image
+(nearest-neighbour distance to the training set) while normal prompts do not."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from geom import diffusion, shapes
+from geom.models import load_pipeline
+from geom.models.tiny_ldm import DEFAULT_DIR, PromptEncoder, TrainConfig, train, verify_sha256sums
+
+HAVE_CKPT = (DEFAULT_DIR / "SHA256SUMS").exists()
+needs_ckpt = pytest.mark.skipif(not HAVE_CKPT, reason="data/checkpoints/tiny-ldm not present")
+
+
+# ------------------------------------------------------------------------------------------ data
+def test_dataset_shapes_determinism_and_memorised_copies():
+    a = shapes.make_dataset(n_per_combo=2, copies=3, seed=1)
+    b = shapes.make_dataset(n_per_combo=2, copies=3, seed=1)
+    c = shapes.make_dataset(n_per_combo=2, copies=3, seed=2)
+    n_normal = 2 * len(shapes.SHAPES) * len(shapes.COLOURS) * len(shapes.BACKGROUNDS)
+    M = len(shapes.MEMORISED_PROMPTS)
+    assert a.images.shape == (n_normal + 3 * M, 3, 32, 32) and a.images.dtype == np.float32
+    assert a.images.min() >= 0 and a.images.max() <= 1
+    assert len(a.prompts) == len(a) == len(a.meta)
+    np.testing.assert_array_equal(a.images, b.images)
+    assert not np.allclose(a.images[:n_normal], c.images[:n_normal])
+    assert a.memorised.sum() == 3 * M
+    mem = a.images[a.memorised].reshape(M, 3, -1)
+    assert np.all(mem == mem[:, :1])  # copies are identical
+    assert np.array_equal(a.images[a.memorised][::3], shapes.memorised_images(seed=1))
+    # every normal image is unique (no accidental duplicates)
+    flat = a.images[:n_normal].reshape(n_normal, -1)
+    assert len(np.unique(flat.round(4), axis=0)) == n_normal
+    assert a.prompts[0] == "a red circle on plain" and a.prompts[-1] == shapes.MEMORISED_PROMPTS[-1]
+    words = set(shapes.vocabulary())
+    assert all(set(p.split()) <= words for p in a.prompts)
+
+
+def test_render_draws_the_named_shape():
+    """A centred circle covers ~pi r^2 pixels, a square 2 r^2 (r the circumradius)."""
+    img, p = shapes.render("circle", "white", "plain", 4, seed=0)
+    frac = (img.min(axis=1) > 0.55).mean(axis=(1, 2))  # >~half covered by the white shape (plain bg <= 0.35)
+    expect = np.pi * p["radius"].to_numpy() ** 2 / 32 ** 2
+    np.testing.assert_allclose(frac, expect, rtol=0.1)
+    img, p = shapes.render("square", "white", "plain", 4, seed=0)
+    frac = (img.min(axis=1) > 0.55).mean(axis=(1, 2))
+    np.testing.assert_allclose(frac, 2 * p["radius"].to_numpy() ** 2 / 32 ** 2, rtol=0.1)
+    with pytest.raises(ValueError, match="unknown"):
+        shapes.render("hexagon", "red", "plain", 1)
+
+
+def test_nearest_neighbour_against_brute_force():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(size=(50, 3, 4, 4)).astype(np.float32)
+    q = ref[[3, 7]] + 0.01
+    d, i = shapes.nearest_neighbour(q, ref)
+    brute = np.sqrt(((q[:, None] - ref[None]) ** 2).reshape(2, 50, -1).mean(-1))
+    np.testing.assert_array_equal(i, brute.argmin(1))
+    np.testing.assert_allclose(d, brute.min(1), rtol=1e-4)
+    assert list(i) == [3, 7]
+
+
+# ------------------------------------------------------------------------------------------ prompt encoder
+def test_prompt_encoder_tokens(tmp_path):
+    te = PromptEncoder(vocab=shapes.vocabulary())
+    ids = te.tokenize(["a red circle on stripes", "", "A RED, circle! on stripes", "a purple circle"])
+    assert ids.shape == (4, 8)
+    assert ids[1].tolist() == [1] + [0] * 7  # empty prompt: BOS then padding
+    assert torch.equal(ids[0], ids[2])  # case and punctuation ignored
+    assert ids[3, 2] == 2  # unknown word
+    with pytest.raises(ValueError, match="at most 7"):
+        te.tokenize(["a b c d e f g h"])
+    with pytest.raises(TypeError):
+        te.tokenize("a red circle")
+    out = te(ids)
+    assert out.shape == (4, 8, 64)
+    te.save_pretrained(tmp_path / "te")
+    te2 = PromptEncoder.from_pretrained(tmp_path / "te")
+    torch.testing.assert_close(te2(ids), out)
+
+
+@pytest.mark.slow
+def test_train_command_writes_a_loadable_checkpoint(tmp_path):
+    cfg = TrainConfig(n_per_combo=1, copies=2, vae_steps=2, unet_steps=3, vae_batch=4, unet_batch=4,
+                      checkpoint_every=1, threads=1)
+    out = train(tmp_path / "ckpt", cfg, progress=False)
+    for f in ("vae/config.json", "vae/diffusion_pytorch_model.safetensors", "unet/config.json",
+              "unet/diffusion_pytorch_model.safetensors", "text_encoder/config.json",
+              "text_encoder/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+              "training_config.json", "SHA256SUMS"):
+        assert (out / f).is_file(), f
+    info = json.loads((out / "training_config.json").read_text())
+    assert info["config"]["unet_steps"] == 3 and info["n_images"] == 240 + 16
+    verify_sha256sums(out)
+    assert "runs/" not in (out / "SHA256SUMS").read_text()
+    p = load_pipeline(out)
+    assert p.kind == "tiny-ldm" and p.latent_shape == (4, 8, 8) and p.image_size == (32, 32)
+    assert p.scaling_factor == pytest.approx(info["scaling_factor"])
+    # resuming a finished run rewrites the same weights
+    before = (out / "unet/diffusion_pytorch_model.safetensors").read_bytes()
+    train(out, cfg, progress=False)
+    assert (out / "unet/diffusion_pytorch_model.safetensors").read_bytes() == before
+    # a modified file is caught
+    (out / "training_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="training_config.json"):
+        verify_sha256sums(out)
+
+
+# ------------------------------------------------------------------------------------------ committed checkpoint
+@pytest.fixture(scope="module")
+def tiny():
+    return load_pipeline("tiny-ldm", verify=True)
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    info = json.loads((DEFAULT_DIR / "training_config.json").read_text())
+    c = info["config"]
+    return shapes.make_dataset(n_per_combo=c["n_per_combo"], size=c["size"], seed=c["seed"], copies=c["copies"])
+
+
+@needs_ckpt
+def test_checkpoint_small_and_loads(tiny):
+    size = sum(p.stat().st_size for p in DEFAULT_DIR.rglob("*") if p.is_file() and "runs" not in p.parts)
+    assert size < 8e6
+    assert tiny.kind == "tiny-ldm" and tiny.latent_shape == (4, 8, 8) and tiny.image_size == (32, 32)
+    emb = tiny.encode_prompt(["a red circle on stripes", ""])
+    assert emb.shape == (2, 8, 64)
+
+
+@needs_ckpt
+def test_vae_reconstructs_training_images(tiny, train_set):
+    idx = np.random.default_rng(0).choice(len(train_set), 64, replace=False)
+    x = shapes.to_model_range(train_set.images[idx])
+    with torch.no_grad():
+        y = tiny.vae_decode(tiny.vae_encode(x))
+    rms = float(((y.clamp(-1, 1) - x) / 2).pow(2).mean().sqrt())  # in [0, 1] units
+    assert rms < 0.12, rms
+    # latents are scaled to about unit variance, as SD's scaling_factor does
+    z = tiny.vae_encode(x)
+    assert 0.5 < float(z.std()) < 2.0
+
+
+@needs_ckpt
+@pytest.mark.slow
+def test_memorised_prompts_reproduce_their_image(tiny, train_set):
+    """Memorised prompts: the sample's nearest training image is the memorised image and close; normal
+    prompts: samples are further from every training image (Humayun et al. Sec. 3.3.4 ground truth)."""
+    mem = list(shapes.MEMORISED_PROMPTS)
+    normal = [shapes.prompt(c, s, b) for c, s, b in
+              zip(["red", "blue", "green", "yellow", "white", "cyan", "magenta", "orange"],
+                  ["circle", "square", "star", "triangle", "cross", "diamond", "circle", "star"],
+                  ["stripes", "dots", "plain", "checks", "noise", "stripes", "checks", "dots"])]
+    res = diffusion.sample(tiny, mem + normal, num_steps=25, guidance_scale=7.5,
+                           generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        imgs = shapes.from_model_range(tiny.vae_decode(res.latents))
+    d, idx = shapes.nearest_neighbour(imgs, train_set.images)
+    M = len(mem)
+    d_mem, d_norm = d[:M], d[M:]
+    mem_id = train_set.meta["memorised_id"].to_numpy()[idx[:M]]
+    assert (mem_id == np.arange(M)).mean() >= 0.75, mem_id  # nearest neighbour is the prompt's own image
+    assert np.median(d_mem) < 0.08, d_mem
+    assert np.median(d_norm) > 2 * np.median(d_mem), (d_mem, d_norm)
