@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..paths import CHECKPOINTS
+from ..paths import CHECKPOINTS, resolve
 
 NAMES = {"tiny-ldm": CHECKPOINTS / "tiny-ldm"}
 _WEIGHTS = {
@@ -211,6 +211,8 @@ def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.dev
     else:
         s = str(name_or_path)
         folder = Path(s).expanduser()
+        if not folder.is_absolute() and not folder.exists() and resolve(folder).exists():
+            folder = resolve(folder)  # relative to the repository root (notebooks run in notebooks/)
         looks_like_path = isinstance(name_or_path, Path) or any(c in s for c in "/\\~.")
         if not looks_like_path and not folder.exists():
             raise ValueError(f"unknown model {s!r}: use one of {sorted(NAMES)} or the path of a local diffusers "
