@@ -10,7 +10,8 @@
 # **Inputs:** none (exact samples from `geom.physics.ising_chain_sample`, seeded). Parameters: chain length
 # `N_SPINS`, bundle size `BUNDLE`, `GRID` x `GRID` parameter grid, `POOL` samples per grid point, training steps.
 #
-# **Runtime (2-core CPU):** smoke (10 x 10 grid, short training) ~30 s; full (20 x 20 grid) ~5 min.
+# **Runtime (2-core CPU):** smoke (10 x 10 grid, short training) ~20-40 s; full (20 x 20 grid) ~2 min
+# (measured 97 s on a loaded machine).
 
 # %% tags=["parameters"]
 SEED = 0
@@ -140,10 +141,13 @@ out.write()
 # %% [markdown]
 # **Paper claim vs this measurement.** Lobashev et al. claim that the Hessian of the learned log-partition
 # function reconstructs the Fisher metric of exactly solvable models and beats the fluctuation and
-# posterior-covariance baselines. On the chain (where the family is exactly exponential), compare the first
-# row of the error table with the two baselines: the learned metric's median relative error, the fluctuation
-# estimator from the same samples, and the posterior-covariance estimate. The full-size numbers are in
-# `data/results/09_ising_chain.json`; the smoke run below is only a pipeline check.
+# posterior-covariance baselines. **Full size (n = 16 spins, bundles of 4, 20 x 20 grid, 256 samples per
+# point; `data/results/09_ising_chain.json`): agrees.** Median relative error of the learned metric over the
+# grid 0.066 (0.047 away from the grid edges), vs 0.080 for the fluctuation estimator from the same 256
+# samples per point and 0.37 for the posterior-covariance estimate; the learned $F$ matches the exact
+# $\log Z$ to RMSE 0.05 after removing the affine term (std of $\log Z$ over the grid 2.5); the geodesic
+# under the learned metric stays within 0.014 of the exact one (length 4.97 vs 5.04). The smoke run below is
+# only a pipeline check; its errors are larger.
 
 # %%
 # NBVAL_CHECK_OUTPUT
