@@ -21,7 +21,7 @@ __all__ = [
     "seed_latents", "noise_plane", "plane_points", "generate_plane", "image_features", "kmeans_phases",
     "dominant_colour_phases", "edge_lipschitz", "lipschitz_map", "boundary_mask", "boundary_points",
     "boundary_distance", "path_length", "linearity", "choose_endpoints", "segment_labels",
-    "box_counting_dimension",
+    "box_counting_dimension", "psd_metric", "mosaic",
 ]
 
 
@@ -115,17 +115,11 @@ def image_features(images: torch.Tensor, pipe=None, kind: str = "vae", side: int
 
 
 # ------------------------------------------------------------------------------------------------- phases
-def _by_size(labels: np.ndarray) -> np.ndarray:
-    """Relabel so that 0 is the most frequent label, 1 the next, ... (ties by old label)."""
-    u, c = np.unique(labels, return_counts=True)
-    order = u[np.lexsort((u, -c))]
-    lut = {int(old): new for new, old in enumerate(order)}
-    return np.vectorize(lut.get)(labels).astype(np.int64)
-
-
-def kmeans_phases(features: torch.Tensor | np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> np.ndarray:
+def kmeans_phases(features: torch.Tensor | np.ndarray, k: int, seed: int = 0, n_init: int = 10):
     """Phase labels by k-means (scikit-learn, ``n_init`` restarts, ``random_state=seed``) of standardised
-    features (B, d) -> (B,) int64, relabelled by size (0 = largest phase). Generic: works on any model."""
+    features (B, d) -> labels (B,) int64, relabelled by size (0 = largest phase), and ``assign``: a function
+    features (M, d) -> labels (M,) of the nearest centre (same standardisation and label order), for new
+    images such as a zoomed sub-grid. Generic: works on any model's features."""
     from sklearn.cluster import KMeans
 
     X = np.asarray(features, dtype=np.float64)
@@ -135,9 +129,20 @@ def kmeans_phases(features: torch.Tensor | np.ndarray, k: int, seed: int = 0, n_
         raise ValueError("features contain NaN or inf")
     if not 1 <= k <= len(X):
         raise ValueError(f"k must be in [1, {len(X)}], got {k}")
-    X = (X - X.mean(0)) / np.maximum(X.std(0), 1e-12)
-    lab = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(X)
-    return _by_size(lab)
+    mu, sd = X.mean(0), np.maximum(X.std(0), 1e-12)
+    km = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit((X - mu) / sd)
+    u, c = np.unique(km.labels_, return_counts=True)
+    order = u[np.lexsort((u, -c))]
+    lut = np.zeros(k, dtype=np.int64)
+    lut[order] = np.arange(len(order))
+
+    def assign(F):
+        F = np.asarray(F, dtype=np.float64)
+        if F.ndim != 2 or F.shape[1] != X.shape[1]:
+            raise ValueError(f"features must have shape (M, {X.shape[1]}), got {F.shape}")
+        return lut[km.predict((F - mu) / sd)]
+
+    return lut[km.labels_], assign
 
 
 def dominant_colour_phases(images: torch.Tensor, palette: dict[str, tuple[float, float, float]],
@@ -285,6 +290,21 @@ def path_length(metric_fn, path: torch.Tensor) -> float:
     return float(q.clamp_min(0).sqrt().sum())
 
 
+def psd_metric(metric_fn, floor: float = 1e-6):
+    """Wrap a metric (m, 2) -> (m, 2, 2) so that it is positive definite: ``g + max(0, floor - lambda_min) I``
+    with the smallest eigenvalue ``lambda_min`` of the symmetrised 2x2 ``g`` in closed form (differentiable,
+    unlike ``eigh`` at degenerate eigenvalues). A learned Hessian of ``F`` may be indefinite where the fit is
+    poor; geodesic energy is unbounded below there without this projection."""
+    def g_psd(x):
+        g = metric_fn(x)
+        g = 0.5 * (g + g.transpose(-1, -2))
+        half_tr = 0.5 * (g[:, 0, 0] + g[:, 1, 1])
+        rad = torch.sqrt((0.5 * (g[:, 0, 0] - g[:, 1, 1])) ** 2 + g[:, 0, 1] ** 2 + 1e-30)
+        shift = torch.relu(floor - (half_tr - rad))
+        return g + shift[:, None, None] * torch.eye(2, dtype=g.dtype, device=g.device)
+    return g_psd
+
+
 def linearity(path: torch.Tensor) -> dict:
     """How straight a path (n, 2) is, in plane coordinates: ``chord_ratio`` = endpoint distance / Euclidean
     arc length (1 for a straight segment, smaller when bent) and ``max_deviation`` = largest distance of a path
@@ -300,6 +320,16 @@ def linearity(path: torch.Tensor) -> dict:
     r = p - p[0]
     dev = (r[:, 0] * chord[1] - r[:, 1] * chord[0]).abs() / c
     return dict(chord_ratio=c / arc, max_deviation=float(dev.max()) / c)
+
+
+def mosaic(images: torch.Tensor, a_step: int = 1, b_step: int = 1) -> np.ndarray:
+    """One picture of a grid of images ``(n1, n2, 3, H, W)`` in ``[-1, 1]`` (every ``a_step``-th / ``b_step``-th
+    one): ``a`` grows to the right, ``b`` upwards. Returns (rows * H, cols * W, 3) in ``[0, 1]``."""
+    if images.ndim != 5 or images.shape[2] != 3:
+        raise ValueError(f"images must have shape (n1, n2, 3, H, W), got {tuple(images.shape)}")
+    x = ((images[::a_step, ::b_step].float().clamp(-1, 1) + 1) / 2).flip(1)  # b descending = top to bottom
+    n1, n2, _, H, W = x.shape
+    return x.permute(1, 3, 0, 4, 2).reshape(n2 * H, n1 * W, 3).numpy()
 
 
 def segment_labels(labels, a, b, start, end, n: int = 64) -> np.ndarray:

@@ -189,8 +189,10 @@ def test_kmeans_phases_recovers_separated_clusters():
     centres = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0]], float)
     true = np.repeat([0, 1, 2], [50, 30, 20])
     X = centres[true] + rng.normal(0, 0.5, (100, 3))
-    lab = Ph.kmeans_phases(X, 3, seed=0)
+    lab, assign = Ph.kmeans_phases(X, 3, seed=0)
     np.testing.assert_array_equal(lab, true)  # relabelled by size: 0 = largest
+    np.testing.assert_array_equal(assign(X), true)
+    np.testing.assert_array_equal(assign(centres + 0.1), [0, 1, 2])
     with pytest.raises(ValueError):
         Ph.kmeans_phases(X, 0)
 
@@ -227,3 +229,22 @@ def test_choose_endpoints_half_plane():
     s, e = pairs["across"]
     assert (s[0] > 0.5) != (e[0] > 0.5)
     assert list(Ph.segment_labels(lab, a, b, [0, 0], [1, 0], n=5)) == [0, 0, 0, 1, 1]
+
+
+def test_psd_metric_against_eigvalsh():
+    G = torch.tensor([[[2.0, 0.3], [0.3, 1.0]], [[1.0, 2.0], [2.0, -0.5]], [[-1.0, 0.0], [0.0, -2.0]]],
+                     dtype=torch.float64)
+    g = Ph.psd_metric(lambda x: G, floor=0.1)(torch.zeros(3, 2, dtype=torch.float64))
+    torch.testing.assert_close(g[0], G[0], **tol(torch.float64))  # already positive definite: unchanged
+    ev = torch.linalg.eigvalsh(g)
+    torch.testing.assert_close(ev[1:, 0], torch.full((2,), 0.1, dtype=torch.float64), **tol(torch.float64))
+    ev0 = torch.linalg.eigvalsh(G)
+    torch.testing.assert_close(ev[1:, 1] - ev[1:, 0], ev0[1:, 1] - ev0[1:, 0], **tol(torch.float64))
+
+
+def test_mosaic_orientation():
+    imgs = torch.zeros(2, 3, 3, 1, 1)
+    imgs[1, 0, 0] = 1.0   # a = 1 (right), b = 0 (bottom): red at the bottom-right
+    m = Ph.mosaic(imgs)
+    assert m.shape == (3, 2, 3)
+    assert m[2, 1, 0] == 1.0 and m[0, 0, 0] == 0.5
