@@ -713,7 +713,7 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
         kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True)
         if address is None:
             kw["num_cpus"] = num_cpus
-        ray.init(address=address, **kw)
+        _ray_init(ray, address, kw)
     try:
         res = ray.cluster_resources()
         n_gpu, n_cpu = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
@@ -790,6 +790,31 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_init(ray, address: str | None, kw: dict, attempts: int = 3) -> None:
+    """``ray.init``; a local instance that misses Ray's fixed 30 s start-up deadline (an overloaded machine)
+    is torn down (the processes this call started, by pid) and started again."""
+    import psutil
+
+    me = psutil.Process()
+    for attempt in range(1, attempts + 1):
+        before = {p.pid for p in me.children(recursive=True)}
+        try:
+            ray.init(address=address, **kw)
+            return
+        except Exception as e:
+            if address is not None or "timed out during startup" not in str(e) or attempt == attempts:
+                raise
+            print(f"geom.sweep: Ray start-up timed out (attempt {attempt}/{attempts}); retrying", file=sys.stderr)
+            ray.shutdown()
+            new = [p for p in me.children(recursive=True) if p.pid not in before]
+            for p in new:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            psutil.wait_procs(new, timeout=10)
 
 
 def _unwrap(ray, RayTaskError, fn):
