@@ -127,7 +127,7 @@ def ising2d_logz(L: int, K, B=0.0) -> torch.Tensor:
     """Exact log Z of the periodic L x L Ising model by the row transfer matrix, ``log tr T^L`` (any field).
 
     ``K``, ``B``: broadcastable tensors; returns their broadcast shape, differentiable (float64).
-    Cost ``O(log L * 8^L)`` per point: fine for L <= 8, slow beyond 10."""
+    Cost ``O(L * 8^L)`` per point (L products of 2^L x 2^L matrices): fine for L <= 8, slow beyond 10."""
     if not 2 <= L <= 12:
         raise ValueError(f"transfer matrix log Z supports 2 <= L <= 12, got L={L}")
     K, B = torch.broadcast_tensors(_t(K).double(), _t(B).double())
