@@ -21,14 +21,14 @@ from geom import paths
 from geom.sweep import (MODELS, LoadedModel, ShardComputer, Sweep, SweepSpec, load_sweep, mlp_generator,
                         register_model, run_sweep)
 
-N = 16          # 16 x 16 plane = 256 latents
-SHARD = 16      # -> 16 shards
+N = 12          # 12 x 12 plane = 144 latents
+SHARD = 16      # -> 9 shards
 SPEC = SweepSpec(model="mlp:0", source=f"plane:{N}", k=32, dim=4, radius=0.05, seed=3, shard_size=SHARD,
                  batch_size=16, dtype="float64", latent_seed=1)
 CLI_ARGS = ["--model", "mlp:0", "--plane", str(N), "--k", "32", "--dim", "4", "--radius", "0.05", "--seed", "3",
             "--shard-size", str(SHARD), "--batch-size", "16", "--dtype", "float64", "--latent-seed", "1",
             "--no-progress"]
-N_SHARDS = N * N // SHARD
+N_SHARDS = -(-N * N // SHARD)
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_cli_kill_and_resume_ray(tmp_path, reference):
         proc = _cli(out, *ray_args, delay=0.3)
         driver = psutil.Process(proc.pid)
         try:
-            _wait_for_parts(proc, out, first + 2, timeout=240)
+            _wait_for_parts(proc, out, first + 1, timeout=240)
             actors = _actor_procs(driver)
             assert actors, "no Ray worker actor process found"
             actors[0].kill()
