@@ -65,7 +65,7 @@ class ParamGrid:
 
     ``t1`` (n1,), ``t2`` (n2,): axes in the experiment's coordinates; points are ordered row-major, index
     ``i = i1 * n2 + i2``. ``natural`` (G, 2): natural coordinates of each point (default: the points themselves).
-    ``sigma``: width of the Gaussian target smoothing, in grid cells (Lobashev et al. Sec. 3.1)."""
+    ``sigma``: width of the Gaussian target smoothing, in grid cells (Lobashev et al. Sec. 3)."""
 
     t1: torch.Tensor
     t2: torch.Tensor
@@ -130,7 +130,7 @@ class ParamGrid:
 
 # ------------------------------------------------------------------------------------------------- posterior
 class PosteriorNet(nn.Module):
-    """Permutation-invariant posterior network (Lobashev et al. Sec. 3.1): per-sample encoder, mean over the
+    """Permutation-invariant posterior network (Lobashev et al. Sec. 3): per-sample encoder, mean over the
     bundle, head to logits over the ``G`` grid points. Input (B, N, d) -> logits (B, G).
 
     ``encoder``: optional module (B*N, d) -> (B*N, embed) replacing the default MLP (e.g. a CNN on images)."""
@@ -167,7 +167,7 @@ def train_posterior(pool: torch.Tensor, grid: ParamGrid, N: int, steps: int = 30
                     lr: float = 2e-3, width: int = 128, encoder: nn.Module | None = None, seed: int = 0,
                     progress: bool = False) -> tuple[PosteriorNet, list[float]]:
     """Train ``PosteriorNet`` on bundles of ``N`` samples from ``pool`` (G, n, d) (float32 features), with
-    cross-entropy to ``grid.targets`` (Lobashev et al. Sec. 3.1); Adam with cosine decay. Returns the network
+    cross-entropy to ``grid.targets`` (Lobashev et al. Sec. 3); Adam with cosine decay. Returns the network
     (eval mode) and the loss history."""
     _check(pool, "pool", (grid.size, None, None))
     g = torch.Generator().manual_seed(seed)
@@ -198,7 +198,7 @@ def predict_posterior(net: nn.Module, x: torch.Tensor, batch: int = 1024) -> tor
 
 # ------------------------------------------------------------------------------------------------- Bregman
 def bregman_divergence(F, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``D_F(a, b) = F(a) - F(b) - <grad F(b), a - b>`` (Lobashev et al. Eq. 6) for ``F``: (m, 2) -> (m,);
+    """``D_F(a, b) = F(a) - F(b) - <grad F(b), a - b>`` (Lobashev et al. Sec. 3) for ``F``: (m, 2) -> (m,);
     ``a`` (A, 2), ``b`` (B, 2) -> (B, A)."""
     b = b.detach().requires_grad_(True) if not b.requires_grad else b
     Fb = F(b)
@@ -208,7 +208,7 @@ def bregman_divergence(F, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def bregman_posterior(F, natural: torch.Tensor, anchors: torch.Tensor, N: float,
                       grid: ParamGrid | None = None) -> torch.Tensor:
-    """``q_F(t | t') ~ exp(-N D_F(theta(t), theta'))`` normalised over the grid points (Lobashev et al. Sec. 3.2);
+    """``q_F(t | t') ~ exp(-N D_F(theta(t), theta'))`` normalised over the grid points (Lobashev et al. Sec. 3);
     ``natural`` (G, 2), ``anchors`` (B, 2) -> (B, G). With ``grid``, the result is smoothed like the targets."""
     q = torch.softmax(-N * bregman_divergence(F, natural, anchors), dim=-1)
     return grid.smooth(q) if grid is not None else q
@@ -264,7 +264,7 @@ def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2
                       centroid_weight: float = 1.0, width: int = 64, depth: int = 3, batch: int = 512,
                       seed: int = 0, progress: bool = False) -> LogPartitionFit:
     """Fit ``F`` and per-bundle anchors so that the smoothed Bregman posteriors match the learned ones
-    (Lobashev et al. Sec. 3.2): loss = mean JS(P_b, q_F(. | theta'_b)) + ``centroid_weight`` * mean squared
+    (Lobashev et al. Sec. 3): loss = mean JS(P_b, q_F(. | theta'_b)) + ``centroid_weight`` * mean squared
     distance of their centroids in ``grid.standardized`` coordinates. Adam with cosine decay on random
     mini-batches of ``batch`` bundles; ``F`` and the Bregman logits in float64, the (B, G) softmax/JS in float32.
 
@@ -304,7 +304,7 @@ def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2
 
 # ------------------------------------------------------------------------------------------------- metric
 def metric(F, theta: torch.Tensor) -> torch.Tensor:
-    """Fisher metric ``g(theta) = Hessian of F`` (Lobashev et al. Eq. 3) by ``torch.func``; (m, 2) -> (m, 2, 2).
+    """Fisher metric ``g(theta) = Hessian of F`` (Lobashev et al. Sec. 3) by ``torch.func``; (m, 2) -> (m, 2, 2).
     ``F``: (m, 2) -> (m,). Differentiable in ``theta`` (used by ``geodesic``)."""
     f = lambda x: F(x[None])[0]  # noqa: E731
     # reverse-over-reverse (not torch.func.hessian's forward-over-reverse): stays differentiable by autograd,
@@ -358,7 +358,7 @@ def geodesic(metric_fn, start, end, n_points: int = 33, steps: int = 200, init: 
              progress: bool = False) -> tuple[torch.Tensor, float, float]:
     """Geodesic between ``start`` and ``end`` (2,) by minimising the discrete curve energy
     ``E = (n - 1) sum_k dt_k^T g(m_k) dt_k`` (midpoints ``m_k``) over the interior points, endpoints fixed
-    (Lobashev et al. Sec. 3.3); L-BFGS with strong-Wolfe line search, float64.
+    (Lobashev et al. Sec. 3); L-BFGS with strong-Wolfe line search, float64.
 
     ``metric_fn``: (m, 2) -> (m, 2, 2), differentiable. Returns the path (n_points, 2), its energy and its
     length ``sum_k sqrt(dt_k^T g dt_k)``."""

@@ -1,4 +1,5 @@
-"""Exactly solvable models used to validate the Hessian-geometry method (Lobashev et al., ICML 2025, Sec. 5):
+"""Exactly solvable models used to validate the Hessian-geometry method (Lobashev et al., ICML 2025, experiments on
+exactly solvable models):
 the periodic 1D Ising chain, the periodic 2D Ising model on an L x L torus, and the open-boundary TASEP.
 
 Conventions. Ising weights are ``p(s) ~ exp(K * sum_<ij> s_i s_j + B * sum_i s_i)`` with spins ``s = +-1``,
@@ -51,7 +52,7 @@ def _check_finite(name: str, x) -> None:
 # ------------------------------------------------------------------------------------------ 1D Ising chain
 def ising_chain_logz(K, H, n: int) -> torch.Tensor:
     """Exact log Z of the periodic Ising chain of ``n`` spins: ``log(l+^n + l-^n)`` with
-    ``l+- = e^K cosh H +- sqrt(e^{2K} sinh^2 H + e^{-2K})`` (Lobashev et al. Sec. 5.1; Baxter Eq. 2.1.16).
+    ``l+- = e^K cosh H +- sqrt(e^{2K} sinh^2 H + e^{-2K})`` (transfer matrix; Baxter, Exactly Solved Models, Ch. 2).
 
     ``K``, ``H``: broadcastable tensors (any shape); returns their broadcast shape, differentiable."""
     if n < 2:
@@ -289,8 +290,8 @@ def ising2d_metropolis(L: int, K, B, size: int, sweeps: int, seed=0, init=None) 
 
 # ------------------------------------------------------------------------------------------ TASEP
 def tasep_logz(L: int, alpha, beta) -> torch.Tensor:
-    """Exact log of the matrix-product normalisation of the open TASEP (Derrida et al. 1993; Lobashev et al.
-    Sec. 5.3): ``Z_L = sum_{p=1}^{L} p (2L-1-p)! / (L! (L-p)!) * (b^{p+1} - a^{p+1}) / (b - a)``, ``a = 1/alpha``,
+    """Exact log of the matrix-product normalisation of the open TASEP (Derrida et al. 1993; as quoted in
+    Lobashev et al.): ``Z_L = sum_{p=1}^{L} p (2L-1-p)! / (L! (L-p)!) * (b^{p+1} - a^{p+1}) / (b - a)``, ``a = 1/alpha``,
     ``b = 1/beta``, with the ratio written as ``sum_{k=0}^{p} b^k a^{p-k}`` (exact at alpha = beta).
     ``alpha``, ``beta``: broadcastable positive tensors; ``Z_0 = 1``. Differentiable (float64)."""
     a, b = torch.broadcast_tensors(_t(alpha).double(), _t(beta).double())

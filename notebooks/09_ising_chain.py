@@ -2,7 +2,7 @@
 # # 09 · Hessian geometry of the 1D Ising chain (exact validation)
 #
 # **Reproduces:** the validation of the Fisher-metric reconstruction of Lobashev et al., "Hessian Geometry of
-# Latent Space in Generative Models" (ICML 2025), Sec. 3 (method) and Sec. 5 (exactly solvable models), on the
+# Latent Space in Generative Models" (ICML 2025), Sec. 3 (method, Theorem 3.1) and the exactly-solvable-model experiments, on the
 # periodic Ising chain in $(K, H)$, a true two-parameter exponential family with
 # $\log Z = \log(\lambda_+^n + \lambda_-^n)$. The paper's own Ising experiments are 2D (see 10_ising_2d); this
 # chain is the cleanest check because every quantity is exact.

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · Hessian geometry of the 2D Ising model: heat capacity and susceptibility
 #
-# **Reproduces:** Lobashev et al., "Hessian Geometry of Latent Space in Generative Models" (ICML 2025), Sec. 5.1:
+# **Reproduces:** Lobashev et al., "Hessian Geometry of Latent Space in Generative Models" (ICML 2025), Ising experiment:
 # the Fisher metric of the periodic $L \times L$ Ising model in $(T, h)$ reconstructed as the Hessian of a
 # learned log-partition function, and the thermodynamic quantities derived from it (heat capacity $C(T)$ at
 # $h = 0$, susceptibility $\chi(h)$), against exact values and two baselines. The paper uses $L = 128$ and
@@ -187,7 +187,7 @@ out.results.update(
 out.write()
 
 # %% [markdown]
-# **Paper claim vs this measurement.** The paper (Sec. 5.1, $L = 128$) reports that the heat capacity and
+# **Paper claim vs this measurement.** The paper (Ising experiment, $L = 128$) reports that the heat capacity and
 # susceptibility obtained from the Hessian of the learned $\log Z$ follow the exact curves, with the heat-capacity
 # peak near $T_c$, and that the method beats the fluctuation and posterior-covariance baselines.
 # **Full size ($L = 8$, bundles of 8, 24 x 25 grid on $T \in [1.6, 3.6]$, $h \in [-0.4, 0.4]$, 256 exact samples

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 11 · Hessian geometry of the open TASEP: learned log Z and phase boundaries
 #
-# **Reproduces:** Lobashev et al., "Hessian Geometry of Latent Space in Generative Models" (ICML 2025), Sec. 5.2:
+# **Reproduces:** Lobashev et al., "Hessian Geometry of Latent Space in Generative Models" (ICML 2025), TASEP experiment:
 # the method applied to the stationary measure of the open-boundary TASEP with injection rate $\alpha$ and
 # extraction rate $\beta$; the learned log-partition function against the exact matrix-product normalisation
 # $Z_L(\alpha, \beta)$ (up to an affine term), and whether the learned metric marks the phase boundaries
@@ -180,7 +180,7 @@ out.results.update(
 out.write()
 
 # %% [markdown]
-# **Paper claim vs this measurement.** The paper (Sec. 5.2) reports that the learned $\log Z$ of the TASEP matches
+# **Paper claim vs this measurement.** The paper (TASEP experiment) reports that the learned $\log Z$ of the TASEP matches
 # the exact one up to an affine term and that the reconstructed geometry reflects the LD / HD / MC phase
 # diagram. **Full size ($L = 10$, bundles of 32, 24 x 24 grid on $[0.1, 1]^2$; `data/results/11_tasep.json`):**
 # - *log Z: does not agree here.* After the best affine fit, the learned $F$ differs from exact $\log Z_L$ by a

@@ -64,7 +64,7 @@ def test_bregman_divergence_of_quadratic_is_mahalanobis(dtype):
 
 def test_bregman_posterior_is_exact_gaussian_posterior():
     """q_F(theta | theta') ~ exp(-N D_F) equals the posterior from N samples whose mean sufficient statistic is
-    grad F(theta') (Lobashev et al. Sec. 3.2): two samples mu' +- s' have mean (mu', mu'^2 + s'^2)."""
+    grad F(theta') (Lobashev et al. Sec. 3): two samples mu' +- s' have mean (mu', mu'^2 + s'^2)."""
     grid = gauss_grid(12, sigma=0.0)
     mu0, s0 = 0.2, 1.1
     x = torch.tensor([mu0 - s0, mu0 + s0], dtype=torch.float64)
