@@ -220,6 +220,8 @@ def main(argv=None) -> int:
                          "the k=120 figures are then extrapolated linearly in k, see results.json)")
     ap.add_argument("--sd-chunk", type=int, default=None, help="chunk_size of the SD-VAE engine run")
     ap.add_argument("--out", default=str(HERE / "results.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other models' entries already in --out (replace only those run now)")
     a = ap.parse_args(argv)
     results, skipped = [], {}
     t_start = time.perf_counter()
@@ -249,6 +251,12 @@ def main(argv=None) -> int:
             results.append(r)
         else:
             raise SystemExit(f"unknown model {m!r}")
+    if a.merge and Path(a.out).exists():
+        old = json.loads(Path(a.out).read_text())
+        ran = {r["model"] for r in results} | set(skipped)
+        results = [r for r in old.get("results", []) if r["model"] not in ran] + results
+        skipped = {**{k_: v for k_, v in old.get("skipped", {}).items() if k_ not in ran and
+                      not any(k_ in r["model"] for r in results)}, **skipped}
     doc = {"results": results, "skipped": skipped, "targets": TARGETS, "total_s": time.perf_counter() - t_start,
            "machine": {"platform": platform.platform(), "processor": platform.processor(),
                        "torch": torch.__version__, "threads": torch.get_num_threads(),

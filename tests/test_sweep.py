@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import geom
+import geom.sweep
 from geom import paths
 from geom.sweep import (MODELS, LoadedModel, ShardComputer, Sweep, SweepSpec, load_sweep, mlp_generator,
                         register_model, run_sweep)
@@ -265,3 +266,40 @@ def test_npy_latents_and_encoded_images(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "b" / "latents.npy"), zimg.numpy())
     ref = geom.describe(comp.model.G, zimg, k=16, radius=0.05, dim=4, seed=0, batch_size=16, progress=False)
     np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-12)
+
+
+def test_diffusers_folder_and_pipeline_models(tmp_path, monkeypatch):
+    """A local diffusers folder loads only its VAE (decoder z -> decode(z / scaling_factor)); 'tiny-ldm' goes
+    through geom.models.load_pipeline (faked here: the checkpoint is another issue's)."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                        sample_size=16, layers_per_block=1).eval()
+    vae.save_pretrained(tmp_path / "sd" / "vae")
+    df = run_sweep(SweepSpec(model=str(tmp_path / "sd"), source="plane:2", k=8, radius=0.01, shard_size=3),
+                   tmp_path / "out", progress=False)
+    z = Sweep(SweepSpec(model=str(tmp_path / "sd"), source="plane:2", k=8, radius=0.01, shard_size=3),
+              tmp_path / "out")
+    z.prepare(ShardComputer(z.spec).model)
+    lat = z.latents(np.arange(4))
+    assert lat.shape == (4, 4, 8, 8)
+    G = geom.with_module(lambda v: vae.decode(v / vae.config.scaling_factor).sample, vae)
+    ref = geom.describe(G, lat, k=8, radius=0.01, dim=4, seed=0, batch_size=16, progress=False)
+    np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-4)
+    np.testing.assert_array_equal(df["delta"], ref["delta"])
+
+    class FakePipe:
+        latent_shape = (4, 8, 8)
+        image_size = (64, 64)
+
+        def __init__(self):
+            self.vae = vae
+            self.vae_decode = G
+
+    import geom.models as gm
+    monkeypatch.setattr(gm, "load_pipeline", lambda name, device="cpu", dtype=None: FakePipe(),
+                        raising=False)
+    m = geom.sweep.load_model("tiny-ldm")
+    assert m.latent_shape == (4, 8, 8) and m.image_size == (3, 64, 64)
+    assert torch.equal(m.G(lat[:1]), G(lat[:1]))
