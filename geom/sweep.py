@@ -733,7 +733,11 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
         else:
             probe = load_model(sweep.spec.model, "cpu", sweep.spec.dtype)
         first = new_actor()
-        info = ray.get(first.info.remote())
+        try:
+            info = ray.get(first.info.remote())
+        except RayActorError as e:
+            raise RuntimeError(f"a Ray worker could not load model {sweep.spec.model!r} (see the worker error "
+                               f"above): {e}") from None
         _unwrap(ray, RayTaskError, lambda: ray.get(first.check.remote()))
         if isinstance(sweep.source, PlaneSource):
             sweep._anchors = plane_anchors(tuple(info["latent_shape"]), sweep.spec.latent_seed, sweep.spec.anchors,

@@ -259,6 +259,20 @@ def test_npy_latents_and_encoded_images(tmp_path):
         np.save(tmp_path / "x.npy", imgs)
         df = run_sweep(SweepSpec(model="toy-ae", source=f"npy:{tmp_path / 'x.npy'}", k=16, shard_size=4,
                                  dtype="float64", radius=0.05), tmp_path / "b", progress=False)
+        # an image folder: sorted by name, resized to the model's image size (1, 4, 4), mapped to [-1, 1]
+        from PIL import Image
+        (tmp_path / "imgs").mkdir()
+        pix = (np.arange(4 * 4 * 3).reshape(3, 4, 4) * 5).astype(np.uint8)
+        for n, im in zip(["b.png", "a.png", "c.png"], pix):
+            Image.fromarray(im, mode="L").save(tmp_path / "imgs" / n)
+        (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+        dfi = run_sweep(SweepSpec(model="toy-ae", source=f"images:{tmp_path / 'imgs'}", k=16, shard_size=2,
+                                  dtype="float64", radius=0.05), tmp_path / "c", progress=False)
+        assert len(dfi) == 3
+        want = torch.as_tensor(pix[[1, 0, 2]].astype(np.float32) / 127.5 - 1, dtype=torch.float64)
+        with torch.no_grad():
+            np.testing.assert_allclose(np.load(tmp_path / "c" / "latents.npy"),
+                                       enc(want.reshape(3, -1)).numpy(), rtol=1e-6)
     finally:
         MODELS.pop("toy-ae")
     with torch.no_grad():
