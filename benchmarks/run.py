@@ -257,7 +257,10 @@ def main(argv=None) -> int:
         results = [r for r in old.get("results", []) if r["model"] not in ran] + results
         skipped = {**{k_: v for k_, v in old.get("skipped", {}).items() if k_ not in ran and
                       not any(k_ in r["model"] for r in results)}, **skipped}
-    doc = {"results": results, "skipped": skipped, "targets": TARGETS, "total_s": time.perf_counter() - t_start,
+    total = time.perf_counter() - t_start
+    if a.merge and Path(a.out).exists():
+        total += json.loads(Path(a.out).read_text()).get("total_s", 0.0)  # runtime of all runs merged
+    doc = {"results": results, "skipped": skipped, "targets": TARGETS, "total_s": total,
            "machine": {"platform": platform.platform(), "processor": platform.processor(),
                        "torch": torch.__version__, "threads": torch.get_num_threads(),
                        "python": sys.version.split()[0]},
