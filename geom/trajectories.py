@@ -9,8 +9,9 @@
   latents only: at early steps ``x_t`` is almost pure Gaussian noise, far off the decoder's training
   distribution, and its descriptors there mostly measure the decoder off-manifold; ``pred_x0`` is the point
   of the decoder's latent space the trajectory is heading to at that step (it equals ``x_t`` at the last
-  step up to the final DDIM update). Humayun et al. describe "the latent at every denoising step"; both
-  readings are supported and the notebooks say which one they use.
+  step up to the final DDIM update). Humayun et al. plot the decoder's descriptors against the denoising
+  step (Fig. 8) without fixing this choice in the text we work from; both readings are supported and the
+  notebooks say which one they use.
 * ``wen_statistic`` / ``wen_score``: Wen et al.'s detection score, the text-conditional minus unconditional
   noise prediction norm, averaged over the first ``n`` steps.
 * ``auroc`` (Mann-Whitney U with mid-ranks for ties), ``mean_ci`` (Student t), ``diff_ci`` (Welch).
@@ -65,7 +66,6 @@ class TrajectoryRecorder:
     After sampling: ``latents`` ``(num_steps, B, *latent_shape)`` (CPU), ``wen`` ``(num_steps, B)``,
     ``timesteps`` ``(num_steps,)``; ``rows()`` is a long table with one row per (step, sample)."""
     at: str = "pred_x0"
-    every: int = 1
     steps: list[int] = field(default_factory=list)
     timestep_list: list[int] = field(default_factory=list)
     latent_list: list[Tensor] = field(default_factory=list)
@@ -74,12 +74,8 @@ class TrajectoryRecorder:
     def __post_init__(self):
         if self.at not in AT:
             raise ValueError(f"at must be one of {AT}, got {self.at!r}")
-        if self.every < 1:
-            raise ValueError(f"every must be >= 1, got {self.every}")
 
     def __call__(self, s: DDIMStep) -> None:
-        if s.index % self.every and s.index != s.num_steps - 1:
-            return
         self.steps.append(s.index)
         self.timestep_list.append(s.timestep)
         z = s.pred_x0 if self.at == "pred_x0" else s.latents
@@ -106,6 +102,13 @@ class TrajectoryRecorder:
                                  wen=self.wen.numpy().reshape(-1)))
 
 
+def described_steps(num_steps: int, every: int) -> np.ndarray:
+    """The steps whose latents are described: ``0, every, 2 every, ...`` and always the last one."""
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    return np.unique(np.r_[np.arange(0, num_steps, every), num_steps - 1]).astype(np.int64)
+
+
 def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], num_steps: int = 50,
                           guidance_scale: float = 7.5, at: str = "pred_x0", every: int = 1, k: int | None = 120,
                           radius: float = 1e-5, dim: int | None = 4, descriptor_seed: int = 0,
@@ -114,30 +117,34 @@ def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], nu
     """Decoder descriptors along DDIM trajectories (Humayun et al. Sec. 3.3.4, Fig. 8).
 
     Sample ``i`` runs DDIM (``num_steps`` steps, guidance ``guidance_scale``, eta 0) for ``prompts[i]`` from
-    ``x_T = initial_latents(pipe, [seeds[i]])``; at every ``every``-th step (and the last one) psi, nu,
+    ``x_T = initial_latents(pipe, [seeds[i]])``. Wen et al.'s statistic is recorded at every step; psi, nu,
     delta of ``pipe.vae_decode`` at ``pred_x0`` or ``x_t`` (``at``) are computed with ``geom.describe``
-    (``k``, ``radius``, ``dim``, seeded by ``descriptor_seed``: the same projection for every point).
+    (``k``, ``radius``, ``dim``, seeded by ``descriptor_seed``: the same projection for every point) at the
+    steps ``described_steps(num_steps, every)`` (every step for ``every=1``).
 
     Returns:
-        a DataFrame with one row per (sample, recorded step): ``sample, prompt, seed, guidance, step,
-        timestep, wen, psi, nu[, delta]``; and the final latents ``(B, *latent_shape)``.
+        a DataFrame with one row per (sample, step), ``num_steps`` rows per sample: ``sample, prompt, seed,
+        guidance, step, timestep, wen, psi, nu[, delta]`` (descriptors NaN on steps not described); and the
+        final latents ``(B, *latent_shape)``.
     """
     prompts = list(prompts)
     if len(prompts) != len(seeds):
         raise ValueError(f"{len(prompts)} prompts for {len(seeds)} seeds")
+    keep = described_steps(num_steps, every)
     frames, finals = [], []
     for s0 in range(0, len(prompts), sample_batch):
         pb, sb = prompts[s0:s0 + sample_batch], list(seeds[s0:s0 + sample_batch])
-        rec = TrajectoryRecorder(at=at, every=every)
+        rec = TrajectoryRecorder(at=at)
         res = sample(pipe, pb, num_steps=num_steps, guidance_scale=guidance_scale,
                      latents=initial_latents(pipe, sb), callback=rec)
         finals.append(res.latents.detach().cpu())
         rows = rec.rows()
         rows["sample"] += s0
-        z = rec.latents.flatten(0, 1).to(pipe.device)  # step-major, as rows()
+        z = rec.latents[torch.as_tensor(keep)].flatten(0, 1).to(pipe.device)  # step-major, as rows()
         d = describe(pipe.vae_decode, z, k=k, radius=radius, dim=dim, seed=descriptor_seed,
                      batch_size=batch_size, complexity=complexity, progress=progress)
-        frames.append(pd.concat([rows.reset_index(drop=True), d], axis=1))
+        d.index = rows.index[rows["step"].isin(keep).to_numpy()]
+        frames.append(rows.join(d))
     df = pd.concat(frames, ignore_index=True)
     df.insert(1, "prompt", [prompts[i] for i in df["sample"]])
     df.insert(2, "seed", [int(seeds[i]) for i in df["sample"]])
@@ -147,9 +154,9 @@ def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], nu
 
 
 def wen_score(df: pd.DataFrame, first_steps: int = 1, by: Sequence[str] = ("sample",)) -> pd.Series:
-    """Wen et al.'s detection score: the mean of the ``wen`` column over the first ``first_steps`` recorded
-    steps (smallest ``step`` values) of each trajectory (grouped by ``by``). Wen et al. average over the
-    first steps and report that the first step alone already separates memorised prompts."""
+    """Wen et al.'s detection score: the mean of the ``wen`` column over the first ``first_steps`` DDIM
+    steps (smallest ``step`` values) of each trajectory (grouped by ``by``). Wen et al. average the norm over
+    the first steps and report that the first step alone already separates memorised prompts."""
     if first_steps < 1:
         raise ValueError(f"first_steps must be >= 1, got {first_steps}")
     first = sorted(df["step"].unique())[:first_steps]
@@ -250,7 +257,8 @@ def vendi(features, normalize: bool = True) -> float:
     """Vendi score (Friedman & Dieng 2023) of ``features`` ``(n, d)`` with the cosine-similarity kernel
     ``K = X X^T / n`` (rows L2-normalised when ``normalize``): ``exp`` of the Shannon entropy of the
     eigenvalues of ``K``, between 1 (all items identical) and ``n`` (mutually orthogonal). Computed by the
-    ``vendi-score`` package (``vendi.score_dual``)."""
+    ``vendi-score`` package: ``vendi.score_dual`` (``d x d`` eigenproblem) when ``d <= n``, else
+    ``vendi.score_X`` (``n x n``); both have the same non-zero eigenvalues."""
     from vendi_score import vendi as _vendi
     X = np.asarray(features, dtype=np.float64)
     if X.ndim != 2 or len(X) == 0:
@@ -259,7 +267,9 @@ def vendi(features, normalize: bool = True) -> float:
         raise ValueError("features contain NaN or inf")
     if normalize and (np.linalg.norm(X, axis=1) == 0).any():
         raise ValueError("a feature vector is zero: the cosine kernel is undefined")
-    return float(_vendi.score_dual(X, normalize=normalize))
+    if X.shape[1] <= X.shape[0]:
+        return float(_vendi.score_dual(X, normalize=normalize))
+    return float(_vendi.score_X(X, normalize=normalize))
 
 
 def vendi_per_level(features, levels, min_size: int = 2) -> pd.DataFrame:

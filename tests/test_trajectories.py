@@ -102,6 +102,14 @@ def test_vendi_identical_is_one_and_orthogonal_is_n():
     assert tr.vendi(np.eye(8)[:6] * np.arange(1, 7)[:, None]) == pytest.approx(6.0, abs=1e-9)  # scale-free
 
 
+def test_vendi_primal_equals_dual():
+    X = np.abs(np.random.default_rng(0).normal(size=(12, 5)))
+    Y = np.abs(np.random.default_rng(1).normal(size=(5, 12)))
+    from vendi_score import vendi as v
+    assert tr.vendi(X) == pytest.approx(v.score_X(X), rel=1e-8)  # d < n: dual path vs n x n kernel
+    assert tr.vendi(Y) == pytest.approx(v.score_dual(Y), rel=1e-8)  # d > n: n x n path vs dual
+
+
 def test_vendi_two_groups_closed_form():
     # m copies of e1 and m copies of e2: eigenvalues (1/2, 1/2) -> Vendi 2
     X = np.r_[np.tile(np.eye(3)[0], (4, 1)), np.tile(np.eye(3)[1], (4, 1))]
@@ -205,17 +213,23 @@ def test_describe_trajectories_shapes_and_wen_score(pipe):
     df, final = tr.describe_trajectories(pipe, ["x", "y", "z"], [0, 1, 2], num_steps=4, guidance_scale=2.0,
                                          every=2, k=8, complexity=True, sample_batch=2)
     assert final.shape == (3, *pipe.latent_shape)
-    # every=2 of 4 steps: steps 0, 2 and the last one (3)
-    assert len(df) == 3 * 3 and df.groupby("sample")["step"].apply(list).tolist() == [[0, 2, 3]] * 3
+    # one row per step; every=2 of 4 steps: descriptors at steps 0, 2 and the last one (3)
+    assert len(df) == 3 * 4 and df.groupby("sample")["step"].apply(list).tolist() == [[0, 1, 2, 3]] * 3
     assert set(df.columns) >= {"sample", "prompt", "seed", "guidance", "step", "timestep", "wen", "psi", "nu", "delta"}
-    assert np.isfinite(df[["psi", "nu"]]).all().all()
+    described = df.dropna(subset=["psi"])
+    assert described.groupby("sample")["step"].apply(list).tolist() == [[0, 2, 3]] * 3
+    assert np.isfinite(described[["psi", "nu", "delta"]]).all().all()
+    assert df["wen"].notna().all()
     ws = tr.wen_score(df, first_steps=2)
-    expect = df[df.step.isin([0, 2])].groupby("sample")["wen"].mean()
+    expect = df[df.step.isin([0, 1])].groupby("sample")["wen"].mean()
     pd.testing.assert_series_equal(ws, expect)
+    assert tr.described_steps(10, 3).tolist() == [0, 3, 6, 9] and tr.described_steps(5, 3).tolist() == [0, 3, 4]
     # the descriptor of a recorded latent equals geom.describe at that latent
     from geom import describe
-    rec = tr.TrajectoryRecorder(every=2)
+    rec = tr.TrajectoryRecorder()
     from geom.diffusion import sample
-    sample(pipe, ["x"], num_steps=4, guidance_scale=2.0, latents=tr.initial_latents(pipe, [0]), callback=rec)
-    d = describe(pipe.vae_decode, rec.latents[1], k=8, complexity=False, progress=False)
-    assert df[(df["sample"] == 0) & (df.step == 2)]["psi"].item() == pytest.approx(d.psi.item(), rel=1e-5)
+    sample(pipe, ["x", "y"], num_steps=4, guidance_scale=2.0, latents=tr.initial_latents(pipe, [0, 1]), callback=rec)
+    d = describe(pipe.vae_decode, rec.latents[2], k=8, complexity=False, progress=False)
+    got = df[df.step == 2].set_index("sample")
+    assert got.loc[[0, 1], "psi"].to_numpy() == pytest.approx(d.psi.to_numpy(), rel=1e-4)
+    assert got.loc[[0, 1], "nu"].to_numpy() == pytest.approx(d.nu.to_numpy(), rel=1e-4)
