@@ -648,6 +648,12 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, executor: str = "local", add
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     sweep = Sweep(spec, out_dir, overwrite=overwrite)
+    if sweep.n is None and (sweep.out / "latents.npy").exists():
+        sweep.prepare()  # cached latents of an array/image source: the row count is known
+    if sweep.n is not None and not sweep.pending():  # already complete: no model, no Ray
+        df = sweep.table()
+        sweep.mark_complete()
+        return df
     if executor == "local":
         comp = ShardComputer(spec, device)
         comp.check()

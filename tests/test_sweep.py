@@ -121,6 +121,9 @@ def test_resume_in_process_skips_done_shards(tmp_path, reference):
     assert {p.name: p.stat().st_mtime_ns for p in _parts(out)[:5]} == kept
     assert not list((out / "shards").glob(".tmp-*"))
     _assert_same(load_sweep(out), reference)
+    t = time.time()  # a complete sweep returns its table at once: no model loaded, no Ray started
+    _assert_same(run_sweep(SPEC, out, executor="ray", progress=False), reference)
+    assert time.time() - t < 5
 
 
 @pytest.mark.slow
