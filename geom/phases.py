@@ -1,7 +1,7 @@
 """Phases of a diffusion model over a 2D plane of initial noises (Lobashev et al., "Hessian Geometry of Latent
-Space in Generative Models", ICML 2025, Sec. 6): the noise plane, DDIM images on a grid of it, image features,
-phase labels, the image-space Lipschitz estimate, distances to phase boundaries, path lengths and linearity of
-curves under a metric, and a box-counting dimension of boundaries under zoom.
+Space in Generative Models", ICML 2025, the diffusion-model experiments): the noise plane, DDIM images on a
+grid of it, image features, phase labels, the image-space Lipschitz estimate, distances to phase boundaries,
+path lengths and linearity of curves under a metric, and a box-counting dimension of boundaries under zoom.
 
 The Fisher metric itself (posterior network, log-partition fit, Hessian, geodesics) is ``geom.fisher``; this
 module supplies what is specific to a generator's latent plane and the measurements around it.
@@ -35,7 +35,7 @@ def seed_latents(shape: tuple[int, ...], seeds: tuple[int, int, int] = (0, 1, 2)
 
 
 def noise_plane(latents: torch.Tensor, points: torch.Tensor, renormalise: bool = True) -> torch.Tensor:
-    """Initial noises on the plane through three latents (Lobashev et al. Sec. 6):
+    """Initial noises on the plane through three latents (Lobashev et al., diffusion experiments):
     ``z(a, b) = l0 + a (l1 - l0) + b (l2 - l0)``, each divided by its own standard deviation (over all its
     elements) when ``renormalise`` (so that ``z`` has the scale of ``N(0, I)`` noise the sampler expects).
 
@@ -72,8 +72,8 @@ def generate_plane(pipe, prompt: str, latents: torch.Tensor, points: torch.Tenso
     """Deterministic DDIM (``eta = 0``; ``geom.diffusion.sample`` with ``latents=``) from the plane noises
     ``noise_plane(latents, points)`` with one fixed ``prompt``, decoded and clamped to ``[-1, 1]``.
 
-    Lobashev et al. Sec. 6 use 50 steps and guidance 5. ``points`` (P, 2) -> images (P, 3, H, W) float32 on
-    the CPU (in ``batch`` es of points, so memory stays bounded on large grids)."""
+    Lobashev et al. (diffusion experiments) use 50 steps and guidance 5. ``points`` (P, 2) -> images
+    (P, 3, H, W) float32 on the CPU (in ``batch`` es of points, so memory stays bounded on large grids)."""
     from .diffusion import sample
 
     if not isinstance(prompt, str):
@@ -102,7 +102,9 @@ def image_features(images: torch.Tensor, pipe=None, kind: str = "vae", side: int
     average-pooled to ``side x side`` (``d = 3 side^2``); needs no model."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
-    pool = lambda x: torch.nn.functional.adaptive_avg_pool2d(x, (min(side, x.shape[-2]), min(side, x.shape[-1])))  # noqa: E731
+    def pool(x):
+        return torch.nn.functional.adaptive_avg_pool2d(x, (min(side, x.shape[-2]), min(side, x.shape[-1])))
+
     if kind == "pixels":
         return pool(images.float()).flatten(1)
     if kind != "vae":
@@ -170,7 +172,7 @@ def dominant_colour_phases(images: torch.Tensor, palette: dict[str, tuple[float,
 
 # ------------------------------------------------------------------------------------------------- Lipschitz
 def edge_lipschitz(images: torch.Tensor, da: float, db: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image-space Lipschitz estimates on the edges of a grid (Lobashev et al. Sec. 6):
+    """Image-space Lipschitz estimates on the edges of a grid (Lobashev et al., diffusion experiments):
     ``||x(a + da, b) - x(a, b)|| / da`` (Euclidean norm over all pixels and channels) along ``a`` and likewise
     along ``b``. ``images`` (n1, n2, ...) -> ``(La (n1 - 1, n2), Lb (n1, n2 - 1))`` float64."""
     if images.ndim < 3:
