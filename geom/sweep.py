@@ -719,6 +719,9 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
         kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True)
         if address is None:
             kw["num_cpus"] = num_cpus
+            # the local raylet waits for its Python agents to start; on a busy small machine they can take
+            # longer than Ray's default, so give them 2 minutes (inherited by the processes ray.init starts)
+            os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
         _ray_init(ray, address, kw)
     try:
         res = ray.cluster_resources()
