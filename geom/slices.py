@@ -23,6 +23,7 @@ Images are float32 arrays ``(n, 3, S, S)`` in ``[0, 1]`` (channels first), like 
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Sequence
@@ -354,3 +355,66 @@ def auroc_table(scores: dict, is_positive, n_boot: int = 2000, seed: int = 0):
         a, lo, hi = auroc_ci(s[pos], s[~pos], n_boot=n_boot, seed=seed)
         rows.append(dict(score=name, auroc=a, lo=lo, hi=hi, best_direction="higher" if a >= 0.5 else "lower"))
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------- cached descriptors
+def module_digest(module: torch.nn.Module, extra: Sequence = ()) -> str:
+    """SHA-256 (hex) of a module's state dict (names, dtypes, shapes, values; sorted by name) and of the
+    ``repr`` of ``extra`` (e.g. a ``scaling_factor`` that lives outside the state dict)."""
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module_digest needs an nn.Module, got {type(module).__name__}")
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr(tuple(extra)).encode())
+    return h.hexdigest()
+
+
+def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 120, radius: float = 1e-5,
+                    dim: int | None = 4, seed: int = 0, batch_size: int = 16, chunk: int = 64,
+                    extra: Sequence = (), progress: bool = True):
+    """``geom.describe(G, z, ...)`` computed in chunks of ``chunk`` latents, each chunk cached as
+    ``cache_dir/<key>/part-NNNNNN.parquet`` (written atomically), where ``key`` hashes the weights of ``G``
+    (``module_digest(G, extra)``), the latents ``z`` ``(N, *latent_shape)`` and the settings. A re-run with
+    the same decoder, latents and settings (in any process, under any model name) reads the finished chunks
+    instead of recomputing them: an interrupted run resumes. Returns the DataFrame of ``geom.describe``
+    (``psi``, ``nu``, ``delta``; ``N`` rows). Descriptors are those of Humayun et al. Eq. 4, Def. 3, Def. 1."""
+    import os
+    import uuid
+
+    import pandas as pd
+
+    from .descriptors import describe
+
+    if not isinstance(z, Tensor) or z.ndim < 2:
+        raise ValueError(f"z must be a tensor (N, *latent_shape), got {getattr(z, 'shape', type(z).__name__)}")
+    if int(chunk) < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    h = hashlib.sha256()
+    h.update(module_digest(G, extra).encode())
+    h.update(f"{z.dtype}{tuple(z.shape)}".encode())
+    h.update(z.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr((k, float(radius), dim, int(seed))).encode())
+    folder = Path(cache_dir) / h.hexdigest()[:20]
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    starts = range(0, z.shape[0], int(chunk))
+    for c, s in enumerate(starts):
+        p = folder / f"part-{c:06d}.parquet"
+        if p.exists():
+            parts.append(pd.read_parquet(p))
+            continue
+        df = describe(G, z[s:s + int(chunk)], k=k, radius=radius, dim=dim, seed=seed, batch_size=batch_size,
+                      progress=False)
+        tmp = folder / f".tmp-{c:06d}-{uuid.uuid4().hex}.parquet"
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, p)
+        parts.append(df)
+        if progress:
+            print(f"cached_describe: chunk {c + 1}/{len(starts)} -> {p}", flush=True)
+    out = pd.concat(parts, ignore_index=True)
+    if len(out) != z.shape[0]:
+        raise RuntimeError(f"cache {folder} holds {len(out)} rows for {z.shape[0]} latents")
+    return out

@@ -206,3 +206,47 @@ def test_id_images():
     assert shapes.nearest_neighbour(x, train)[0].min() > 0  # held out, not copies of training images
     with pytest.raises(ValueError, match="training"):
         slices.id_images(3, seed=0)
+
+
+# ------------------------------------------------------------------------------------------- cached describe
+def _mlp(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Linear(32, 20))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    return net.eval()
+
+
+def test_cached_describe_matches_describe_and_resumes(tmp_path, monkeypatch):
+    import geom
+
+    G = _mlp()
+    z = torch.randn(23, 6, generator=torch.Generator().manual_seed(1))
+    ref = geom.describe(G, z, k=8, radius=0.05, dim=3, seed=2, progress=False)
+    got = slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, chunk=10, progress=False)
+    pd.testing.assert_frame_equal(got, ref, check_exact=False, rtol=1e-10, atol=1e-10)
+    (folder,) = list(tmp_path.iterdir())
+    assert len(list(folder.glob("part-*.parquet"))) == 3
+    # a second run reads the cache: describe must not be called
+    import geom.descriptors
+
+    monkeypatch.setattr(geom.descriptors, "describe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, chunk=10, progress=False)
+    pd.testing.assert_frame_equal(again, got)
+    monkeypatch.undo()
+    # other weights, latents or settings -> another cache entry
+    slices.cached_describe(_mlp(1), z, tmp_path, k=8, radius=0.05, dim=3, seed=2, chunk=10, progress=False)
+    slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, chunk=10, extra=(2.0,), progress=False)
+    assert len(list(tmp_path.iterdir())) == 3
+
+
+def test_module_digest():
+    a, b = _mlp(0), _mlp(0)
+    assert slices.module_digest(a) == slices.module_digest(b)
+    with torch.no_grad():
+        b[0].bias[0] += 1e-6
+    assert slices.module_digest(a) != slices.module_digest(b)
+    assert slices.module_digest(a, (1.0,)) != slices.module_digest(a, (2.0,))
+    with pytest.raises(TypeError):
+        slices.module_digest(lambda x: x)
