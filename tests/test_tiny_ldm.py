@@ -146,24 +146,51 @@ def test_vae_reconstructs_training_images(tiny, train_set):
     assert 0.5 < float(z.std()) < 2.0
 
 
+# Thresholds from the committed checkpoint (numbers in data/README.md): a wrong model (untrained UNet,
+# swapped prompts, a sampler ignoring the prompt) gives hit rate ~0 and ratios ~1 for both groups.
+HIT_MIN = 0.6
+RATIO_GAP = 0.92
+NORMAL_PROMPTS = [shapes.prompt(c, s, b) for c, s, b in
+                  zip(["red", "blue", "green", "yellow", "white", "cyan", "magenta", "orange"],
+                      ["circle", "square", "star", "triangle", "cross", "diamond", "circle", "star"],
+                      ["stripes", "dots", "plain", "checks", "noise", "stripes", "checks", "dots"])]
+
+
+def memorisation_check(pipe, seeds=(0, 1), steps=25, scale=7.5):
+    """Sample every memorised prompt and 8 normal prompts with each seed; nearest and second-nearest
+    neighbour (RMS distance per latent entry) of each sample among the VAE latents of the DISTINCT
+    training images (the 7,200 normal images + the 8 memorised ones). Returns a dict of arrays."""
+    cfg = json.loads((pipe.path / "training_config.json").read_text())["config"]
+    uniq = shapes.make_dataset(n_per_combo=cfg["n_per_combo"], size=cfg["size"], seed=cfg["seed"], copies=1)
+    with torch.no_grad():
+        ref = torch.cat([pipe.vae_encode(shapes.to_model_range(uniq.images[i:i + 500]))
+                         for i in range(0, len(uniq), 500)]).flatten(1)
+    mem = list(shapes.MEMORISED_PROMPTS)
+    prompts = (mem + NORMAL_PROMPTS) * len(seeds)
+    lat = torch.cat([diffusion.sample(pipe, mem + NORMAL_PROMPTS, num_steps=steps, guidance_scale=scale,
+                                      generator=torch.Generator().manual_seed(s)).latents for s in seeds])
+    d = torch.cdist(lat.flatten(1), ref) / ref.shape[1] ** 0.5
+    v, i = d.topk(2, largest=False)
+    is_mem = np.array([p in mem for p in prompts])
+    want = np.array([mem.index(p) if p in mem else -1 for p in prompts])
+    got = uniq.meta["memorised_id"].to_numpy()[i[:, 0].numpy()]
+    return dict(is_mem=is_mem, want=want, got=got, d1=v[:, 0].numpy(), ratio=(v[:, 0] / v[:, 1]).numpy())
+
+
 @needs_ckpt
 @pytest.mark.slow
-def test_memorised_prompts_reproduce_their_image(tiny, train_set):
-    """Memorised prompts: the sample's nearest training image is the memorised image and close; normal
-    prompts: samples are further from every training image (Humayun et al. Sec. 3.3.4 ground truth)."""
-    mem = list(shapes.MEMORISED_PROMPTS)
-    normal = [shapes.prompt(c, s, b) for c, s, b in
-              zip(["red", "blue", "green", "yellow", "white", "cyan", "magenta", "orange"],
-                  ["circle", "square", "star", "triangle", "cross", "diamond", "circle", "star"],
-                  ["stripes", "dots", "plain", "checks", "noise", "stripes", "checks", "dots"])]
-    res = diffusion.sample(tiny, mem + normal, num_steps=25, guidance_scale=7.5,
-                           generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        imgs = shapes.from_model_range(tiny.vae_decode(res.latents))
-    d, idx = shapes.nearest_neighbour(imgs, train_set.images)
-    M = len(mem)
-    d_mem, d_norm = d[:M], d[M:]
-    mem_id = train_set.meta["memorised_id"].to_numpy()[idx[:M]]
-    assert (mem_id == np.arange(M)).mean() >= 0.75, mem_id  # nearest neighbour is the prompt's own image
-    assert np.median(d_mem) < 0.08, d_mem
-    assert np.median(d_norm) > 2 * np.median(d_mem), (d_mem, d_norm)
+def test_memorised_prompts_reproduce_their_image(tiny):
+    """Memorised prompts: the sample's nearest training latent is the prompt's own memorised image, and it is
+    much closer to it than to any other training image; normal prompts: samples sit between training images
+    (nearest ~ second nearest) and never next to a memorised image (Humayun et al. Sec. 3.3.4 ground truth)."""
+    r = memorisation_check(tiny)
+    m, n = r["is_mem"], ~r["is_mem"]
+    hit = (r["got"][m] == r["want"][m]).mean()
+    assert hit >= HIT_MIN, r
+    assert (r["got"][n] == -1).all(), r
+    assert np.median(r["ratio"][n]) > 0.9, r  # normal samples: no training image stands out as their source
+    assert np.median(r["ratio"][m]) < RATIO_GAP * np.median(r["ratio"][n]), r
+    # control: without guidance (scale 0 = the prompt is ignored) the memorised image is not reproduced
+    r0 = memorisation_check(tiny, seeds=(0,), scale=0.0)
+    assert (r0["got"][r0["is_mem"]] == r0["want"][r0["is_mem"]]).mean() <= 0.25, r0
+    # (the absolute distance d1 does not separate them: samples on plain backgrounds are close to many images)

@@ -209,6 +209,12 @@ def train(out: str | Path = DEFAULT_DIR, cfg: TrainConfig | None = None, progres
     if st.get("vae") is not None:
         vae.load_state_dict(st["vae"])
     hist = st["log"]
+    if st["stage"] == "done" and cfg.unet_steps > st["step"]:  # train longer than a finished run
+        st["stage"] = "unet"
+    if st["stage"] == "unet" and st["step"] < cfg.unet_steps:  # record the lr schedule each segment used
+        segs = st.setdefault("segments", [])
+        if not segs or segs[-1]["unet_steps"] != cfg.unet_steps:
+            segs.append({"from_step": st["step"], "unet_steps": cfg.unet_steps})
     elapsed0 = st.get("elapsed", 0.0)
 
     def save(**kw):
@@ -336,6 +342,7 @@ def train(out: str | Path = DEFAULT_DIR, cfg: TrainConfig | None = None, progres
                        "text_encoder": sum(p.numel() for p in te.parameters())},
             "final_vae_rec_loss_last100": float(np.mean(h.get("vae_rec", [np.nan])[-100:])),
             "final_unet_loss_last100": float(np.mean(h.get("unet_loss", [np.nan])[-100:])),
+            "unet_schedule_segments": st.get("segments", []),
             "scaling_factor": scale, "train_seconds": round(st.get("elapsed", 0.0), 1),
             "torch": torch.__version__, "command": "python -m geom.models.tiny_ldm train"}
     (out / "training_config.json").write_text(json.dumps(info, indent=2))
