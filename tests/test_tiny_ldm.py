@@ -148,8 +148,8 @@ def test_vae_reconstructs_training_images(tiny, train_set):
 
 # Thresholds from the committed checkpoint (numbers in data/README.md): a wrong model (untrained UNet,
 # swapped prompts, a sampler ignoring the prompt) gives hit rate ~0 and ratios ~1 for both groups.
-HIT_MIN = 0.6
-RATIO_GAP = 0.92
+HIT_MIN = 0.75
+RATIO_GAP = 0.8
 NORMAL_PROMPTS = [shapes.prompt(c, s, b) for c, s, b in
                   zip(["red", "blue", "green", "yellow", "white", "cyan", "magenta", "orange"],
                       ["circle", "square", "star", "triangle", "cross", "diamond", "circle", "star"],
