@@ -103,7 +103,8 @@ def _embeddings(pipe, prompts: list[str], negative_prompt: str | list[str]) -> t
 @torch.no_grad()
 def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float = 7.5, eta: float = 0.0,
            generator: torch.Generator | None = None, latents: Tensor | None = None, negative_prompt: str | list[str] = "",
-           callback: Callable[[DDIMStep], None] | None = None, progress: bool = False) -> DDIMResult:
+           callback: Callable[[DDIMStep], None] | None = None, progress: bool = False,
+           eps_fn: Callable[[Tensor, int, Tensor, Tensor], Tensor] | None = None) -> DDIMResult:
     """DDIM sampling with classifier-free guidance.
 
     Args:
@@ -116,6 +117,8 @@ def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float 
         latents: optional initial ``x_T`` ``(B, *latent_shape)``.
         callback: called with a ``DDIMStep`` after every step (e.g. store ``eps_cond - eps_uncond`` or
             compute decoder descriptors of ``pred_x0``).
+        eps_fn: optional ``eps_fn(x_t, t, eps, a_t) -> eps'`` applied to the guided noise prediction before the
+            DDIM update (e.g. classifier / reward guidance, ``geom.guidance``); the callback sees ``eps'``.
     Returns:
         ``DDIMResult`` with the final latents ``(B, *latent_shape)`` (decode with ``pipe.vae_decode``).
     """
@@ -133,10 +136,13 @@ def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float 
     for i, t in enumerate(tqdm(ts.tolist(), disable=not progress, desc="DDIM")):
         t_prev = t - ratio
         eps, e_c, e_u = guided_noise(pipe, x, t, cond, uncond, guidance_scale)
+        a_t = _alpha(pipe.scheduler, t)
+        if eps_fn is not None:
+            eps = eps_fn(x, int(t), eps, a_t)
         noise = None
         if eta > 0:
             noise = torch.randn(shape, generator=generator, dtype=pipe.dtype, device="cpu").to(pipe.device)
-        x_prev, x0 = ddim_update(x, eps, _alpha(pipe.scheduler, t), _alpha(pipe.scheduler, t_prev), eta, noise)
+        x_prev, x0 = ddim_update(x, eps, a_t, _alpha(pipe.scheduler, t_prev), eta, noise)
         if callback is not None:
             callback(DDIMStep(i, num_steps, int(t), int(t_prev), x, e_c, e_u, eps, x0, x_prev, float(guidance_scale)))
         x = x_prev

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .descriptors import describe
-from .diffusion import DDIMResult, DDIMStep, _alpha, _embeddings, ddim_timesteps, ddim_update, guided_noise
+from .diffusion import DDIMResult, DDIMStep, sample
 
 REWARDS = ("expected_bin", "log_top")
 
@@ -193,7 +193,6 @@ def _check_rho(rho) -> float:
     return float(rho)
 
 
-@torch.no_grad()
 def guided_sample(pipe, prompts: list[str], reward_fn: Callable[[Tensor, int], Tensor] | RewardModel,
                   rho: float, num_steps: int = 50, guidance_scale: float = 7.5, eta: float = 0.0,
                   generator: torch.Generator | None = None, latents: Tensor | None = None,
@@ -209,28 +208,10 @@ def guided_sample(pipe, prompts: list[str], reward_fn: Callable[[Tensor, int], T
         if kind not in REWARDS:
             raise ValueError(f"reward kind must be one of {REWARDS}, got {kind!r}")
         reward_fn = lambda x, t: reward(model, x, t, kind)  # noqa: E731
-    B = len(prompts)
-    shape = (B, *pipe.latent_shape)
-    if latents is None:
-        latents = torch.randn(shape, generator=generator, dtype=pipe.dtype, device="cpu").to(pipe.device)
-    elif tuple(latents.shape) != shape:
-        raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
-    cond, uncond = _embeddings(pipe, prompts, negative_prompt)
-    ts = ddim_timesteps(pipe.scheduler, num_steps)
-    ratio = pipe.scheduler.config.num_train_timesteps // num_steps
-    x = latents.to(pipe.device, pipe.dtype)
-    x_T = x.clone()
-    for i, t in enumerate(tqdm(ts.tolist(), disable=not progress, desc=f"guided DDIM rho={rho:g}")):
-        t_prev = t - ratio
-        eps, e_c, e_u = guided_noise(pipe, x, t, cond, uncond, guidance_scale)
-        a_t = _alpha(pipe.scheduler, t)
-        if rho != 0.0:
-            eps = eps - rho * (1 - a_t).sqrt().to(x) * reward_gradient(reward_fn, x, int(t))
-        noise = None
-        if eta > 0:
-            noise = torch.randn(shape, generator=generator, dtype=pipe.dtype, device="cpu").to(pipe.device)
-        x_prev, x0 = ddim_update(x, eps, a_t, _alpha(pipe.scheduler, t_prev), eta, noise)
-        if callback is not None:
-            callback(DDIMStep(i, num_steps, int(t), int(t_prev), x, e_c, e_u, eps, x0, x_prev, float(guidance_scale)))
-        x = x_prev
-    return DDIMResult(x, x_T, ts)
+
+    def eps_fn(x: Tensor, t: int, eps: Tensor, a_t: Tensor) -> Tensor:
+        return eps - rho * (1 - a_t).sqrt().to(x) * reward_gradient(reward_fn, x, t)
+
+    return sample(pipe, prompts, num_steps=num_steps, guidance_scale=guidance_scale, eta=eta, generator=generator,
+                  latents=latents, negative_prompt=negative_prompt, callback=callback, progress=progress,
+                  eps_fn=eps_fn if rho != 0.0 else None)
