@@ -38,7 +38,7 @@ def psi_labels(pipe, latents: Tensor, k: int | None = 120, seed: int = 0, batch_
     (Humayun et al. Eq. 4, output projected to ``k`` dims as in the paper)."""
     df = describe(pipe.vae_decode, latents, k=k, seed=seed, batch_size=batch_size, complexity=False,
                   progress=progress)
-    return torch.as_tensor(df["psi"].to_numpy())
+    return torch.tensor(df["psi"].to_numpy(), dtype=torch.float64)
 
 
 def psi_bins(psi: Tensor, n_bins: int = 5) -> tuple[Tensor, Tensor]:
