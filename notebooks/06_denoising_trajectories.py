@@ -17,7 +17,8 @@
 #
 # **Runtime (2-core CPU, tiny-ldm):** smoke (10 steps, descriptors at 4 of them, k = 16) ~30 s; full
 # (50 steps, every step, k = 120, 6 x 8 guidance trajectories + 16 x 4 memorisation trajectories = 5,600
-# described latents at ~0.9 s CPU each) ~1.5 h. On Stable Diffusion use a GPU.
+# described latents at 0.5-0.85 s each) ~1 h; the committed reduced run (`-p EVERY 7 -p N_SEEDS 8
+# -p N_MEM_SEEDS 4`, 896 described latents) took 11 min. On Stable Diffusion use a GPU.
 
 # %% tags=["parameters"]
 SEED = 0
@@ -240,14 +241,14 @@ with pd.option_context("display.max_colwidth", 200):
 
 # %% [markdown]
 # **Verdicts for the committed run** (`data/results/06_denoising_trajectories.json`, tiny-ldm, 50 DDIM steps,
-# descriptors every 7th step at `pred_x0`, k = 120, 4 seeds per guidance scale; 8 memorised + 8 normal
-# prompts x 2 seeds; reduced from the full size for CPU time):
+# descriptors every 7th step at `pred_x0`, k = 120, 8 seeds per guidance scale; 8 memorised + 8 normal
+# prompts x 4 seeds; `-p EVERY 7 -p N_SEEDS 8 -p N_MEM_SEEDS 4`, reduced from the full size for CPU time):
 #
 # | Paper claim | Measured | Verdict |
 # |---|---|---|
-# | Fig. 8: the decoder's descriptors evolve along the denoising trajectory | $\psi$ at $\hat x_0$ rises over the first ~15 of 50 steps and then plateaus (guidance 7.5: -374 -> -263); $\nu$ moves by < 3 (CIs overlap); $\delta$ at $r = 10^{-5}$ is 0 at almost every point (this small decoder has almost no neuron boundary within $10^{-5}$) | agree for $\psi$; $\nu$, $\delta$ show no clear trend here |
-# | Fig. 8: the trajectory depends on the guidance scale | $\psi$ at step 0 falls monotonically with guidance (-203 at s = 0 to -397 at s = 9), and so does the final $\psi$ (-232 to -267, Spearman -1.0); higher guidance = larger rise of $\psi$ over the trajectory | agree (monotone in the guidance scale) |
-# | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (step 7: -350 vs -291) and higher $\psi$ late (step 49: -217 vs -255; 95% CIs disjoint from step 28 on), and lower $\nu$ in the late steps (step 35: 88.0 vs 90.7); memorisation AUROC of final $\psi$ 0.87, beside Wen et al.'s baseline 0.90 (first 5 steps) and 0.82 (first step); the early descriptors are weak (separation <= 0.68) | agree that the descriptors detect memorisation; they do not beat the Wen et al. baseline, and need the whole trajectory where Wen needs a few steps |
+# | Fig. 8: the decoder's descriptors evolve along the denoising trajectory | $\psi$ at $\hat x_0$ rises over the first ~15 of 50 steps and then plateaus (guidance 7.5: -365 -> -255); $\nu$ moves by < 3 (CIs overlap); $\delta$ at $r = 10^{-5}$ is 0 at almost every point (this small decoder has almost no neuron boundary within $10^{-5}$) | agree for $\psi$; $\nu$, $\delta$ show no clear trend here |
+# | Fig. 8: the trajectory depends on the guidance scale | $\psi$ at step 0 falls monotonically with guidance (-198 at s = 0 to -388 at s = 9), and so does the final $\psi$ (-235 to -260, Spearman -1.0); higher guidance = larger rise of $\psi$ along the trajectory (Spearman +1.0) | agree (monotone in the guidance scale) |
+# | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (step 7: -344 vs -299) and higher $\psi$ late (step 49: -213 vs -253; 95% CIs disjoint from step 21 on); $\nu$ differs little; memorisation AUROC of final $\psi$ 0.91, beside Wen et al.'s baseline 0.86 (first 5 steps) and 0.77 (first step); the early descriptors are weak (separation <= 0.66) | agree: final $\psi$ detects memorisation as well as the Wen et al. baseline here, but needs the whole trajectory where Wen needs a few steps |
 
 # %%
 out.table(guid, "guidance_trajectories")
