@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from .descriptors import describe
 from .diffusion import DDIMStep, sample
+from .slices import auroc as slices_auroc
 
 AT = ("pred_x0", "latents")
 
@@ -180,18 +181,7 @@ def auroc(scores, labels) -> float:
     n1, n0 = int(y.sum()), int((~y).sum())
     if n1 == 0 or n0 == 0:
         raise ValueError(f"AUROC needs both classes, got {n1} positives and {n0} negatives")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # mid-ranks over runs of ties
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
-        i = j + 1
-    u = ranks[y].sum() - n1 * (n1 + 1) / 2
-    return float(u / (n1 * n0))
+    return slices_auroc(s[y], s[~y])  # one Mann-Whitney implementation (mid-ranks for ties)
 
 
 def mean_ci(x, level: float = 0.95) -> tuple[float, float, float]:
