@@ -186,8 +186,8 @@ print(f"{len(samples)} samples over {len(RHOS)} values of rho; psi labels in "
 # p ~ 1e-32). **Agrees** with the paper's direction, including at its own values $|\rho| \le 1.5$, although the
 # effect there is small (~1% of the psi range of the training latents, -317 to -192). Diversity (Vendi on
 # random-conv features) rises from 1.26 at $\rho=0$ to 1.36 at $\rho=15$, but also to 1.31 at $\rho=-15$:
-# stronger guidance in either direction diversifies a little, so "positive guidance = more diverse" is only
-# **partly** reproduced. The cell below prints the numbers of this run (smoke sizes in CI).
+# the 95% CIs over the 4 prompts overlap widely (about +-0.3), so no diversity effect is resolved and
+# "positive guidance = more diverse" is **not** established here. The cell below prints the numbers of this run (smoke sizes in CI).
 
 # %%
 print(summary[["rho", "dpsi_mean", "dpsi_low", "dpsi_high", "vendi_mean"]].round(3).to_string(index=False))
