@@ -223,3 +223,22 @@ def test_float64(sd_folder):
     z = torch.randn(1, *p.latent_shape, dtype=torch.float64)
     assert p.vae_decode(z).dtype == torch.float64
     assert p.encode_prompt(["a red circle"]).dtype == torch.float64
+
+
+def test_guidance_api_runs_on_the_sd_path(sd):
+    """geom.guidance on a Stable Diffusion-architecture pipeline: psi labels of its decoder, the reward model on
+    its latents, rho = 0 equal to plain DDIM and rho != 0 moving the samples."""
+    from geom import diffusion, guidance
+
+    x0 = torch.randn(3, *sd.latent_shape, generator=torch.Generator().manual_seed(0))
+    psi = guidance.psi_labels(sd, x0, k=8, batch_size=2, progress=False)
+    assert psi.shape == (3,) and torch.isfinite(psi).all()
+    torch.manual_seed(0)
+    model = guidance.RewardModel(in_channels=sd.latent_shape[0], n_bins=5, width=16,
+                                 num_train_timesteps=sd.scheduler.config.num_train_timesteps).eval()
+    kw = dict(num_steps=2, guidance_scale=3.0)
+    ref = diffusion.sample(sd, ["a photo"], generator=torch.Generator().manual_seed(1), **kw)
+    same = guidance.guided_sample(sd, ["a photo"], model, rho=0.0, generator=torch.Generator().manual_seed(1), **kw)
+    moved = guidance.guided_sample(sd, ["a photo"], model, rho=50.0, generator=torch.Generator().manual_seed(1), **kw)
+    assert torch.equal(same.latents, ref.latents)
+    assert not torch.allclose(moved.latents, ref.latents)
