@@ -26,6 +26,16 @@ def fd_step(dtype: torch.dtype) -> float:
 DTYPES = [torch.float32, torch.float64]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small matrices: a single thread is faster, and fair to a shared 2-core machine. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request):
     return request.param

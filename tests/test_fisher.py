@@ -12,13 +12,7 @@ from conftest import tol
 from geom import fisher as Fi
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matrices: a single thread is faster, and fair to a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gauss_F(theta: torch.Tensor) -> torch.Tensor:

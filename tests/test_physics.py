@@ -11,13 +11,7 @@ import torch
 from geom import physics as P
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small matrices: a single thread is faster, and fair to a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def z_bound(samples: np.ndarray, exact: np.ndarray, z: float = 5.0) -> None:
