@@ -73,7 +73,7 @@ def check_anchors(anchors: Tensor) -> Tensor:
 
 def plane_latents(anchors: Tensor, u, v) -> Tensor:
     """``z(u, v) = z0 + u (z1 - z0) + v (z2 - z0)``: anchors ``(3, *latent_shape)``, ``u, v`` ``(M,)`` ->
-    ``(M, *latent_shape)`` in the anchors' dtype (computed in float64). Same map as ``geom.sweep``'s plane."""
+    ``(M, *latent_shape)`` in the anchors' dtype (computed in float64). ``geom.sweep``'s plane uses this map."""
     anchors = check_anchors(anchors)
     u = torch.as_tensor(np.asarray(u, dtype=np.float64)).reshape(-1)
     v = torch.as_tensor(np.asarray(v, dtype=np.float64)).reshape(-1)

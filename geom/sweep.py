@@ -58,7 +58,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import paths
+from . import paths, slices
 from .complexity import local_complexity, with_module
 from .descriptors import local_rank, local_scaling, singular_values
 from .jacobian import jacobian, random_projection
@@ -356,10 +356,7 @@ def plane_coords(src: PlaneSource, index: np.ndarray) -> dict[str, np.ndarray]:
 def plane_latents(anchors: Tensor, src: PlaneSource, index: np.ndarray) -> Tensor:
     """``z(u, v) = z0 + u (z1 - z0) + v (z2 - z0)`` at flat grid indices -> ``(len(index), *latent_shape)``."""
     c = plane_coords(src, index)
-    z0, z1, z2 = anchors.to(torch.float64)
-    u = torch.as_tensor(c["u"]).reshape(-1, *([1] * z0.ndim))
-    v = torch.as_tensor(c["v"]).reshape(-1, *([1] * z0.ndim))
-    return (z0 + u * (z1 - z0) + v * (z2 - z0)).to(anchors.dtype)
+    return slices.plane_latents(anchors, c["u"], c["v"])
 
 
 # ----------------------------------------------------------------------------------------------- compute
