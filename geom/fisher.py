@@ -345,6 +345,28 @@ def relative_error(g_hat: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return torch.linalg.matrix_norm(g_hat - g) / torch.linalg.matrix_norm(g)
 
 
+def interior_mask(n_rows: int, n_cols: int, margin: int = 2) -> torch.Tensor:
+    """Flat boolean mask (n_rows * n_cols,) of a row-major grid, True at least ``margin`` cells from its edge
+    (where finite differences, target smoothing and the Hessian of F are not affected by the boundary)."""
+    if margin < 0 or n_rows <= 2 * margin or n_cols <= 2 * margin:
+        raise ValueError(f"a {n_rows} x {n_cols} grid has no interior at margin {margin}")
+    m = torch.zeros(n_rows, n_cols, dtype=torch.bool)
+    m[margin:n_rows - margin, margin:n_cols - margin] = True
+    return m.reshape(-1)
+
+
+def error_summary(g_hat: torch.Tensor, g: torch.Tensor, interior: torch.Tensor) -> dict[str, float]:
+    """Summary of ``relative_error(g_hat, g)`` over a grid (m, 2, 2), (m, 2, 2), mask (m,) -> dict with
+    ``median_rel_error`` (all points), ``median_rel_error_interior``, ``mean_rel_error_interior`` and
+    ``frac_nan`` (points where the relative error is undefined, e.g. a NaN estimate), NaNs ignored."""
+    if g_hat.shape != g.shape or interior.shape != g.shape[:1]:
+        raise ValueError(f"shapes do not match: g_hat {tuple(g_hat.shape)}, g {tuple(g.shape)}, "
+                         f"interior {tuple(interior.shape)}")
+    e = relative_error(g_hat, g)
+    return dict(median_rel_error=e.nanmedian().item(), median_rel_error_interior=e[interior].nanmedian().item(),
+                mean_rel_error_interior=e[interior].nanmean().item(), frac_nan=e.isnan().double().mean().item())
+
+
 def remove_affine(f: torch.Tensor, ref: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``f - (a + <b, coords>)`` with the affine term fitted by least squares to ``f - ref``; (G,), (G,), (G, 2)
     -> (residual-aligned ``f`` (G,), coefficients (3,)). F is identifiable only up to this term."""

@@ -71,17 +71,10 @@ print(f"posterior CE {np.mean(geo.posterior_history[:50]):.3f} -> {np.mean(geo.p
       f"fit JS {geo.fit.history[0][1]:.4f} -> {geo.fit.history[-1][1]:.5f}")
 
 # %%
-interior = torch.zeros(GRID, GRID, dtype=torch.bool)
-interior[2:-2, 2:-2] = True
-interior = interior.reshape(-1)
-rows = []
-for name, g in [("hessian_of_learned_F", geo.g), ("fluctuation_baseline", g_fluct),
-                ("posterior_covariance_baseline", g_post)]:
-    e = Fi.relative_error(g, g_exact)
-    rows.append(dict(model="ising_chain", estimator=name, median_rel_error=e.nanmedian().item(),
-                     median_rel_error_interior=e[interior].nanmedian().item(),
-                     mean_rel_error_interior=e[interior].nanmean().item(), frac_nan=e.isnan().double().mean().item()))
-errors = pd.DataFrame(rows)
+interior = Fi.interior_mask(GRID, GRID)
+errors = pd.DataFrame([dict(model="ising_chain", estimator=name, **Fi.error_summary(g, g_exact, interior))
+                       for name, g in [("hessian_of_learned_F", geo.g), ("fluctuation_baseline", g_fluct),
+                                       ("posterior_covariance_baseline", g_post)]])
 out.table(errors, "errors")
 errors.round(3)
 

@@ -104,17 +104,15 @@ it_hi, it_lo = int(torch.argmin((T_axis - 3.0).abs())), int(torch.argmin((T_axis
 # the learned F is a smooth function: evaluate its C(T) on the fine line too
 C_learned_fine = heat_capacity(Fi.metric(geo.fit.F, torch.stack([1 / T_fine, 0 * T_fine], 1)).detach(), T_fine)
 ests = {"hessian_of_learned_F": geo.g, "fluctuation_baseline": g_fluct, "posterior_covariance_baseline": g_post}
-interior = torch.zeros(NT, NH, dtype=torch.bool)
-interior[2:-2, 2:-2] = True
-interior = interior.reshape(-1)
+interior = Fi.interior_mask(NT, NH)
 C_exact = heat_capacity(g_exact.reshape(NT, NH, 2, 2)[:, j0], Tg)
 rows = []
 for name, g in ests.items():
     gr = g.reshape(NT, NH, 2, 2)
     C = heat_capacity(gr[:, j0], Tg)
-    e = Fi.relative_error(g, g_exact)
-    row = dict(model=f"ising2d_L{L}", estimator=name, metric_median_rel_error=e.nanmedian().item(),
-               metric_median_rel_error_interior=e[interior].nanmedian().item(),
+    summary = Fi.error_summary(g, g_exact, interior)
+    row = dict(model=f"ising2d_L{L}", estimator=name, metric_median_rel_error=summary["median_rel_error"],
+               metric_median_rel_error_interior=summary["median_rel_error_interior"],
                C_median_rel_error=((C - C_exact).abs() / C_exact).nanmedian().item(),
                C_peak_T_grid=Tg[torch.nan_to_num(C, nan=-1.0).argmax()].item())
     for it, tag in [(it_hi, "T3"), (it_lo, "T2")]:

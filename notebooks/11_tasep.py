@@ -86,19 +86,13 @@ print(f"learned F vs exact log Z_L after the best affine fit: relative RMSE {log
       f"(an affine function alone: {affine_rel_rmse:.3f})")
 
 # %%
-interior = torch.zeros(GRID, GRID, dtype=torch.bool)
-interior[2:-2, 2:-2] = True
-interior = interior.reshape(-1)
-rows = []
-for name, g in [("hessian_of_learned_F", geo.g), ("posterior_covariance_baseline", g_post),
-                ("hessian_of_exact_logZ", g_hess_logz)]:
-    e = Fi.relative_error(g, g_fisher)
-    rows.append(dict(model=f"tasep_L{L}", estimator=name, reference="exact_fisher",
-                     median_rel_error=e.nanmedian().item(), median_rel_error_interior=e[interior].nanmedian().item()))
-for name, g in [("hessian_of_learned_F", geo.g)]:
-    e = Fi.relative_error(g, g_hess_logz)
-    rows.append(dict(model=f"tasep_L{L}", estimator=name, reference="hessian_of_exact_logZ",
-                     median_rel_error=e.nanmedian().item(), median_rel_error_interior=e[interior].nanmedian().item()))
+interior = Fi.interior_mask(GRID, GRID)
+rows = [dict(model=f"tasep_L{L}", estimator=name, reference=ref_name, **Fi.error_summary(g, ref, interior))
+        for name, g, ref_name, ref in [
+            ("hessian_of_learned_F", geo.g, "exact_fisher", g_fisher),
+            ("posterior_covariance_baseline", g_post, "exact_fisher", g_fisher),
+            ("hessian_of_exact_logZ", g_hess_logz, "exact_fisher", g_fisher),
+            ("hessian_of_learned_F", geo.g, "hessian_of_exact_logZ", g_hess_logz)]]
 rows.append(dict(model=f"tasep_L{L}", estimator="learned_F_after_affine", reference="exact_logZ",
                  median_rel_error=logz_rel_rmse, median_rel_error_interior=float("nan")))
 errors = pd.DataFrame(rows)

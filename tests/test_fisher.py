@@ -179,3 +179,25 @@ def test_bad_input_raises():
         Fi.ParamGrid(torch.zeros(3), torch.zeros(2), natural=torch.zeros(5, 2))
     with pytest.raises(ValueError):
         Fi.geodesic(lambda x: x, [0, 0], [1, 1], n_points=2)
+
+
+def test_interior_mask_and_error_summary_on_known_errors():
+    mask = Fi.interior_mask(6, 7, margin=2)
+    grid = mask.reshape(6, 7)
+    assert grid.sum() == 2 * 3 and grid[2:4, 2:5].all()
+    with pytest.raises(ValueError, match="no interior"):
+        Fi.interior_mask(4, 7, margin=2)
+    # g_hat = (1 + c) g has relative Frobenius error exactly |c| at every point
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(42, 2, 2, generator=gen, dtype=torch.float64)
+    g = a @ a.transpose(1, 2) + torch.eye(2, dtype=torch.float64)
+    c = torch.linspace(0.0, 0.41, 42, dtype=torch.float64)
+    g_hat = (1 + c)[:, None, None] * g
+    g_hat[0] = float("nan")  # one undefined point
+    s = Fi.error_summary(g_hat, g, mask)
+    assert s["median_rel_error"] == pytest.approx(c[1:].median().item(), rel=1e-12)
+    assert s["median_rel_error_interior"] == pytest.approx(c[mask].median().item(), rel=1e-12)
+    assert s["mean_rel_error_interior"] == pytest.approx(c[mask].mean().item(), rel=1e-12)
+    assert s["frac_nan"] == pytest.approx(1 / 42)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        Fi.error_summary(g_hat[:-1], g, mask)
