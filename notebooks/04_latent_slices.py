@@ -20,8 +20,9 @@
 # **Runtime (2-core CPU, tiny-ldm):** the cost is the decoder Jacobian ($k = 120$ VJPs) plus $2P = 8$ forwards
 # for $\delta$: measured 1.0 s of CPU time per grid latent (one thread), i.e. ~0.5-0.6 s wall with two threads
 # on a quiet machine (2.2-5.6 s wall under the load of 5-10 of the shared development machine). Smoke ($N = 5$,
-# 25 latents) ~30 s quiet (125 s measured under load). Full ($N = 40$, 1600 latents): 1600 x 0.55 s ~ 15 min quiet with two threads,
-# ~27 min single-threaded, i.e. within 30 min; $N = 48$ (2304 latents) would take 21-38 min. Stable Diffusion
+# 25 latents) ~30 s quiet (125 s measured under load). Full ($N = 40$, 1600 latents): measured 925 s (15.4 min,
+# 0.54 s per latent) with two threads on a quiet machine, ~27 min single-threaded, i.e. within 30 min;
+# $N = 48$ (2304 latents) would take 21-38 min. Stable Diffusion
 # v1.4 at 512x512 needs a GPU (about 6 s forward + 13 s backward per image on this CPU).
 
 # %% tags=["parameters"]
@@ -216,12 +217,12 @@ print(f"nu within [1, {min(K, E)}]: {bool(df['nu'].between(1, min(K, E)).all())}
 # %% [markdown]
 # ## Paper claims vs this run
 # Committed full-size outputs (`figures/04_latent_slices/`, `data/results/04_latent_slices.json`) are from
-# `python -m geom.run 04_latent_slices -p N 16` on tiny-ldm (256 latents, 557 s = 2.2 s per latent under the
-# load of the shared development machine); the default $N = 40$ was not run here for lack of time (expected
-# 15-27 min on a quiet 2-core CPU, ~60 min under that load). The smoke run above ($N = 5$) is too coarse to judge.
+# `python -m geom.run 04_latent_slices` at the default $N = 40$ on tiny-ldm (1600 latents, 925 s = 0.54 s per
+# latent with two threads on an otherwise idle 2-core CPU; an earlier $N = 16$ run gave the same numbers to
+# within 0.01 AUROC). The smoke run above ($N = 5$) is too coarse to judge.
 #
-# | paper (SD v1.4, Sec. 3.3.1, Fig. 5, Figs. 21-26) | measured here (tiny-ldm, $N = 16$) | agree? |
+# | paper (SD v1.4, Sec. 3.3.1, Fig. 5, Figs. 21-26) | measured here (tiny-ldm, $N = 40$) | agree? |
 # | --- | --- | --- |
-# | the descriptors vary smoothly over the slice, with structure tied to the anchors and their convex hull | $\psi \in [-330, -183]$, $\nu \in [76, 92]$; $\psi$ is larger inside the hull (mean -240 vs -283 outside, AUROC 0.84) and lowest where the plane extrapolates far from the anchors ($u$ or $v = 1.5$); $\nu$ is smaller inside (AUROC 0.24), with a sharp minimum between $z_0$ and $z_1$ where the decoded images blend two shapes | yes, qualitatively |
-# | decoded images at high $\psi$ are more detailed / textured, at low $\psi$ smoother | the highest-$\psi$ points decode to blends of two shapes over stripes, the lowest to washed-out extrapolations; over the grid Spearman($\psi$, pixel roughness) = -0.36 | partly: high $\psi$ marks "in-between" images, not rougher ones |
-# | $\delta$ with $r = 10^{-5}$, $P = 4$ is informative | on tiny-ldm $\delta = 0$ at 95% of the grid (max 1); at $r = 0.05$, $\delta \in [66, 571]$ and it peaks where $\psi$ does (AUROC inside vs outside 0.88) | not at the paper's radius; yes at $r = 0.05$ |
+# | the descriptors vary smoothly over the slice, with structure tied to the anchors and their convex hull | $\psi \in [-330, -180]$, $\nu \in [76, 92]$; $\psi$ is larger inside the hull (mean -238 vs -281 outside, AUROC 0.84) and lowest where the plane extrapolates far from the anchors ($u$ or $v = 1.5$); $\nu$ is smaller inside (AUROC 0.24), with a sharp minimum between $z_0$ and $z_1$ where the decoded images blend two shapes | yes, qualitatively |
+# | decoded images at high $\psi$ are more detailed / textured, at low $\psi$ smoother | the highest-$\psi$ points ($u \approx 0.4$, $v \approx 0.1$) decode to blends of two shapes over stripes, the lowest to washed-out extrapolations at the far corners; over the grid Spearman($\psi$, pixel roughness) = -0.33 | partly: high $\psi$ marks "in-between" images, not rougher ones |
+# | $\delta$ with $r = 10^{-5}$, $P = 4$ is informative | on tiny-ldm $\delta = 0$ at 95% of the grid (max 2, scattered single points); at $r = 0.05$, $\delta \in [63, 606]$ and it peaks where $\psi$ does (mean 359 inside vs 191 outside, AUROC 0.88) | not at the paper's radius; yes at $r = 0.05$ |
