@@ -17,8 +17,8 @@
 #
 # **Runtime (2-core CPU, tiny-ldm):** smoke (10 steps, descriptors at 4 of them, k = 16) ~30 s; full
 # (50 steps, every step, k = 120, 6 x 8 guidance trajectories + 16 x 4 memorisation trajectories = 5,600
-# described latents at 0.5-0.85 s each) ~1 h; the committed reduced run (`-p EVERY 7 -p N_SEEDS 8
-# -p N_MEM_SEEDS 4`, 896 described latents) took 11 min. On Stable Diffusion use a GPU.
+# described latents) measured 39 min (0.42 s per latent, one thread, the other core busy); `-p EVERY 7`
+# (896 described latents) ~11 min. On Stable Diffusion use a GPU.
 
 # %% tags=["parameters"]
 SEED = 0
@@ -240,15 +240,15 @@ with pd.option_context("display.max_colwidth", 200):
     display(claims)
 
 # %% [markdown]
-# **Verdicts for the committed run** (`data/results/06_denoising_trajectories.json`, tiny-ldm, 50 DDIM steps,
-# descriptors every 7th step at `pred_x0`, k = 120, 8 seeds per guidance scale; 8 memorised + 8 normal
-# prompts x 4 seeds; `-p EVERY 7 -p N_SEEDS 8 -p N_MEM_SEEDS 4`, reduced from the full size for CPU time):
+# **Verdicts for the committed run** (`data/results/06_denoising_trajectories.json`, tiny-ldm, full size: 50 DDIM
+# steps, descriptors at `pred_x0` at every step, k = 120, 8 seeds per guidance scale; 8 memorised + 8 normal
+# prompts x 4 seeds; 5,600 described latents):
 #
 # | Paper claim | Measured | Verdict |
 # |---|---|---|
-# | Fig. 8: the decoder's descriptors evolve along the denoising trajectory | $\psi$ at $\hat x_0$ rises over the first ~15 of 50 steps and then plateaus (guidance 7.5: -365 -> -255); $\nu$ moves by < 3 (CIs overlap); $\delta$ at $r = 10^{-5}$ is 0 at almost every point (this small decoder has almost no neuron boundary within $10^{-5}$) | agree for $\psi$; $\nu$, $\delta$ show no clear trend here |
-# | Fig. 8: the trajectory depends on the guidance scale | $\psi$ at step 0 falls monotonically with guidance (-198 at s = 0 to -388 at s = 9), and so does the final $\psi$ (-235 to -260, Spearman -1.0); higher guidance = larger rise of $\psi$ along the trajectory (Spearman +1.0) | agree (monotone in the guidance scale) |
-# | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (step 7: -344 vs -299) and higher $\psi$ late (step 49: -213 vs -253; 95% CIs disjoint from step 21 on); $\nu$ differs little; memorisation AUROC of final $\psi$ 0.91, beside Wen et al.'s baseline 0.86 (first 5 steps) and 0.77 (first step); the early descriptors are weak (separation <= 0.66) | agree: final $\psi$ detects memorisation as well as the Wen et al. baseline here, but needs the whole trajectory where Wen needs a few steps |
+# | Fig. 8: the decoder's descriptors evolve along the denoising trajectory | $\psi$ at $\hat x_0$ changes over the first ~15 of 50 steps and then plateaus (guidance 7.5: -365 at step 0, -266 at step 10, -255 at step 49); $\nu$ moves by < 4 with wide, overlapping CIs; $\delta$ at $r = 10^{-5}$ is 0 at 93% of the described latents (max 2: this small decoder has almost no neuron boundary within $10^{-5}$) | agree for $\psi$; $\nu$, $\delta$ show no clear trend here |
+# | Fig. 8: the trajectory depends on the guidance scale | $\psi$ at step 0 falls monotonically with guidance (-198 at s = 0 to -388 at s = 9), and so does the final $\psi$ (-235 to -260, Spearman -1.0); $\psi$ falls along the trajectory without guidance (-37) and rises with it, the more the higher the scale (+29 at 3 to +128 at 9; Spearman +1.0) | agree (monotone in the guidance scale) |
+# | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (95% CIs disjoint at steps 3-11; step 7: -344 vs -299), the curves cross at step ~14, and memorised $\psi$ is higher from then on (CIs disjoint from step 19; step 49: -213 vs -253); $\nu$ CIs overlap at almost every step; memorisation AUROC of final $\psi$ 0.91, of mean $\psi$ over the first 5 steps 0.73 (lower = memorised), beside Wen et al.'s baseline 0.86 (first 5 steps) and 0.77 (first step) | agree: final $\psi$ detects memorisation as well as the Wen et al. baseline here; early $\psi$ carries a weaker signal of the opposite sign |
 
 # %%
 out.table(guid, "guidance_trajectories")
