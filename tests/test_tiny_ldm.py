@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -68,7 +70,12 @@ def test_nearest_neighbour_against_brute_force():
 # ------------------------------------------------------------------------------------------ prompt encoder
 def test_prompt_encoder_tokens(tmp_path):
     te = PromptEncoder(vocab=shapes.vocabulary())
-    ids = te.tokenize(["a red circle on stripes", "", "A RED, circle! on stripes", "a purple circle"])
+    with pytest.warns(UserWarning, match=r"not in the tiny-ldm vocabulary map to <unk>: \['purple'\]"):
+        ids = te.tokenize(["a red circle on stripes", "", "A RED, circle! on stripes", "a purple circle"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every word of the training grammar is known: no warning
+        te.tokenize([shapes.prompt(c, s, b) for c in shapes.COLOURS for s in shapes.SHAPES for b in shapes.BACKGROUNDS])
+        te.tokenize(list(shapes.MEMORISED_PROMPTS))
     assert ids.shape == (4, 8)
     assert ids[1].tolist() == [1] + [0] * 7  # empty prompt: BOS then padding
     assert torch.equal(ids[0], ids[2])  # case and punctuation ignored

@@ -30,6 +30,7 @@ import math
 import re
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -72,17 +73,23 @@ class PromptEncoder(ModelMixin, ConfigMixin):
         return re.sub(r"[^\w\s]", " ", prompt.lower()).split()
 
     def tokenize(self, prompts: list[str]) -> Tensor:
-        """``(B, max_length)`` int64 ids; unknown words map to ``<unk>``; too long a prompt raises."""
+        """``(B, max_length)`` int64 ids; too long a prompt raises. Words outside the vocabulary map to
+        ``<unk>`` (an embedding the model never saw in training) with a warning naming them."""
         if isinstance(prompts, str):
             raise TypeError("tokenize takes a list of prompts, got a single string")
         L = self.config.max_length
         ids = torch.zeros(len(prompts), L, dtype=torch.long)
+        unknown = []
         for i, p in enumerate(prompts):
             w = self.words(p)
             if len(w) > L - 1:
                 raise ValueError(f"prompt {p!r} has {len(w)} words; tiny-ldm takes at most {L - 1}")
+            unknown += [x for x in w if x not in self.index]
             ids[i, 0] = self.index[BOS]
             ids[i, 1:1 + len(w)] = torch.tensor([self.index.get(x, self.index[UNK]) for x in w], dtype=torch.long)
+        if unknown:
+            warnings.warn(f"words not in the tiny-ldm vocabulary map to <unk>: {sorted(set(unknown))} "
+                          f"(known words: geom.shapes.vocabulary())", UserWarning, stacklevel=2)
         return ids
 
     def forward(self, input_ids: Tensor) -> Tensor:
