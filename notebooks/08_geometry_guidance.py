@@ -14,8 +14,8 @@
 # "bins per unit latent" and $\rho=0$ is plain DDIM exactly. $\psi$ of the final samples is computed exactly
 # with `geom.describe` ($k=120$ projection), never with the reward model.
 #
-# **Runtime (2-core CPU, tiny-ldm):** smoke ~40 s; full ~25 min (512 images x 10 timesteps, 3000 reward
-# steps, 4 prompts x 5 values of $\rho$ x 8 seeds x 50 DDIM steps).
+# **Runtime (2-core CPU, tiny-ldm):** smoke ~40 s; full 521 s measured on a quiet machine (~30 min under heavy
+# load): 512 images x 10 timesteps, 3000 reward steps, 4 prompts x 9 values of $\rho$ x 6 seeds x 50 DDIM steps.
 
 # %% tags=["parameters"]
 SEED = 0
@@ -181,13 +181,14 @@ print(f"{len(samples)} samples over {len(RHOS)} values of rho; psi labels in "
 #
 # *Measured (full-size run on tiny-ldm, committed in `data/results/08_geometry_guidance.json`):* the reward
 # model reaches 0.65 held-out accuracy over 5 bins (majority class 0.40). The paired change of exact $\psi$
-# (same prompt and initial noise as $\rho=0$; 4 prompts x 6 seeds) is monotone in $\rho$: -1.06 [-1.98, -0.14]
-# at $\rho=-1.5$, +2.61 [1.18, 4.05] at $\rho=+1.5$, and -10.0 / +6.4 at $\rho=\mp 15$ (Spearman 0.70,
-# p ~ 1e-32). **Agrees** with the paper's direction, including at its own values $|\rho| \le 1.5$, although the
-# effect there is small (~1% of the psi range of the training latents, -317 to -192). Diversity (Vendi on
-# random-conv features) rises from 1.26 at $\rho=0$ to 1.36 at $\rho=15$, but also to 1.31 at $\rho=-15$:
-# the 95% CIs over the 4 prompts overlap widely (about +-0.3), so no diversity effect is resolved and
-# "positive guidance = more diverse" is **not** established here. The cell below prints the numbers of this run (smoke sizes in CI).
+# (same prompt and initial noise as $\rho=0$; 4 prompts x 6 seeds) is monotone in $\rho$: -0.97 [-1.90, -0.05]
+# at $\rho=-1.5$, +3.06 [1.01, 5.10] at $\rho=+1.5$, and -9.6 / +4.6 at $\rho=\mp 15$ (Spearman 0.68,
+# p ~ 1e-30). **Agrees** with the paper's direction, including at its own values $|\rho| \le 1.5$, although the
+# effect there is small (1-2% of the psi range of the training latents, -317 to -192), and it saturates for
+# $\rho > 5$ (+4.6 at both 5 and 15). Diversity (Vendi on random-conv features) rises from 1.28 at $\rho=0$ to
+# 1.35 at $\rho=15$, but also to 1.33 at $\rho=-15$: the 95% CIs over the 4 prompts overlap widely (about
+# +-0.2-0.35), so no diversity effect is resolved and "positive guidance = more diverse" is **not** established
+# here. The cell below prints the numbers of this run (smoke sizes in CI).
 
 # %%
 print(summary[["rho", "dpsi_mean", "dpsi_low", "dpsi_high", "vendi_mean"]].round(3).to_string(index=False))
