@@ -89,9 +89,7 @@ class Outputs:
         d = self.results_dir / self.name
         d.mkdir(parents=True, exist_ok=True)
         p = d / f"{stem}.parquet"
-        tmp = p.with_suffix(".parquet.tmp")
-        df.to_parquet(tmp, index=False)
-        tmp.replace(p)
+        paths.atomic_write(p, lambda tmp: df.to_parquet(tmp, index=False))
         self.tables[stem] = {"path": str(p.relative_to(self.root)), "rows": int(len(df)),
                              "schema": {c: str(t) for c, t in df.dtypes.items()}}
         return p
@@ -101,10 +99,8 @@ class Outputs:
         doc = {"notebook": self.name, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "platform": platform.platform(), "parameters": self.params, "results": self.results,
                "tables": self.tables}
-        tmp = self.json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(_jsonable(doc), indent=2, sort_keys=False) + "\n")
-        tmp.replace(self.json_path)
-        return self.json_path
+        text = json.dumps(_jsonable(doc), indent=2, sort_keys=False) + "\n"
+        return paths.atomic_write(self.json_path, lambda tmp: tmp.write_text(text))
 
 
 # ----------------------------------------------------------------------------------------------- runner

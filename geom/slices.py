@@ -381,12 +381,10 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
     the same decoder, latents and settings (in any process, under any model name) reads the finished chunks
     instead of recomputing them: an interrupted run resumes. Returns the DataFrame of ``geom.describe``
     (``psi``, ``nu``, ``delta``; ``N`` rows). Descriptors are those of Humayun et al. Eq. 4, Def. 3, Def. 1."""
-    import os
-    import uuid
-
     import pandas as pd
 
     from .descriptors import describe
+    from .paths import atomic_write
 
     if not isinstance(z, Tensor) or z.ndim < 2:
         raise ValueError(f"z must be a tensor (N, *latent_shape), got {getattr(z, 'shape', type(z).__name__)}")
@@ -408,9 +406,7 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
             continue
         df = describe(G, z[s:s + int(chunk)], k=k, radius=radius, dim=dim, seed=seed, batch_size=batch_size,
                       progress=False)
-        tmp = folder / f".tmp-{c:06d}-{uuid.uuid4().hex}.parquet"
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, p)
+        atomic_write(p, lambda tmp: df.to_parquet(tmp, index=False))
         parts.append(df)
         if progress:
             print(f"cached_describe: chunk {c + 1}/{len(starts)} -> {p}", flush=True)

@@ -482,7 +482,8 @@ class Sweep:
             self._write_manifest({"settings": self.spec.settings(), "complete": False})
 
     def _write_manifest(self, d: dict) -> None:
-        _atomic_write_bytes(self.out / MANIFEST, json.dumps(d, indent=1).encode())
+        data = json.dumps(d, indent=1).encode()
+        paths.atomic_write(self.out / MANIFEST, lambda tmp: tmp.write_bytes(data))
 
     # -- latents
     def prepare(self, model: LoadedModel | None = None) -> None:
@@ -503,9 +504,8 @@ class Sweep:
             if model is None:
                 raise ValueError("this latent source needs the model: pass the loaded model")
             self._latents = _source_latents(self.source, model, _dtype(self.spec.dtype))
-            buf = self.out / f".tmp-latents-{uuid.uuid4().hex}.npy"
-            np.save(buf, self._latents.cpu().numpy())
-            os.replace(buf, cache)
+            arr = self._latents.cpu().numpy()
+            paths.atomic_write(cache, lambda tmp: np.save(tmp, arr))
         self.n = int(self._latents.shape[0])
 
     def latents(self, index: np.ndarray) -> Tensor:
@@ -551,13 +551,15 @@ class Sweep:
         if not np.array_equal(got, expect):
             raise RuntimeError(f"shard {shard} returned indices {got[:5]}... instead of {expect[:5]}...")
         df = self.finish_rows(rows)
-        tmp = self.shard_dir / f".tmp-{shard:06d}-{uuid.uuid4().hex}.parquet"
-        df.to_parquet(tmp, index=False)
-        _fsync(tmp)
-        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
-        if delay:
-            time.sleep(delay)
-        os.replace(tmp, self.shard_path(shard))
+
+        def write(tmp: Path) -> None:
+            df.to_parquet(tmp, index=False)
+            _fsync(tmp)
+            delay = float(os.environ.get(_DELAY_ENV, "0") or 0)  # tests widen the window a kill can hit
+            if delay:
+                time.sleep(delay)
+
+        paths.atomic_write(self.shard_path(shard), write)
 
     def table(self) -> pd.DataFrame:
         """All shards as one DataFrame sorted by ``index``; checks every latent is there exactly once."""
@@ -618,12 +620,6 @@ def _fsync(p: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex}"
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------- executors

@@ -43,7 +43,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from .. import shapes
-from ..paths import CHECKPOINTS, resolve
+from ..paths import CHECKPOINTS, atomic_write, resolve
 
 DEFAULT_DIR = CHECKPOINTS / "tiny-ldm"
 PAD, BOS, UNK = "<pad>", "<bos>", "<unk>"
@@ -226,8 +226,7 @@ def train(out: str | Path = DEFAULT_DIR, cfg: TrainConfig | None = None, progres
 
     def save(**kw):
         st.update(kw, elapsed=elapsed0 + time.time() - t_start, log=hist)
-        torch.save(st, str(state_path) + ".tmp")
-        Path(str(state_path) + ".tmp").replace(state_path)
+        atomic_write(state_path, lambda tmp: torch.save(st, tmp))
 
     # ---------------- stage 1: VAE
     if st["stage"] == "vae":
