@@ -154,6 +154,18 @@ def _log(msg: str, fh, progress: bool = True) -> None:
         fh.flush()
 
 
+def _rate_eta(t0: float, step0: int, step: int, total: int) -> str:
+    """``"<s/step> s/step eta <min> min"`` after finishing 0-based ``step`` of ``total`` (resumed at ``step0``)."""
+    rate = (time.time() - t0) / (step + 1 - step0)
+    return f"{rate:.2f} s/step eta {rate * (total - step - 1) / 60:.1f} min"
+
+
+def _encode_means(vae: AutoencoderKL, x: Tensor) -> Tensor:
+    """Posterior means of the VAE encoder for images ``x`` ``(N, 3, H, W)``, in batches of 256."""
+    with torch.no_grad():
+        return torch.cat([vae.encode(x[i:i + 256]).latent_dist.mean for i in range(0, len(x), 256)])
+
+
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
         for pe, p in zip(ema.parameters(), model.parameters()):
@@ -255,23 +267,22 @@ def train(out: str | Path = DEFAULT_DIR, cfg: TrainConfig | None = None, progres
             opt.step()
             hist.setdefault("vae_rec", []).append(rec.item())
             if (step + 1) % 10 == 0 or step == 0:
-                rate = (time.time() - t0) / (step + 1 - step0)
                 _log(f"vae step {step + 1}/{cfg.vae_steps} rec {np.mean(hist['vae_rec'][-10:]):.4f} "
-                     f"kl {kl.item():.1f} {rate:.2f} s/step eta {rate * (cfg.vae_steps - step - 1) / 60:.1f} min", fh, progress)
+                     f"kl {kl.item():.1f} {_rate_eta(t0, step0, step, cfg.vae_steps)}", fh, progress)
             if (step + 1) % cfg.checkpoint_every == 0:
                 save(stage="vae", step=step + 1, vae=vae.state_dict(), vae_opt=opt.state_dict(), rng=g.get_state())
         vae.eval()
-        with torch.no_grad():
-            mu = torch.cat([vae.encode(x_all[i:i + 256]).latent_dist.mean for i in range(0, N, 256)])
+        mu = _encode_means(vae, x_all)
         scale = float(1.0 / mu.std())
         st.pop("vae_opt", None)
         save(stage="unet", step=0, vae=vae.state_dict(), scale=scale, rng=g.get_state())
         _log(f"vae done; latent std {mu.std():.4f} -> scaling_factor {scale:.4f}", fh, progress)
+    else:
+        mu = None
     vae.eval()
     scale = st["scale"]
     vae.register_to_config(scaling_factor=scale)
-    with torch.no_grad():
-        lat = torch.cat([vae.encode(x_all[i:i + 256]).latent_dist.mean for i in range(0, N, 256)]) * scale
+    lat = (mu if mu is not None else _encode_means(vae, x_all)) * scale  # encode once per run
     latent_size = lat.shape[-1]
 
     # ---------------- stage 2: UNet + prompt encoder
@@ -292,6 +303,11 @@ def train(out: str | Path = DEFAULT_DIR, cfg: TrainConfig | None = None, progres
         g.set_state(st["rng"])
     ids_all = te.tokenize(data.prompts)
     ids_empty = te.tokenize([""])[0]
+
+    def unet_state() -> dict:
+        return dict(unet=unet.state_dict(), te=te.state_dict(), ema_unet=ema_unet.state_dict(),
+                    ema_te=ema_te.state_dict(), unet_opt=opt.state_dict(), rng=g.get_state())
+
     if st["stage"] == "unet":
         unet.train(); te.train()
         t0, step0 = time.time(), st["step"]
@@ -319,15 +335,11 @@ def train(out: str | Path = DEFAULT_DIR, cfg: TrainConfig | None = None, progres
             _ema_update(ema_te, te, d)
             hist.setdefault("unet_loss", []).append(loss.item())
             if (step + 1) % 10 == 0 or step == 0:
-                rate = (time.time() - t0) / (step + 1 - step0)
                 _log(f"unet step {step + 1}/{cfg.unet_steps} loss {np.mean(hist['unet_loss'][-10:]):.4f} "
-                     f"{rate:.2f} s/step eta {rate * (cfg.unet_steps - step - 1) / 60:.1f} min", fh, progress)
+                     f"{_rate_eta(t0, step0, step, cfg.unet_steps)}", fh, progress)
             if (step + 1) % cfg.checkpoint_every == 0:
-                save(stage="unet", step=step + 1, unet=unet.state_dict(), te=te.state_dict(),
-                     ema_unet=ema_unet.state_dict(), ema_te=ema_te.state_dict(), unet_opt=opt.state_dict(),
-                     rng=g.get_state())
-        save(stage="done", step=cfg.unet_steps, unet=unet.state_dict(), te=te.state_dict(),
-             ema_unet=ema_unet.state_dict(), ema_te=ema_te.state_dict(), unet_opt=opt.state_dict(), rng=g.get_state())
+                save(stage="unet", step=step + 1, **unet_state())
+        save(stage="done", step=cfg.unet_steps, **unet_state())
     else:
         ema_unet.load_state_dict(st["ema_unet"]); ema_te.load_state_dict(st["ema_te"])
 
