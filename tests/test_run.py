@@ -32,3 +32,130 @@ def test_outputs_write_json_tables_and_figures(tmp_path):
 def test_unknown_notebook_fails_before_running():
     with pytest.raises(FileNotFoundError, match="no notebook"):
         run.main(["00_quickstart", "99_does_not_exist"])
+
+
+# ------------------------------------------------------------------------------------------ parameter values
+SCALARS = ["16", "-3", "0", "1e-5", "0.5", "1E3", "inf", "nan", "True", "False", "None", "3:4", "2024-01-02",
+           "no", "yes", "a red circle: on stripes", "", " 7 "]
+
+
+@pytest.mark.parametrize("text", SCALARS)
+def test_scalar_values_follow_papermill(text):
+    """Reference: papermill's own CLI conversion of -p values (papermill.cli._resolve_type); geom.run only
+    adds null -> None and lower/any-case booleans."""
+    from papermill.cli import _resolve_type
+
+    got, ref = run.parse_value(text), _resolve_type(text)
+    assert type(got) is type(ref)
+    assert got == ref or (isinstance(ref, float) and np.isnan(ref) and np.isnan(got))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("null", None), ("true", True), ("TRUE", True), ("false", False), ("fAlse", False),
+    ("[0, 1e-3]", [0, 1e-3]), ("[]", []), ("[1, 2.5, true, null, None, 3:4, 2024-01-02, no]",
+                                           [1, 2.5, True, None, None, "3:4", "2024-01-02", "no"]),
+    ("['a', \"b\", c, '3', \"null\"]", ["a", "b", "c", "3", "null"]), ("[[0, 1], [1e-4]]", [[0, 1], [1e-4]]),
+    ("[draft] a red circle", "[draft] a red circle")])
+def test_extended_values(text, want):
+    got = run.parse_value(text)
+    assert got == want and type(got) is type(want)
+    if isinstance(want, list):
+        assert [type(v) for v in got] == [type(v) for v in want]
+
+
+def test_bracket_text_that_is_no_list_is_refused():
+    with pytest.raises(ValueError, match="-r NAME TEXT"):
+        run.parse_value("[a, [b]")
+    with pytest.raises(ValueError, match="-r NAME TEXT"):
+        run.parse_value("[a: 1]")  # a mapping in a list: YAML flow syntax, not a list of scalars
+
+
+PAIRED = '''# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% tags=["parameters"]
+K = 8
+K2 = 8
+FLAG = False
+FLAG2 = True
+N = 1              # latents (default = 1, as in the paper)
+RADIUS = 0.1
+NOISES = [0.0]
+WORDS = ["x"]
+PROMPT = "x"
+ASPECT = "1:1"
+DAY = "today"
+ANSWER = "yes"
+Y = None
+RAW = "x"
+OUT_DIR = "."
+
+# %%
+import json
+print(json.dumps({k: [type(v).__name__, repr(v)] for k, v in dict(
+    K=K, K2=K2, FLAG=FLAG, FLAG2=FLAG2, N=N, RADIUS=RADIUS, NOISES=NOISES, WORDS=WORDS, PROMPT=PROMPT,
+    ASPECT=ASPECT, DAY=DAY, ANSWER=ANSWER, Y=Y, RAW=RAW).items()}))
+'''
+
+
+@pytest.fixture
+def tiny_notebook(tmp_path, monkeypatch):
+    """A paired notebook ``99_types.py`` in a temporary notebooks folder that geom.run resolves."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "99_types.py").write_text(PAIRED)
+    monkeypatch.setattr(run.paths, "NOTEBOOKS", nbdir)
+    return nbdir
+
+
+def test_values_arrive_typed_in_an_executed_notebook(tiny_notebook, tmp_path, capfd, caplog):
+    """End to end through the runner's own code path (papermill, python3 kernel): every type a user means
+    arrives in the notebook; an absolute --output-dir works; no false "unknown parameter" warning (N's comment
+    holds '=', which papermill's inspection cannot parse), no ipykernel TCP warning."""
+    import nbformat
+
+    out = tmp_path / "executed"  # absolute
+    argv = ["99_types", "--output-dir", str(out),
+            "-p", "K", "null", "-p", "K2", "None", "-p", "FLAG", "true", "-p", "FLAG2", "False",
+            "-p", "N", "16", "-p", "RADIUS", "1e-5", "-p", "NOISES", "[0, 1e-3]",
+            "-p", "WORDS", "['a', b, null, '3']", "-p", "PROMPT", "a red circle: on stripes",
+            "-p", "ASPECT", "3:4", "-p", "DAY", "2024-01-02", "-p", "ANSWER", "no",
+            "-y", "Y", "{a: 1, b: [x, 2]}", "-r", "RAW", "16"]
+    with caplog.at_level("WARNING"):
+        assert run.main(argv) == 0
+    nb = nbformat.read(out / "99_types.ipynb", as_version=4)
+    printed = json.loads(nb.cells[-1].outputs[0]["text"])
+    assert printed == {
+        "K": ["NoneType", "None"], "K2": ["NoneType", "None"], "FLAG": ["bool", "True"],
+        "FLAG2": ["bool", "False"], "N": ["int", "16"], "RADIUS": ["float", "1e-05"],
+        "NOISES": ["list", "[0, 0.001]"], "WORDS": ["list", "['a', 'b', None, '3']"],
+        "PROMPT": ["str", "'a red circle: on stripes'"], "ASPECT": ["str", "'3:4'"],
+        "DAY": ["str", "'2024-01-02'"], "ANSWER": ["str", "'no'"], "Y": ["dict", "{'a': 1, 'b': ['x', 2]}"],
+        "RAW": ["str", "'16'"]}
+    err = capfd.readouterr().err + caplog.text
+    assert "unknown parameter" not in err.lower()
+    assert "without encryption" not in err
+
+
+def test_unknown_parameter_is_an_error(tiny_notebook, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        run.main(["99_types", "-p", "RADIUSS", "0.1", "--output-dir", str(tmp_path / "o")])
+    assert e.value.code != 0
+    err = capsys.readouterr().err
+    assert "'RADIUSS'" in err and "K, K2, FLAG, FLAG2, N, RADIUS" in err
+    assert not (tmp_path / "o").exists()  # nothing ran
+    with pytest.raises(ValueError, match="no parameter 'RADIUSS'"):
+        run.run_notebook("99_types", {"RADIUSS": 0.1}, output_dir=tmp_path / "o")
+
+
+def test_every_smoke_parameter_is_a_notebook_parameter():
+    """notebooks/smoke.yml names only parameters the notebooks have (parsed with ast, not papermill's
+    line regex, which misses e.g. 02_toy_ddpm's STEPS and 10_ising_2d's L, NH)."""
+    for name in run.notebook_names():
+        run.check_parameters(name, run.smoke_parameters(name), origin="smoke.yml")
+    assert {"STEPS", "EARLY"} <= set(run.notebook_parameters("02_toy_ddpm"))
