@@ -274,7 +274,7 @@ def flipd(model, x: Tensor, t0: float, schedule=None, encoder_hidden_states: Ten
         probes: number of Hutchinson probes per point (>= 2, for the standard error).
         noise: ``"rademacher"`` (lower variance) or ``"gaussian"`` probes, drawn from
             ``torch.Generator().manual_seed(seed)`` (``probes`` draws of shape ``x.shape``).
-        exact: the exact trace with ``D`` VJPs (small ``D`` only; ``probes`` ignored, ``stderr = 0``).
+        exact: the exact trace with ``D`` VJPs (small ``D``; ``probes`` ignored, ``stderr = 0``).
         chunk_size: VJPs vmapped at once (memory vs speed); ``None``: all.
     Returns:
         ``FlipdResult`` (``lid``, ``stderr`` ``(B,)`` float64).
@@ -302,10 +302,14 @@ def flipd(model, x: Tensor, t0: float, schedule=None, encoder_hidden_states: Ten
         eps, vjp_fn = torch.func.vjp(f, xt)
         if not torch.isfinite(eps).all():
             raise ValueError(f"the noise predictor returned NaN/inf at t0={t0} (check the model and the input scale)")
-        if exact:
-            cot = torch.eye(D, dtype=eps.dtype, device=eps.device)[:, None, :].expand(D, B, D)
-            rows = _vjps(vjp_fn, cot, chunk_size)  # (D, B, D): row j of every point's Jacobian
-            q = torch.diagonal(rows, dim1=0, dim2=2).to(torch.float64).sum(-1)[None]  # (1, B)
+        if exact:  # diagonal entries J_jj, in chunks of basis cotangents (memory chunk * B * D)
+            n = D if chunk_size is None else int(chunk_size)
+            eye = torch.eye(D, dtype=eps.dtype, device=eps.device)
+            q = torch.zeros(1, B, dtype=torch.float64, device=eps.device)
+            for j in range(0, D, n):
+                idx = torch.arange(j, min(j + n, D), device=eps.device)
+                rows = _vjps(vjp_fn, eye[idx][:, None, :].expand(len(idx), B, D), chunk_size)  # rows j of J
+                q += rows[torch.arange(len(idx)), :, idx].to(torch.float64).sum(0)
         else:
             gen = torch.Generator().manual_seed(int(seed))
             if noise == "rademacher":

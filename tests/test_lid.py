@@ -12,7 +12,9 @@ from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 
 from conftest import mlp, tol
 from geom import lid
+from geom.models import load_pipeline
 from geom.models.ddpm import Denoiser, linear_schedule
+from geom.paths import CHECKPOINTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -353,3 +355,14 @@ def test_bad_inputs_raise_named_errors():
         lid.knn_lid(np.zeros(10))
     with pytest.raises(ValueError, match="n_neighbors"):
         lid.knn_lid(np.random.default_rng(0).normal(size=(10, 3)), n_neighbors=10)
+
+
+@pytest.mark.skipif(not (CHECKPOINTS / "tiny-ldm").exists(), reason="tiny-ldm checkpoint not present")
+def test_latent_diffusion_pipeline_uses_its_unet_and_scheduler():
+    pipe = load_pipeline("tiny-ldm")
+    emb = pipe.encode_prompt(["a red circle on stripes"])
+    x = torch.randn(1, *pipe.latent_shape, generator=torch.Generator().manual_seed(0))
+    res = lid.flipd(pipe, x, 0.05, encoder_hidden_states=emb, exact=True, chunk_size=128)
+    assert res.level.timestep == 49 and res.level.alpha_bar == float(pipe.scheduler.alphas_cumprod[49])
+    ref = _reference_flipd(lambda v: pipe.predict_noise(v, 49, emb), x, res.level.alpha_bar)
+    torch.testing.assert_close(res.lid, ref, rtol=1e-4, atol=1e-2)
