@@ -1,9 +1,20 @@
 """Descriptor-engine benchmarks: ratios against the limit and against a naive loop (issue "Scale").
 
     .venv/bin/python benchmarks/run.py                  # all models, writes benchmarks/results.json
-    .venv/bin/python benchmarks/run.py --models mlp     # a subset (mlp, tiny-ldm, sd-vae)
+    .venv/bin/python benchmarks/run.py --models mlp     # a subset (mlp, tiny-ldm, dcgan-faces, sd-vae)
 
-For each model, on the same latents in one process:
+Headline ratios (``headline``; every model but the SD decoder, whose k = 16 run already takes minutes on a CPU):
+* ``engine_vs_vmap_jacrev``: ``geom.jacobian(G, z, projection=P)`` (``mode="auto"``, as a user calls it)
+  against ``torch.func.vmap(torch.func.jacrev(g))`` of the projected generator ``g(v) = G(v[None]) P``, what a
+  researcher would write by hand (timed alternately, the minimum over ``reps`` each; outputs checked equal);
+* ``engine_vs_compute_limit``: the engine's time against the FLOPs of one forward plus ``k`` VJPs
+  (``torch.utils.flop_counter.FlopCounterMode``, batch ``B``, the projection included) divided by the float32
+  matrix-multiply throughput measured in the same run (``torch.mm`` of two ``1024 x 1024`` matrices, the best of
+  a measurement before and after the engine timings). Also reported: the FLOPs the engine actually executes, the
+  forward-mode limit (``E`` JVPs) where ``E < k``, and a per-op profile (``torch.profiler``: time and achieved
+  GFLOP/s per aten op), which says where the time above the limit goes.
+
+Context (the previous comparisons), for each model, on the same latents in one process:
 * ``engine``: ``geom.jacobian(G, z, projection=P)`` with ``k = 120`` (P precomputed as a sweep does; the QR
   of ``P`` is timed separately as ``projection_s``);
 * ``limit``: one forward pass plus ``k`` VJPs, each timed alone (``t_fwd + k * t_vjp``): what any reverse-mode
@@ -23,6 +34,7 @@ import argparse
 import ctypes
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -86,11 +98,135 @@ def mlp_model():
     return net, (128,)
 
 
-def sweep_model(spec: str):
-    from geom.sweep import load_model
+def registry_model(spec: str):
+    from geom.models import load_generator
 
-    m = load_model(spec)
-    return m.G, tuple(m.latent_shape)
+    G = load_generator(spec)
+    return G, tuple(G.latent_shape)
+
+
+# --------------------------------------------------------------------------------------------- headline
+def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 1024, reps: int = 5) -> float:
+    """Best-of-``reps`` throughput of ``torch.mm`` on two ``n x n`` matrices (GFLOP/s, ``2 n^3`` per product)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g, dtype=dtype), torch.randn(n, n, generator=g, dtype=dtype)
+    a @ b  # warm-up
+    best = math.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def count_flops(fn) -> tuple[float, dict[str, float]]:
+    """(total FLOPs, FLOPs per aten op) of one call of ``fn`` (``FlopCounterMode``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fc = FlopCounterMode(display=False)
+    with fc:
+        fn()
+    per_op = {str(op).replace(".", "::", 1): float(v) for op, v in fc.get_flop_counts().get("Global", {}).items()}
+    return float(fc.get_total_flops()), per_op
+
+
+def op_profile(fn, flops_per_op: dict[str, float], top: int = 6) -> list[dict]:
+    """Per aten op of one call of ``fn``: self CPU seconds, share of the total, and for ops with a FLOP count
+    their (inclusive) seconds and achieved GFLOP/s."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    ev = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in ev) / 1e6
+    rows = []
+    for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:top]:
+        rows.append({"op": e.key, "self_s": e.self_cpu_time_total / 1e6, "share": e.self_cpu_time_total / 1e6 / total})
+    for e in ev:
+        if e.key in flops_per_op and e.cpu_time_total > 0:
+            rows.append({"op": e.key, "inclusive_s": e.cpu_time_total / 1e6, "gflop": flops_per_op[e.key] / 1e9,
+                         "gflops": flops_per_op[e.key] / (e.cpu_time_total / 1e6) / 1e9})
+    return rows
+
+
+def headline(G, latent_shape, B: int, k: int, reps: int, profile_ops: bool = True) -> dict:
+    """The two headline ratios of one model (see the module docs)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    z = torch.randn(B, *latent_shape, generator=torch.Generator().manual_seed(0))
+    E = math.prod(latent_shape)
+    with torch.no_grad():
+        D = math.prod(G(z[:1]).shape[1:])
+    P = random_projection(D, k, seed=0)
+    res: dict = {"B": B, "k": k, "E": E, "D": D, "reps": reps}
+    out = {}
+
+    def g1(v):  # one latent (E,) -> projected output (k,): what a user would differentiate
+        with sdpa_kernel([SDPBackend.MATH]):  # diffusers attention needs it under vmap, as in the engine
+            return G(v.reshape(1, *latent_shape)).reshape(-1) @ P
+
+    user = torch.func.vmap(torch.func.jacrev(g1))
+
+    def engine():
+        out["J"] = geom.jacobian(G, z, projection=P)
+
+    def engine_reverse():
+        out["Jr"] = geom.jacobian(G, z, projection=P, mode="reverse")
+
+    def vmap_jacrev():
+        out["Jv"] = user(z.reshape(B, E))
+
+    res["engine_mode"] = "forward" if E < k else "reverse"  # what mode="auto" picks
+    runs = {"t_engine": engine, "t_vmap_jacrev": vmap_jacrev}
+    if E < k:  # auto takes forward mode (E JVPs); also time the reverse engine (k VJPs), as jacrev does
+        runs["t_engine_reverse"] = engine_reverse
+    geom.jacobian(G, z[:1], projection=P)  # first calls (imports, dispatch set-up) are not timed
+    user(z[:1].reshape(1, E))
+    thr0 = matmul_gflops()
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(reps):  # alternate, so that all see the same load
+        for key, fn in runs.items():
+            times[key].append(measure(fn)[0])
+    thr1 = matmul_gflops()
+    torch.testing.assert_close(out["J"], out["Jv"], rtol=1e-3, atol=1e-4)
+    res.update({key: min(v) for key, v in times.items()})
+    res["times_all"] = times
+    res.update(matmul_gflops=max(thr0, thr1), matmul_gflops_before_after=[thr0, thr1])
+
+    # FLOPs: forward (with the projection), one VJP and one JVP of the batch, and the engine as it runs
+    zz = z.reshape(B, E).clone().requires_grad_(True)
+
+    def f(v):
+        with sdpa_kernel([SDPBackend.MATH]):
+            return G(v.reshape(B, *latent_shape)).reshape(B, -1) @ P
+    with torch.no_grad():
+        res["flops_fwd"], _ = count_flops(lambda: f(zz.detach()))
+    y = f(zz)
+    cot = torch.zeros_like(y)
+    cot[:, 0] = 1
+    res["flops_vjp"], _ = count_flops(lambda: torch.autograd.grad(y, zz, cot, retain_graph=True))
+    del y
+    # a JVP of the counted ops (matmuls, convolutions: linear in the tangent) costs one forward's FLOPs
+    # (FlopCounterMode counts torch.func.jvp's primal and tangent passes together, so it is not used here)
+    res["flops_jvp"] = res["flops_fwd"]
+    res["flops_engine"], per_op = count_flops(engine)
+    res["flops_engine_per_op"] = per_op
+    thr = res["matmul_gflops"] * 1e9
+    res["t_compute_limit"] = (res["flops_fwd"] + k * res["flops_vjp"]) / thr
+    res["t_compute_limit_forward_mode"] = (res["flops_fwd"] + E * res["flops_jvp"]) / thr
+    res["engine_gflops"] = res["flops_engine"] / res["t_engine"] / 1e9
+    if profile_ops:
+        res["op_profile"] = op_profile(engine, per_op)
+    if "t_engine_reverse" in res:
+        res["engine_reverse_vs_compute_limit"] = res["t_engine_reverse"] / res["t_compute_limit"]
+    res["ratios"] = {"engine_vs_vmap_jacrev": res["t_vmap_jacrev"] / res["t_engine"],
+                     "engine_vs_compute_limit": res["t_engine"] / res["t_compute_limit"],
+                     "engine_vs_compute_limit_forward_mode": res["t_engine"] / res["t_compute_limit_forward_mode"]}
+    q = res["ratios"]
+    print(f"  headline: vmap(jacrev) {res['t_vmap_jacrev']:.2f}s / engine {res['t_engine']:.2f}s = "
+          f"{q['engine_vs_vmap_jacrev']:.2f}x; engine / compute limit {q['engine_vs_compute_limit']:.2f}x "
+          f"(mm {res['matmul_gflops']:.0f} GFLOP/s, engine {res['engine_gflops']:.1f} GFLOP/s)", flush=True)
+    return res
 
 
 # --------------------------------------------------------------------------------------------- one model
@@ -211,34 +347,56 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def headline_table(results: list[dict]) -> str:
+    lines = ["| model | B | k | vmap(jacrev) / engine | engine / compute limit (target <= 1.5) | engine GFLOP/s "
+             "| matmul GFLOP/s |", "|" + "---|" * 7]
+    for r in results:
+        h = r.get("headline")
+        if h is None:
+            continue
+        q = h["ratios"]
+        lines.append(f"| {r['model']} | {h['B']} | {h['k']} | {q['engine_vs_vmap_jacrev']:.2f} | "
+                     f"{q['engine_vs_compute_limit']:.2f} | {h['engine_gflops']:.1f} | {h['matmul_gflops']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="mlp,tiny-ldm,sd-vae")
+    ap.add_argument("--models", default="mlp,tiny-ldm,dcgan-faces,sd-vae")
+    ap.add_argument("--reps", type=int, default=2, help="repetitions of each timing (tiny-ldm, dcgan-faces)")
     ap.add_argument("--k", type=int, default=120)
     ap.add_argument("--sd-k", type=int, default=16,
                     help="k for the SD-VAE decoder (k=120 takes ~120 VJPs of ~2-10 s each on a shared 2-core CPU; "
                          "the k=120 figures are then extrapolated linearly in k, see results.json)")
     ap.add_argument("--sd-chunk", type=int, default=None, help="chunk_size of the SD-VAE engine run")
     ap.add_argument("--out", default=str(HERE / "results.json"))
+    ap.add_argument("--note", default=None, help="a remark stored in the results (e.g. the machine's load)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other models' entries already in --out (replace only those run now)")
     a = ap.parse_args(argv)
     results, skipped = [], {}
     t_start = time.perf_counter()
+    load_start = os.getloadavg()
     for m in a.models.split(","):
         if m == "mlp":
             G, ls = mlp_model()
-            results.append(bench("mlp 128-512-512-3072", G, ls, B=32, k=a.k, reps=5, naive_rows=None))
-        elif m == "tiny-ldm":
+            r = bench("mlp 128-512-512-3072", G, ls, B=32, k=a.k, reps=5, naive_rows=None)
+            r["headline"] = headline(G, ls, B=32, k=a.k, reps=3)
+            results.append(r)
+        elif m in ("tiny-ldm", "dcgan-faces"):
             try:
-                G, ls = sweep_model("tiny-ldm")
-            except Exception as e:  # the model of another issue; absent until it lands
-                skipped["tiny-ldm"] = f"{type(e).__name__}: {e}"
-                print(f"[tiny-ldm] skipped: {skipped['tiny-ldm']}", flush=True)
+                G, ls = registry_model(m)
+            except (FileNotFoundError, ImportError) as e:  # checkpoint / package not installed
+                skipped[m] = f"{type(e).__name__}: {e}"
+                print(f"[{m}] skipped: {skipped[m]}", flush=True)
                 continue
-            results.append(bench("tiny-ldm decoder", G, ls, B=4, k=a.k, reps=2, naive_rows=16))
+            name = {"tiny-ldm": "tiny-ldm decoder", "dcgan-faces": "dcgan-faces (DCGAN 100 -> 3x64x64)"}[m]
+            B = {"tiny-ldm": 4, "dcgan-faces": 8}[m]
+            r = bench(name, G, ls, B=B, k=a.k, reps=a.reps, naive_rows=16)
+            r["headline"] = headline(G, ls, B=B, k=a.k, reps=a.reps)
+            results.append(r)
         elif m == "sd-vae":
-            G, ls = sweep_model("sd-vae-random:16")
+            G, ls = registry_model("sd-vae-random:16")
             r = bench("SD v1 VAE decoder (random), 16x16 latent", G, ls, B=1, k=a.sd_k, reps=1,
                       naive_rows=4, chunk_size=a.sd_chunk)
             if a.sd_k != a.k:  # engine and limit are affine in k: t(k) = t_fwd + k * per-row cost
@@ -263,9 +421,14 @@ def main(argv=None) -> int:
     doc = {"results": results, "skipped": skipped, "targets": TARGETS, "total_s": total,
            "machine": {"platform": platform.platform(), "processor": platform.processor(),
                        "torch": torch.__version__, "threads": torch.get_num_threads(),
-                       "python": sys.version.split()[0]},
+                       "python": sys.version.split()[0], "cpus": os.cpu_count(),
+                       "load_average_1_5_15min_start_end": [list(load_start), list(os.getloadavg())]},
            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if a.note:
+        doc["note"] = a.note
     Path(a.out).write_text(json.dumps(doc, indent=1))
+    print()
+    print(headline_table(results))
     print()
     print(table(results))
     for k_, v in skipped.items():

@@ -209,3 +209,25 @@ def test_registered_loader_and_sweep_interface(monkeypatch):
     with pytest.raises(ValueError, match="toy-legacy"):  # listed among the known names
         load_generator("nope")
     register_model("toy-legacy", MODELS["toy-legacy"])  # re-registering replaces (monkeypatch restores)
+
+
+# ------------------------------------------------------------------------------------------- benchmarks/gpu.sh
+def test_gpu_benchmark_script_runs_at_a_tiny_size_on_cpu(tmp_path):
+    """benchmarks/gpu.sh (written for one CUDA GPU) runs as is on the CPU at latent 2 x 2, k = 2, and its JSON
+    holds the per-latent time, the FLOPs (a VJP of the frozen decoder costs one forward) and the descriptors."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GEOM_GPU_ALLOW_CPU="1", GEOM_GPU_SETUP="0", GEOM_GPU_LATENT="2", GEOM_GPU_K="2",
+               GEOM_GPU_N="1", OUT=str(tmp_path), OMP_NUM_THREADS="1", GEOM_VENV=sys.prefix)  # this interpreter's venv
+    run = subprocess.run(["bash", str(paths.ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(run.stdout)
+    assert res == json.loads((tmp_path / "gpu_sd_decoder.json").read_text())
+    assert res["device"] == "cpu" and res["k"] == 2 and res["latents_timed"] == 1
+    assert res["flops_vjp"] == res["flops_forward"] > 0
+    assert res["flops_per_latent"] == res["flops_forward"] * 3
+    assert res["s_per_latent_total"] > 0 and res["per_latent"][0]["delta"] >= 0
