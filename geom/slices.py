@@ -24,6 +24,7 @@ Images are float32 arrays ``(n, 3, S, S)`` in ``[0, 1]`` (channels first), like 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -358,16 +359,22 @@ def auroc_table(scores: dict, is_positive, n_boot: int = 2000, seed: int = 0):
 
 
 # --------------------------------------------------------------------------------------------- cached descriptors
+def _tensor_bytes(t: Tensor) -> bytes:
+    """The raw bytes of a tensor's values, for any dtype (bfloat16 and float8 included, which numpy lacks)."""
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
 def module_digest(module: torch.nn.Module, extra: Sequence = ()) -> str:
     """SHA-256 (hex) of a module's state dict (names, dtypes, shapes, values; sorted by name) and of the
-    ``repr`` of ``extra`` (e.g. a ``scaling_factor`` that lives outside the state dict)."""
+    ``repr`` of ``extra`` (e.g. a ``scaling_factor`` that lives outside the state dict). Works for every
+    dtype (bfloat16 too). Raises ``TypeError`` for anything but an ``nn.Module``."""
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module_digest needs an nn.Module, got {type(module).__name__}")
     h = hashlib.sha256()
     for name, t in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        h.update(_tensor_bytes(t))
     h.update(repr(tuple(extra)).encode())
     return h.hexdigest()
 
@@ -376,11 +383,17 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
                     dim: int | None = 4, seed: int = 0, batch_size: int = 16, chunk: int = 64,
                     extra: Sequence = (), progress: bool = True):
     """``geom.describe(G, z, ...)`` computed in chunks of ``chunk`` latents, each chunk cached as
-    ``cache_dir/<key>/part-NNNNNN.parquet`` (written atomically), where ``key`` hashes the weights of ``G``
-    (``module_digest(G, extra)``), the latents ``z`` ``(N, *latent_shape)`` and the settings. A re-run with
-    the same decoder, latents and settings (in any process, under any model name) reads the finished chunks
-    instead of recomputing them: an interrupted run resumes. Returns the DataFrame of ``geom.describe``
-    (``psi``, ``nu``, ``delta``; ``N`` rows). Descriptors are those of Humayun et al. Eq. 4, Def. 3, Def. 1."""
+    ``cache_dir/<key>/part-NNNNNN.parquet`` (written atomically), where ``key`` is the SHA-256 of the content
+    of every input: the weights of ``G`` (``module_digest(G, extra)``; put anything outside the state dict
+    that changes ``G``, e.g. a ``scaling_factor``, in ``extra``), the bytes of the latents ``z``
+    ``(N, *latent_shape)`` and every setting (``k, radius, dim, seed, batch_size, chunk``). The key and its
+    parts are written to ``cache_dir/<key>/key.json``. A re-run with the same decoder, latents and settings
+    (in any process, under any model name) reads the finished chunks instead of recomputing them: an
+    interrupted run resumes; other weights, latents or settings get another folder (recomputed), so rows
+    computed from other inputs are never served. Returns the DataFrame of ``geom.describe`` (``psi``,
+    ``nu``, ``delta``; ``N`` rows). Descriptors are those of Humayun et al. Eq. 4, Def. 3, Def. 1.
+    Raises ``ValueError`` for bad ``z`` / ``chunk``, ``TypeError`` when ``G`` is not an ``nn.Module`` and
+    ``RuntimeError`` when a cached chunk does not hold the rows of its latents."""
     import pandas as pd
 
     from .descriptors import describe
@@ -390,19 +403,30 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
         raise ValueError(f"z must be a tensor (N, *latent_shape), got {getattr(z, 'shape', type(z).__name__)}")
     if int(chunk) < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    h = hashlib.sha256()
-    h.update(module_digest(G, extra).encode())
-    h.update(f"{z.dtype}{tuple(z.shape)}".encode())
-    h.update(z.detach().cpu().contiguous().numpy().tobytes())
-    h.update(repr((k, float(radius), dim, int(seed))).encode())
-    folder = Path(cache_dir) / h.hexdigest()[:20]
+    settings = dict(k=k, radius=float(radius), dim=dim, seed=int(seed), batch_size=int(batch_size),
+                    chunk=int(chunk))
+    key = dict(version=2, module_sha256=module_digest(G, extra),
+               latents_sha256=hashlib.sha256(_tensor_bytes(z)).hexdigest(),
+               latents=f"{z.dtype}{tuple(z.shape)}", settings=settings)
+    text = json.dumps(key, indent=1, sort_keys=True)
+    folder = Path(cache_dir) / hashlib.sha256(text.encode()).hexdigest()[:20]
     folder.mkdir(parents=True, exist_ok=True)
+    key_file = folder / "key.json"
+    if key_file.exists() and json.loads(key_file.read_text()) != key:
+        raise RuntimeError(f"cache {folder} holds another key ({key_file}); remove the folder")
+    if not key_file.exists():
+        atomic_write(key_file, lambda tmp: tmp.write_text(text + "\n"))
     parts = []
     starts = range(0, z.shape[0], int(chunk))
     for c, s in enumerate(starts):
         p = folder / f"part-{c:06d}.parquet"
+        n_rows = min(int(chunk), z.shape[0] - s)
         if p.exists():
-            parts.append(pd.read_parquet(p))
+            part = pd.read_parquet(p)
+            if len(part) != n_rows:
+                raise RuntimeError(f"cache chunk {p} holds {len(part)} rows for latents {s}..{s + n_rows - 1}; "
+                                   f"remove {folder}")
+            parts.append(part)
             continue
         df = describe(G, z[s:s + int(chunk)], k=k, radius=radius, dim=dim, seed=seed, batch_size=batch_size,
                       progress=False)

@@ -1,6 +1,8 @@
 """geom.slices: the plane through three latents (vs geom.sweep and the anchors themselves), hull marking
 (vs scipy's Delaunay), grid layout, AUROC (vs scikit-learn and a brute-force pair count), bootstrap CI,
 OOD/ID image sets (shapes, ranges, determinism, errors)."""
+import json
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -241,6 +243,27 @@ def test_cached_describe_matches_describe_and_resumes(tmp_path, monkeypatch):
     assert len(list(tmp_path.iterdir())) == 3
 
 
+def test_cached_describe_changed_chunking_or_batch_never_mixes_rows(tmp_path):
+    """Chunks of one chunk size are never read as chunks of another (the old key left ``chunk`` out: a run with
+    chunk=2 after an interrupted chunk=4 run wrote z[2:4]'s rows as part 1, which a chunk=4 run then served
+    as z[4:6]'s). Reference: geom.describe on all latents at once."""
+    import geom
+
+    G = _mlp()
+    z = torch.randn(6, 6, generator=torch.Generator().manual_seed(3))
+    ref = geom.describe(G, z, k=8, radius=0.05, dim=3, seed=2, progress=False)
+    kw = dict(k=8, radius=0.05, dim=3, seed=2, progress=False)
+    slices.cached_describe(G, z, tmp_path, chunk=4, **kw)
+    (folder,) = list(tmp_path.iterdir())
+    (folder / "part-000001.parquet").unlink()  # interrupted
+    for chunk, batch in ((2, 16), (4, 16), (4, 1)):
+        got = slices.cached_describe(G, z, tmp_path, chunk=chunk, batch_size=batch, **kw)
+        pd.testing.assert_frame_equal(got, ref, check_exact=False, rtol=1e-10, atol=1e-10)
+    keys = [json.loads((f / "key.json").read_text()) for f in tmp_path.iterdir()]
+    assert sorted((k["settings"]["chunk"], k["settings"]["batch_size"]) for k in keys) == [(2, 16), (4, 1), (4, 16)]
+    assert {k["module_sha256"] for k in keys} == {slices.module_digest(G)}
+
+
 def test_module_digest():
     a, b = _mlp(0), _mlp(0)
     assert slices.module_digest(a) == slices.module_digest(b)
@@ -250,3 +273,8 @@ def test_module_digest():
     assert slices.module_digest(a, (1.0,)) != slices.module_digest(a, (2.0,))
     with pytest.raises(TypeError):
         slices.module_digest(lambda x: x)
+    c = _mlp(0).to(torch.bfloat16)  # numpy has no bfloat16: hashed from the raw bytes
+    assert slices.module_digest(c) != slices.module_digest(a)
+    with torch.no_grad():
+        c[2].weight[0, 0] += 1
+    assert slices.module_digest(c) != slices.module_digest(_mlp(0).to(torch.bfloat16))
