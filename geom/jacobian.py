@@ -5,19 +5,22 @@ For each sample we want ``A = d P^T vec(G(z)) / d vec(z)`` of shape ``(k, E)``, 
 ``D = prod(out_shape)`` and ``P`` is an optional ``(D, k)`` matrix with orthonormal columns (the paper projects
 the output to ``k = 120`` dimensions before the SVD to make large decoders tractable).
 
-Samples are assumed independent under ``G`` (no batch-coupled layers such as BatchNorm in training mode):
-then one batched backward pass with cotangent ``e_j`` on every sample yields row ``j`` of every sample's
-Jacobian. We vmap that VJP over the ``k`` cotangents (``torch.func.vjp`` + ``torch.vmap``, chunked), or use
+Samples must be independent under ``G``: then one batched backward pass with cotangent ``e_j`` on every
+sample yields row ``j`` of every sample's Jacobian. ``check_generator`` enforces this before any forward pass
+(no BatchNorm using batch statistics, no active Dropout/RReLU, no module left in training mode). We vmap that VJP over the ``k`` cotangents (``torch.func.vjp`` + ``torch.vmap``, chunked), or use
 forward mode (JVPs over the ``E`` latent directions) when ``E`` is smaller than the output dimension.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.overrides import TorchFunctionMode
 
 Generator = Callable[[Tensor], Tensor]
 
@@ -60,12 +63,81 @@ def check_latents(z: Tensor, name: str = "z") -> None:
         raise ValueError(f"{name} contains NaN or inf values (batch rows {bad[:10]})")
 
 
-def _check_batch_independent(G: Generator) -> None:
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+
+
+def find_module(G: Generator) -> nn.Module | None:
+    """The ``nn.Module`` behind a generator: ``G`` itself, or the module held by a callable in its
+    ``.module`` / ``.model`` attribute (see ``geom.with_module``) or ``__self__`` (a bound method such as
+    ``vae.decode``). ``None`` for a plain callable (a lambda or function without such an attribute)."""
     if isinstance(G, nn.Module):
-        for name, m in G.named_modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
-                raise ValueError(f"module '{name}' is a BatchNorm in training mode, which couples the samples of "
-                                 f"a batch; call G.eval() before computing per-sample Jacobians")
+        return G
+    for attr in ("module", "model", "__self__"):
+        m = getattr(G, attr, None)
+        if isinstance(m, nn.Module):
+            return m
+    return None
+
+
+def check_generator(G: Generator) -> None:
+    """Refuse a generator whose output for one latent depends on its batch companions or on random draws.
+
+    Every descriptor entry point (``jacobian``, ``output_dim``, ``describe``, ``local_complexity``, sweeps)
+    calls this *before* any forward pass, because the per-sample Jacobian of Humayun et al. Sec. 2.1 is only
+    defined when ``G`` maps each latent on its own, deterministically (and a forward pass in training mode
+    would also update the user's BatchNorm running statistics). The model is never changed here: no
+    ``.eval()`` on the caller's behalf.
+
+    Raises ``ValueError`` naming the module path (as in ``G.named_modules()``) and the fix for:
+
+    * a ``_BatchNorm`` (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``, lazy variants) in training mode (batch
+      statistics; the forward pass updates running statistics) -> ``G.eval()``;
+    * a ``_BatchNorm`` with ``track_running_stats=False`` or no running statistics: it normalises with batch
+      statistics even in eval mode -> give it running statistics (or use a per-sample norm such as
+      ``nn.GroupNorm`` / ``nn.InstanceNorm``, which are accepted);
+    * active ``Dropout`` / ``Dropout1d/2d/3d`` / ``AlphaDropout`` / ``FeatureAlphaDropout`` (training mode,
+      ``p > 0``) and ``nn.RReLU`` in training mode (random slopes) -> ``G.eval()``;
+    * any other module left in training mode (its ``forward`` may branch on ``self.training``, e.g.
+      DropPath, stochastic depth, attention dropout) -> ``G.eval()``.
+
+    A plain callable whose module cannot be found (see ``find_module``) cannot be checked: the caller is
+    responsible for its batch independence; wrap it with ``geom.with_module(fn, module)`` to have it checked.
+    """
+    module = find_module(G)
+    if module is None:
+        return
+    root = type(module).__name__
+
+    def where(name: str, m: nn.Module) -> str:
+        return f"module '{name}' ({type(m).__name__})" if name else f"the generator's root module ({root})"
+
+    modules = list(module.named_modules())
+    for name, m in modules:  # specific faults first, then any module left in training mode
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if m.training:
+                raise ValueError(f"{where(name, m)} is a BatchNorm in training mode: it normalises with the "
+                                 f"statistics of the batch (coupling the latents of a batch) and a forward pass "
+                                 f"would update its running statistics; call G.eval() before computing "
+                                 f"descriptors")
+            if not m.track_running_stats or m.running_mean is None or m.running_var is None:
+                raise ValueError(f"{where(name, m)} is a BatchNorm without running statistics "
+                                 f"(track_running_stats=False): it normalises with the statistics of the batch "
+                                 f"even in eval mode, so a latent's output depends on the other latents of its "
+                                 f"batch; use a BatchNorm with running statistics (track_running_stats=True, "
+                                 f"trained) or a per-sample normalisation (nn.GroupNorm, nn.InstanceNorm, "
+                                 f"nn.LayerNorm)")
+        elif isinstance(m, _DROPOUT) and m.training and m.p > 0:
+            raise ValueError(f"{where(name, m)} is an active dropout layer (training mode, p={m.p}): every "
+                             f"forward pass draws a new random mask; call G.eval() before computing descriptors")
+        elif isinstance(m, nn.RReLU) and m.training:
+            raise ValueError(f"{where(name, m)} is an RReLU in training mode: it draws random negative slopes on "
+                             f"every forward pass; call G.eval() before computing descriptors")
+    training = [where(name, m) for name, m in modules if m.training]
+    if training:
+        more = f" and {len(training) - 3} more" if len(training) > 3 else ""
+        raise ValueError(f"{', '.join(training[:3])}{more} in training mode: a forward pass in training mode may "
+                         f"use batch statistics or random draws (dropout, DropPath, ...); call G.eval() before "
+                         f"computing descriptors")
 
 
 def _call(G: Generator, z: Tensor) -> Tensor:
@@ -84,7 +156,9 @@ def _call(G: Generator, z: Tensor) -> Tensor:
 
 
 def output_dim(G: Generator, z: Tensor) -> int:
-    """``D = prod(out_shape)``, found by one forward pass on the first latent of ``z`` ``(B, *latent_shape)``."""
+    """``D = prod(out_shape)``, found by one forward pass on the first latent of ``z`` ``(B, *latent_shape)``
+    (after ``check_generator``)."""
+    check_generator(G)
     with torch.no_grad():
         return math.prod(_call(G, z[:1]).shape[1:])
 
@@ -110,9 +184,16 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
         ``(B, k, E)`` with a projection, else ``(B, D, E)``; dtype of ``G``'s output.
         Row ``i`` of sample ``b`` is ``d <P[:, i], vec G(z)[b]> / d vec z[b]`` (Humayun et al., Sec. 2.1:
         ``A_z = P^T J_G(z)``).
+
+    Raises:
+        ValueError: ``G`` is batch-coupled or stochastic (``check_generator``, run before any forward pass;
+            a plain callable without a findable module is not checked), bad ``z``, ``k``, ``projection``.
+        ForwardModeError: ``mode="forward"`` met an operation without a forward-mode derivative (named with
+            the module it ran in); ``"auto"`` falls back to reverse mode instead. Group norm, whose
+            forward-mode rule fails on non-contiguous inputs, is given contiguous ones (diffusers decoders).
     """
     check_latents(z)
-    _check_batch_independent(G)
+    check_generator(G)
     if mode not in ("auto", "forward", "reverse"):
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     B, latent_shape = z.shape[0], tuple(z.shape[1:])
@@ -145,14 +226,73 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
     zf = z.detach().reshape(B, E)
     use_forward = mode == "forward" or (mode == "auto" and E < rows)
     if use_forward:
-        try:
-            return _jacobian_forward(f, zf, E, chunk_size)
-        except (NotImplementedError, RuntimeError):
-            # some ops lack forward-mode derivatives or vmap rules under jvp (e.g. group_norm on
-            # non-contiguous batched inputs); reverse mode is always valid
-            if mode == "forward":
-                raise
+        with _forward_mode_guard(find_module(G)) as where:
+            try:
+                return _jacobian_forward(f, zf, E, chunk_size)
+            except (NotImplementedError, RuntimeError) as e:
+                # an op without a forward-mode derivative or vmap rule under jvp: "auto" falls back to
+                # reverse mode (always valid), "forward" names the mode and the module
+                if mode == "forward":
+                    msg = (str(e).strip().splitlines() or [""])[0]
+                    loc = where[-1] if where else "the generator (wrap it with geom.with_module to name the module)"
+                    raise ForwardModeError(f"mode='forward' cannot differentiate an operation in {loc} "
+                                           f"({type(e).__name__}: {msg}); use mode='reverse' or 'auto'") from e
     return _jacobian_reverse(f, zf, rows, chunk_size)
+
+
+class ForwardModeError(RuntimeError):
+    """``jacobian(..., mode="forward")`` met an operation that forward-mode AD (``torch.func.jvp`` under
+    ``vmap``) cannot differentiate; ``mode="reverse"`` or ``"auto"`` computes the same Jacobian."""
+
+
+@contextmanager
+def _forward_mode_guard(module: nn.Module | None) -> Iterator[list[str]]:
+    """Temporary forward hooks for forward mode, removed on exit (the model itself is not changed):
+
+    * group norm gets a contiguous input (``_ContiguousGroupNorm``, which also covers ``F.group_norm`` called
+      by a plain callable);
+    * a stack of the modules whose forward is running (when ``module`` is known), so that an error names the
+      innermost one.
+
+    Yields that stack (descriptions ``"module 'name' (Type)"``); after a failed pass its last entry is the
+    module where the failure happened."""
+    stack: list[str] = []
+    if module is None:
+        with _ContiguousGroupNorm():
+            yield stack
+        return
+
+    def pre(mod: nn.Module, args: tuple, label: str):
+        stack.append(label)
+
+    def post(mod: nn.Module, args: tuple, out, label: str):
+        if stack and stack[-1] == label:
+            stack.pop()
+
+    handles = []
+    for name, m in module.named_modules():
+        label = f"module '{name}' ({type(m).__name__})" if name else f"the root module ({type(m).__name__})"
+        handles.append(m.register_forward_pre_hook(lambda mod, args, label=label: pre(mod, args, label)))
+        handles.append(m.register_forward_hook(lambda mod, args, out, label=label: post(mod, args, out, label)))
+    try:
+        with _ContiguousGroupNorm():
+            yield stack
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class _ContiguousGroupNorm(TorchFunctionMode):
+    """Calls ``group_norm`` on a contiguous input. Its forward-mode derivative (torch 2.x) ``view``s the
+    primal and fails on a non-contiguous one ("view size is not compatible with input tensor's size and
+    stride"), e.g. in the ResNet blocks of a diffusers ``AutoencoderKL`` decoder under ``jvp``;
+    ``.contiguous()`` changes no value."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (F.group_norm, torch.group_norm) and args and isinstance(args[0], Tensor):
+            args = (args[0].contiguous(), *args[1:])
+        return func(*args, **kwargs)
 
 
 def _jacobian_reverse(f, zf: Tensor, rows: int, chunk_size: int | None) -> Tensor:

@@ -15,6 +15,7 @@ class Linear(torch.nn.Module):
     def __init__(self, A: torch.Tensor, b: torch.Tensor):
         super().__init__()
         self.A, self.b = A, b
+        self.eval()  # geom refuses modules left in training mode
 
     def forward(self, z):
         return z @ self.A.T + self.b
@@ -127,7 +128,7 @@ def test_describe_matches_components_and_errors():
     G = mlp([2, 12, 12, 5], seed=2)
     z = torch.randn(9, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     df = geom.describe(G, z, k=4, radius=0.2, dim=2, seed=7, batch_size=4, progress=False)
-    assert list(df.columns) == ["psi", "nu", "delta"] and len(df) == 9
+    assert list(df.columns) == ["psi", "nu", "delta", "n_dropped_sv"] and len(df) == 9
     assert df["delta"].dtype == np.int64
     J = geom.jacobian(G, z, projection=geom.random_projection(5, 4, seed=7, dtype=torch.float64))
     sv = geom.singular_values(J)

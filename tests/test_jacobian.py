@@ -58,7 +58,7 @@ def test_projected_jacobian_and_chunking(dtype):
 def test_multidimensional_latents_and_outputs():
     """Latents (B, 2, 3) and outputs (B, 2, 5): the Jacobian is of the flattened output w.r.t. flattened z."""
     conv = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3, padding=1), torch.nn.Tanh(),
-                               torch.nn.Conv1d(4, 2, 1), torch.nn.Upsample(size=5, mode="linear")).double()
+                               torch.nn.Conv1d(4, 2, 1), torch.nn.Upsample(size=5, mode="linear")).double().eval()
     z = torch.randn(3, 2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     J = geom.jacobian(conv, z)
     assert J.shape == (3, 10, 6)
