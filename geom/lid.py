@@ -317,7 +317,7 @@ def flipd(model, x: Tensor, t0: float, schedule=None, encoder_hidden_states: Ten
             else:
                 v = torch.randn(probes, B, D, generator=gen, dtype=torch.float64)
             v = v.to(eps)
-            q = (_vjps(vjp_fn, v, chunk_size) * v).to(torch.float64).sum(-1)  # (probes, B): v^T J v
+            q = (_vjps(vjp_fn, v, chunk_size).to(torch.float64) * v.to(torch.float64)).sum(-1)  # (probes, B) v^T J v
     eps = eps.detach().to(torch.float64)
     trace = q.mean(0)
     stderr = torch.zeros(B, dtype=torch.float64) if exact else q.std(0, correction=1) / math.sqrt(probes)
