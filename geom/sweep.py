@@ -6,7 +6,12 @@ atomically (written under a hidden temporary name in the same folder, then renam
 (Ctrl-C, SIGKILL, a lost machine) is resumed by running the same command again: finished shards are skipped,
 half-written temporary files are ignored and removed. The final table has every latent exactly once.
 ``OUT/shards`` is a Parquet dataset (``pandas.read_parquet(OUT / "shards")``); ``OUT/sweep.json`` holds the
-settings (a re-run with different settings into the same folder is refused) and, once complete, the row count.
+settings, the SHA-256 content hashes of the inputs behind paths (``inputs``: the latent file or image folder,
+the anchors file, the model's state dict) and, once complete, the row count. A re-run into the same folder with
+other settings, or after the content behind a path changed (a regenerated latent file, new anchors, a changed
+checkpoint), is refused with an error naming the input (``overwrite=True`` / ``--overwrite`` starts afresh):
+a sweep never mixes or serves rows computed from other inputs. Files are hashed once per run, the model once
+per process that loads it (each Ray worker checks its own copy).
 
 Python::
 
@@ -42,11 +47,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import io
 import json
 import math
 import os
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +72,7 @@ from .jacobian import jacobian, random_projection
 SHARD_DIR = "shards"
 MANIFEST = "sweep.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-# Testing hook: seconds to sleep after computing a shard and after writing its temporary file (so that a
-# test can kill the sweep in the middle of a shard). Never set it in real runs.
-_DELAY_ENV = "GEOM_SWEEP_TEST_DELAY"
+LATENTS = "latents.npy"
 
 
 # ----------------------------------------------------------------------------------------------- the spec
@@ -359,6 +363,37 @@ def plane_latents(anchors: Tensor, src: PlaneSource, index: np.ndarray) -> Tenso
     return slices.plane_latents(anchors, c["u"], c["v"])
 
 
+# ----------------------------------------------------------------------------------------------- content hashes
+def file_digest(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_digest(folder: str | Path) -> str:
+    """SHA-256 (hex) over the images of a folder (the files an ``images:<folder>`` source reads), in name
+    order: each file's name and content hash, so an added, removed, renamed or edited image changes it."""
+    h = hashlib.sha256()
+    for f in _image_files(Path(folder)):
+        h.update(f.name.encode() + b"\0" + file_digest(f).encode() + b"\n")
+    return h.hexdigest()
+
+
+def model_digest(model: LoadedModel) -> str:
+    """SHA-256 (hex) of a loaded model's weights: ``geom.slices.module_digest`` of its module's state dict
+    (names, dtypes, shapes, values), with the public entries of the module's ``config`` when it has one (a
+    diffusers VAE's ``scaling_factor`` lives there, outside the state dict)."""
+    module = _module_of(model)
+    config = getattr(module, "config", None)
+    extra = ()
+    if config is not None:
+        extra = (sorted((str(k), repr(v)) for k, v in dict(config).items() if not str(k).startswith("_")),)
+    return slices.module_digest(module, extra=extra)
+
+
 # ----------------------------------------------------------------------------------------------- compute
 class ShardComputer:
     """Holds a loaded model, the output projection and the polytope basis; computes one shard's rows.
@@ -416,16 +451,15 @@ class ShardComputer:
     def run_shard(self, shard: int, index: np.ndarray, z: Tensor) -> pd.DataFrame:
         """Rows of one shard (without the coordinate columns, which the driver adds)."""
         vals = self.describe(z)
-        delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
-        if delay:
-            time.sleep(delay)
         return pd.DataFrame({"index": index.astype(np.int64), **vals})
 
 
 # ----------------------------------------------------------------------------------------------- the sweep
 class Sweep:
-    """A sweep in an output folder: validates the spec and the folder, materialises the latent source, knows
-    which shards are done, writes shards atomically and assembles the table."""
+    """A sweep in an output folder: validates the spec and the folder, checks that the content of its inputs
+    is that of the rows already there (``check_inputs``), materialises the latent source, knows which shards
+    are done, writes shards atomically and assembles the table. ``Sweep(spec, out)`` opens the folder for
+    writing (creating it); ``Sweep.open(out)`` is a read-only view."""
 
     def __init__(self, spec: SweepSpec, out_dir: str | Path, overwrite: bool = False):
         if not isinstance(spec, SweepSpec):
@@ -448,10 +482,34 @@ class Sweep:
             raise FileNotFoundError(f"anchors file {paths.resolve(spec.anchors)} does not exist")
         self.out = paths.resolve(out_dir)
         self.shard_dir = self.out / SHARD_DIR
-        self._prepare_dir(overwrite)
+        self.overwrite = bool(overwrite)
+        self.manifest: dict[str, Any] = {}
         self._latents: Tensor | None = None
         self._anchors: Tensor | None = None
+        self._digests: dict[str, str] | None = None
         self.n: int | None = self.source.n ** 2 if isinstance(self.source, PlaneSource) else None
+        self._prepare_dir(overwrite)
+
+    @classmethod
+    def open(cls, out_dir: str | Path) -> Sweep:
+        """A read-only view of the sweep in ``out_dir``, built from its manifest: creates, writes, probes and
+        deletes nothing, and needs neither the model (registered or not in this process) nor the source.
+        ``n`` is None when the row count is not known yet. Raises ``FileNotFoundError`` without a manifest."""
+        out = paths.resolve(out_dir)
+        man = out / MANIFEST
+        if not man.is_file():
+            raise FileNotFoundError(f"no sweep in {out} (missing {MANIFEST})")
+        doc = json.loads(man.read_text())
+        self = cls.__new__(cls)
+        self.spec = SweepSpec(**doc["settings"])
+        self.out, self.shard_dir, self.overwrite, self.manifest = out, out / SHARD_DIR, False, doc
+        kind, _, rest = self.spec.source.partition(":")
+        self.source = parse_source(self.spec.source) if kind == "plane" else (kind, paths.resolve(rest))
+        self._latents, self._anchors, self._digests = None, None, None
+        self.n = self.source.n ** 2 if isinstance(self.source, PlaneSource) else doc.get("rows")
+        if self.n is None and (out / LATENTS).is_file():
+            self.n = int(np.load(out / LATENTS, mmap_mode="r").shape[0])
+        return self
 
     # -- output folder
     def _prepare_dir(self, overwrite: bool) -> None:
@@ -464,22 +522,88 @@ class Sweep:
             probe.unlink()
         except OSError as e:
             raise PermissionError(f"output directory {self.out} is not writable: {e}") from e
+        for d in (self.shard_dir, self.out):  # leftovers of a killed run
+            for f in d.glob(".tmp-*"):
+                f.unlink(missing_ok=True)
         man = self.out / MANIFEST
-        if man.exists():
-            old = json.loads(man.read_text())
-            if old.get("settings") != self.spec.settings():
-                if not overwrite:
-                    diff = {k: (old.get("settings", {}).get(k), v) for k, v in self.spec.settings().items()
-                            if old.get("settings", {}).get(k) != v}
-                    raise ValueError(f"{self.out} holds a sweep with other settings (old, new): {diff}; use "
-                                     f"another output folder, or overwrite=True / --overwrite to start afresh")
-                for f in self.shard_dir.glob("*.parquet"):
-                    f.unlink()
-                man.unlink()
-        for f in self.shard_dir.glob(".tmp-*"):  # leftovers of a killed run
-            f.unlink(missing_ok=True)
-        if not man.exists():
-            self._write_manifest({"settings": self.spec.settings(), "complete": False})
+        old = json.loads(man.read_text()) if man.exists() else None
+        rows = self._has_rows()
+        if old is None:
+            if rows and not overwrite:
+                raise ValueError(f"{self.out} holds sweep rows but no {MANIFEST}: the inputs they were computed "
+                                 f"from are unknown; use another output folder, or overwrite=True / --overwrite")
+            self._discard()
+        elif old.get("settings") != self.spec.settings():
+            if not overwrite:
+                diff = {k: (old.get("settings", {}).get(k), v) for k, v in self.spec.settings().items()
+                        if old.get("settings", {}).get(k) != v}
+                raise ValueError(f"{self.out} holds a sweep with other settings (old, new): {diff}; use "
+                                 f"another output folder, or overwrite=True / --overwrite to start afresh")
+            self._discard()
+        elif "inputs" not in old:
+            if rows and not overwrite:
+                raise ValueError(f"{self.out} holds a sweep started without content hashes of its inputs (an "
+                                 f"older geom): its rows cannot be checked against the latent file, anchors and "
+                                 f"weights; use another output folder, or overwrite=True / --overwrite")
+            self._discard()
+        else:
+            self.manifest = old
+
+    def _has_rows(self) -> bool:
+        return any(self.shard_dir.glob("*.parquet")) or (self.out / LATENTS).exists()
+
+    def _discard(self) -> None:
+        """Start afresh: remove the shards and cached latents, write a manifest with no recorded inputs."""
+        for f in self.shard_dir.glob("*.parquet"):
+            f.unlink()
+        (self.out / LATENTS).unlink(missing_ok=True)
+        self._latents = None
+        self.n = self.source.n ** 2 if isinstance(self.source, PlaneSource) else None
+        self.manifest = {"settings": self.spec.settings(), "inputs": {}, "complete": False}
+        self._write_manifest(self.manifest)
+
+    # -- inputs
+    def _input_digests(self) -> dict[str, str]:
+        """SHA-256 of the source file or image folder and of the anchors file (computed once per object)."""
+        if self._digests is None:
+            d: dict[str, str] = {}
+            if not isinstance(self.source, PlaneSource):
+                kind, p = self.source
+                d["source"] = file_digest(p) if kind == "npy" else folder_digest(p)
+            if self.spec.anchors is not None:
+                d["anchors"] = file_digest(paths.resolve(self.spec.anchors))
+            self._digests = d
+        return self._digests
+
+    def _input_name(self, key: str) -> str:
+        if key == "source":
+            kind, p = self.source
+            return f"the source {'file' if kind == 'npy' else 'image folder'} {p}"
+        if key == "anchors":
+            return f"the anchors file {paths.resolve(self.spec.anchors)}"
+        return f"the weights of model {self.spec.model!r} (state dict)"
+
+    def check_inputs(self, model: LoadedModel | str | None = None) -> None:
+        """Compare the content hashes of the inputs behind paths (source file / image folder, anchors file and,
+        given the loaded ``model`` or its ``model_digest``, its weights) with those the manifest recorded when
+        the sweep started; record those not recorded yet. A change raises ``ValueError`` naming the input
+        (the rows there were computed from other inputs), or with ``overwrite`` discards the rows."""
+        cur = dict(self._input_digests())
+        if model is not None:
+            cur["model"] = model if isinstance(model, str) else model_digest(model)
+        rec = self.manifest.setdefault("inputs", {})
+        changed = [k for k, v in cur.items() if k in rec and rec[k] != v]
+        if changed and not self.overwrite:
+            what = "; ".join(f"{self._input_name(k)} changed since this sweep was started (sha256 {cur[k][:16]}... "
+                             f"!= {rec[k][:16]}...)" for k in changed)
+            raise ValueError(f"{self.out}: {what}; its rows were computed from other inputs: use a new output "
+                             f"folder, or overwrite=True / --overwrite to start afresh")
+        if changed:
+            self._discard()
+            rec = self.manifest["inputs"]
+        if any(rec.get(k) != v for k, v in cur.items()):
+            rec.update(cur)
+            self._write_manifest(self.manifest)
 
     def _write_manifest(self, d: dict) -> None:
         data = json.dumps(d, indent=1).encode()
@@ -497,16 +621,32 @@ class Sweep:
                 self._anchors = plane_anchors(model.latent_shape, self.spec.latent_seed, self.spec.anchors,
                                               _dtype(self.spec.dtype))
             return
-        cache = self.out / "latents.npy"
-        if cache.exists():
-            self._latents = torch.as_tensor(np.load(cache))
-        else:
+        if not self.load_cached_latents():
             if model is None:
                 raise ValueError("this latent source needs the model: pass the loaded model")
             self._latents = _source_latents(self.source, model, _dtype(self.spec.dtype))
             arr = self._latents.cpu().numpy()
-            paths.atomic_write(cache, lambda tmp: np.save(tmp, arr))
+            cache = paths.atomic_write(self.out / LATENTS, lambda tmp: np.save(tmp, arr))
+            self.manifest["latents_sha256"] = file_digest(cache)
+            self._write_manifest(self.manifest)
         self.n = int(self._latents.shape[0])
+
+    def load_cached_latents(self) -> bool:
+        """Load ``OUT/latents.npy`` when it is the file this sweep wrote (its SHA-256 is the manifest's
+        ``latents_sha256``); a file not recorded or altered since is ignored (the latents are recomputed from
+        the source, whose content ``check_inputs`` vouches for). Returns whether latents are loaded."""
+        if isinstance(self.source, PlaneSource):
+            return False
+        if self._latents is None:
+            cache, want = self.out / LATENTS, self.manifest.get("latents_sha256")
+            if want is None or not cache.is_file():
+                return False
+            data = cache.read_bytes()
+            if hashlib.sha256(data).hexdigest() != want:
+                return False
+            self._latents = torch.as_tensor(np.load(io.BytesIO(data)))
+            self.n = int(self._latents.shape[0])
+        return True
 
     def latents(self, index: np.ndarray) -> Tensor:
         if isinstance(self.source, PlaneSource):
@@ -555,9 +695,6 @@ class Sweep:
         def write(tmp: Path) -> None:
             df.to_parquet(tmp, index=False)
             _fsync(tmp)
-            delay = float(os.environ.get(_DELAY_ENV, "0") or 0)  # tests widen the window a kill can hit
-            if delay:
-                time.sleep(delay)
 
         paths.atomic_write(self.shard_path(shard), write)
 
@@ -574,8 +711,8 @@ class Sweep:
         return df.sort_values("index", kind="stable").reset_index(drop=True)
 
     def mark_complete(self) -> None:
-        self._write_manifest({"settings": self.spec.settings(), "complete": True, "rows": int(self.n),
-                              "shards": int(self.n_shards)})
+        self.manifest.update(complete=True, rows=int(self.n), shards=int(self.n_shards))
+        self._write_manifest(self.manifest)
 
 
 def _source_latents(source: tuple[str, Path], model: LoadedModel, dtype: torch.dtype) -> Tensor:
@@ -641,15 +778,18 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, executor: str = "local", add
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     sweep = Sweep(spec, out_dir, overwrite=overwrite)
-    if sweep.n is None and (sweep.out / "latents.npy").exists():
-        sweep.prepare()  # cached latents of an array/image source: the row count is known
-    if sweep.n is not None and not sweep.pending():  # already complete: no model, no Ray
-        df = sweep.table()
-        sweep.mark_complete()
-        return df
+    sweep.check_inputs()  # the source file / image folder and the anchors, hashed once per run
+    sweep.load_cached_latents()  # cached latents of an array/image source: the row count is known
+    if sweep.n is not None and not sweep.pending():  # complete: served once the weights match too (no Ray)
+        sweep.check_inputs(load_model(spec.model, "cpu", spec.dtype))
+        if sweep.n is not None and not sweep.pending():
+            df = sweep.table()
+            sweep.mark_complete()
+            return df
     if executor == "local":
         comp = ShardComputer(spec, device)
         comp.check()
+        sweep.check_inputs(comp.model)
         sweep.prepare(comp.model)
         _run_local(sweep, comp, progress)
     else:
@@ -660,16 +800,12 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, executor: str = "local", add
 
 
 def load_sweep(out_dir: str | Path) -> pd.DataFrame:
-    """The table of a finished sweep folder (sorted by ``index``)."""
-    out = paths.resolve(out_dir)
-    man = out / MANIFEST
-    if not man.exists():
-        raise FileNotFoundError(f"no sweep in {out} (missing {MANIFEST})")
-    sweep = Sweep(SweepSpec(**json.loads(man.read_text())["settings"]), out)
-    if sweep.n is None:  # an array/image source: the row count is that of the cached latents
-        if not (out / "latents.npy").exists():
-            raise RuntimeError(f"sweep {out} never started")
-        sweep.prepare()
+    """The table of a finished sweep folder (sorted by ``index``): a read (``Sweep.open``) that creates,
+    writes and deletes nothing and needs neither the model nor the source. Raises ``FileNotFoundError``
+    (no sweep there) or ``RuntimeError`` (not started, or shards missing: run the same sweep to finish it)."""
+    sweep = Sweep.open(out_dir)
+    if sweep.n is None:
+        raise RuntimeError(f"sweep {sweep.out} never started (no rows, no {LATENTS}); run it to compute them")
     return sweep.table()
 
 
@@ -687,16 +823,23 @@ def _run_local(sweep: Sweep, comp: ShardComputer, progress: bool) -> None:
 class _RayWorker:
     """Ray actor body: loads the model once, then computes shards sent by the driver."""
 
-    def __init__(self, spec_dict: dict, device: str | None):
+    def __init__(self, spec_dict: dict, device: str | None, model_sha256: str | None = None):
         self.comp = ShardComputer(SweepSpec(**spec_dict), device)
+        self.model_sha256 = model_digest(self.comp.model)
+        self.expected_sha256 = model_sha256
 
     def info(self) -> dict:
-        return {"pid": os.getpid(), "device": str(self.comp.device), "latent_shape": self.comp.model.latent_shape}
+        return {"pid": os.getpid(), "device": str(self.comp.device), "latent_shape": self.comp.model.latent_shape,
+                "model_sha256": self.model_sha256}
 
     def check(self) -> None:
         self.comp.check()
 
     def run_shard(self, shard: int, index: np.ndarray, z: Tensor) -> pd.DataFrame:
+        if self.expected_sha256 is not None and self.model_sha256 != self.expected_sha256:
+            raise ValueError(f"the weights of model {self.comp.spec.model!r} on worker {os.getpid()} differ from "
+                             f"those this sweep was computed with (sha256 {self.model_sha256[:16]}... != "
+                             f"{self.expected_sha256[:16]}...): every worker must load the same checkpoint")
         return self.comp.run_shard(shard, index, z)
 
 
@@ -726,11 +869,11 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
         settings = dataclasses.asdict(sweep.spec)
         dev = device or ("cuda" if n_gpu else "cpu")
 
-        def new_actor():
-            return Actor.options(max_restarts=0, **opts).remote(settings, dev)
+        def new_actor():  # workers started after the first check their weights against the recorded hash
+            return Actor.options(max_restarts=0, **opts).remote(settings, dev, sweep.manifest["inputs"].get("model"))
 
         # the driver needs the latent shape (plane) or the encoded latents (arrays/images)
-        if isinstance(sweep.source, PlaneSource) or (sweep.out / "latents.npy").exists():
+        if isinstance(sweep.source, PlaneSource) or sweep.n is not None:
             probe = None
         else:
             probe = load_model(sweep.spec.model, "cpu", sweep.spec.dtype)
@@ -741,6 +884,7 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
             raise RuntimeError(f"a Ray worker could not load model {sweep.spec.model!r} (see the worker error "
                                f"above): {e}") from None
         _unwrap(ray, RayTaskError, lambda: ray.get(first.check.remote()))
+        sweep.check_inputs(info["model_sha256"])
         if isinstance(sweep.source, PlaneSource):
             sweep._anchors = plane_anchors(tuple(info["latent_shape"]), sweep.spec.latent_seed, sweep.spec.anchors,
                                            _dtype(sweep.spec.dtype))

@@ -3,6 +3,7 @@ killed mid-run (SIGKILL, and with Ray also one worker actor), resumed, and must 
 row (no row lost, none duplicated, same numbers). Bad specs fail before any work starts."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,10 +39,43 @@ def reference(tmp_path_factory):
     return run_sweep(SPEC, tmp_path_factory.mktemp("ref"), progress=False)
 
 
+# `python -m geom.sweep` with every shard slowed by DELAY s after it is computed and after its temporary file
+# is written (monkeypatched here, in the driver and, through a subclass Ray pickles by value, in the worker
+# actors), so that a kill lands in the middle of a sweep and of a shard write
+SLOW_CLI = """
+import sys, time
+import geom.sweep as S
+
+DELAY = float(sys.argv[1])
+_fsync, _run_shard = S._fsync, S.ShardComputer.run_shard
+
+
+def slow_fsync(p):
+    _fsync(p)
+    time.sleep(DELAY)
+
+
+def slow_run_shard(self, *a):
+    out = _run_shard(self, *a)
+    time.sleep(DELAY)
+    return out
+
+
+class _RayWorkerSlow(S._RayWorker):
+    def run_shard(self, *a):
+        out = super().run_shard(*a)
+        time.sleep(DELAY)
+        return out
+
+
+S._fsync, S.ShardComputer.run_shard, S._RayWorker = slow_fsync, slow_run_shard, _RayWorkerSlow
+sys.exit(S.main(sys.argv[2:]))
+"""
+
+
 def _cli(out: Path, *extra: str, delay: float = 0.0) -> subprocess.Popen:
-    env = dict(os.environ, GEOM_SWEEP_TEST_DELAY=str(delay), RAY_USAGE_STATS_ENABLED="0",
-               PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "geom.sweep", *CLI_ARGS, "--out", str(out), *extra],
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-c", SLOW_CLI, str(delay), *CLI_ARGS, "--out", str(out), *extra],
                             cwd=paths.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
@@ -320,3 +354,139 @@ def test_diffusers_folder_and_pipeline_models(tmp_path, monkeypatch):
     m = geom.sweep.load_model("tiny-ldm")
     assert m.latent_shape == (4, 8, 8) and m.image_size == (3, 64, 64)
     assert torch.equal(m.G(lat[:1]), G(lat[:1]))
+
+
+# ------------------------------------------------------------------------------------- resuming over changed inputs
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def _describe(G, z, spec: SweepSpec) -> pd.DataFrame:
+    return geom.describe(G, torch.as_tensor(z), k=spec.k, radius=spec.radius, dim=spec.dim, seed=spec.seed,
+                         batch_size=spec.batch_size, progress=False)
+
+
+def test_changed_latent_file_is_refused_or_recomputed(tmp_path):
+    """Interrupted sweep, latent file regenerated at the same path, same command again: refused (naming the file
+    and both hashes), also once complete; with overwrite the rows are those of the new file (reference:
+    geom.describe on the new latents), not the cached old latents."""
+    src, out = tmp_path / "z.npy", tmp_path / "out"
+    A = np.random.default_rng(0).normal(size=(8, 16))
+    B = np.random.default_rng(1).normal(size=(8, 16))
+    np.save(src, A)
+    spec = SweepSpec(model="mlp:0", source=f"npy:{src}", k=8, dim=2, radius=0.05, shard_size=4, batch_size=4,
+                     dtype="float64")
+    run_sweep(spec, out, progress=False)
+    (out / "shards" / "part-000001.parquet").unlink()
+    np.save(src, B)
+    with pytest.raises(ValueError, match=r"source file .*z\.npy changed since this sweep was started \(sha256"):
+        run_sweep(spec, out, progress=False)
+    got = run_sweep(spec, out, overwrite=True, progress=False)
+    G = geom.sweep.load_model("mlp:0", dtype="float64").G
+    np.testing.assert_allclose(got["psi"], _describe(G, B, spec)["psi"], rtol=1e-12)
+    np.testing.assert_array_equal(np.load(out / "latents.npy"), B)
+    np.save(src, A)  # a complete sweep is not served for other latents either
+    with pytest.raises(ValueError, match="source file"):
+        run_sweep(spec, out, progress=False)
+
+
+def test_changed_image_folder_is_refused(tmp_path):
+    from PIL import Image
+
+    enc = torch.nn.Linear(16, 16, dtype=torch.float64)
+    register_model("toy-ae2", lambda arg, device, dtype: LoadedModel(
+        G=mlp_generator(0, dtype=dtype), latent_shape=(16,), image_size=(1, 4, 4),
+        encode=lambda x: enc(x.reshape(x.shape[0], -1))))
+    try:
+        (tmp_path / "imgs").mkdir()
+        for n in ("a.png", "b.png"):
+            Image.fromarray(np.full((4, 4), 7 * len(n), np.uint8), mode="L").save(tmp_path / "imgs" / n)
+        spec = SweepSpec(model="toy-ae2", source=f"images:{tmp_path / 'imgs'}", k=8, shard_size=1,
+                         dtype="float64", radius=0.05)
+        run_sweep(spec, tmp_path / "out", progress=False)
+        Image.fromarray(np.zeros((4, 4), np.uint8), mode="L").save(tmp_path / "imgs" / "b.png")  # edited
+        with pytest.raises(ValueError, match="image folder .* changed"):
+            run_sweep(spec, tmp_path / "out", progress=False)
+    finally:
+        MODELS.pop("toy-ae2")
+
+
+def test_changed_anchors_are_refused(tmp_path):
+    anchors = tmp_path / "anchors.npy"
+    np.save(anchors, np.random.default_rng(0).normal(size=(3, 16)))
+    spec = SweepSpec(model="mlp:0", source="plane:3", k=8, shard_size=4, radius=0.05, anchors=str(anchors))
+    run_sweep(spec, tmp_path / "out", progress=False)
+    (tmp_path / "out" / "shards" / "part-000000.parquet").unlink()
+    np.save(anchors, np.random.default_rng(1).normal(size=(3, 16)))
+    with pytest.raises(ValueError, match="anchors file .* changed"):
+        run_sweep(spec, tmp_path / "out", progress=False)
+
+
+def test_changed_weights_are_refused(tmp_path):
+    """A changed checkpoint in a model folder (same path, same settings) is refused, whether the sweep is
+    unfinished or complete; a different mlp seed is a different setting."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(block_out_channels=(8,), down_block_types=("DownEncoderBlock2D",),
+                        up_block_types=("UpDecoderBlock2D",), latent_channels=4, norm_num_groups=4,
+                        sample_size=8, layers_per_block=1).eval()
+    vae.save_pretrained(tmp_path / "sd" / "vae")
+    spec = SweepSpec(model=str(tmp_path / "sd"), source="plane:2", k=8, radius=0.01, shard_size=2)
+    run_sweep(spec, tmp_path / "out", progress=False)
+    with torch.no_grad():
+        vae.decoder.conv_out.bias += 1e-3
+    vae.save_pretrained(tmp_path / "sd" / "vae")  # retrained checkpoint, same folder
+    with pytest.raises(ValueError, match="weights of model .* changed since this sweep was started"):
+        run_sweep(spec, tmp_path / "out", progress=False)  # complete sweep
+    (tmp_path / "out" / "shards" / "part-000001.parquet").unlink()
+    with pytest.raises(ValueError, match="weights of model"):
+        run_sweep(spec, tmp_path / "out", progress=False)  # unfinished sweep
+    m0, m1 = geom.sweep.load_model("mlp:0"), geom.sweep.load_model("mlp:1")
+    assert geom.sweep.model_digest(m0) == geom.sweep.model_digest(geom.sweep.load_model("mlp:0"))
+    assert geom.sweep.model_digest(m0) != geom.sweep.model_digest(m1)
+    run_sweep(SweepSpec(model="mlp:0", source="plane:2", k=8, shard_size=2), tmp_path / "m", progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        run_sweep(SweepSpec(model="mlp:1", source="plane:2", k=8, shard_size=2), tmp_path / "m", progress=False)
+
+
+def test_rows_without_recorded_inputs_are_refused(tmp_path):
+    """A folder whose manifest has no input hashes (an older geom), or rows without a manifest, cannot be
+    checked: refused unless overwrite; a latents cache altered after it was written is not used."""
+    spec = SweepSpec(model="mlp:0", source="plane:2", k=8, shard_size=2)
+    out = tmp_path / "out"
+    run_sweep(spec, out, progress=False)
+    man = out / "sweep.json"
+    doc = json.loads(man.read_text())
+    doc.pop("inputs")
+    man.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="without content hashes"):
+        run_sweep(spec, out, progress=False)
+    man.unlink()
+    with pytest.raises(ValueError, match="no sweep.json"):
+        run_sweep(spec, out, progress=False)
+    assert len(run_sweep(spec, out, overwrite=True, progress=False)) == 4
+
+    src = tmp_path / "z.npy"
+    np.save(src, np.random.default_rng(0).normal(size=(4, 16)).astype(np.float32))
+    nspec = SweepSpec(model="mlp:0", source=f"npy:{src}", k=8, shard_size=2)
+    ref = run_sweep(nspec, tmp_path / "n", progress=False)
+    (tmp_path / "n" / "shards" / "part-000001.parquet").unlink()
+    np.save(tmp_path / "n" / "latents.npy", np.zeros((4, 16), np.float32))  # not the file the sweep wrote
+    pd.testing.assert_frame_equal(run_sweep(nspec, tmp_path / "n", progress=False), ref)
+
+
+def test_load_sweep_is_read_only(tmp_path):
+    """load_sweep creates, writes and deletes nothing, and needs neither the model nor the source."""
+    src = tmp_path / "z.npy"
+    np.save(src, np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32))
+    spec = SweepSpec(model="mlp:0", source=f"npy:{src}", k=8, shard_size=2)
+    out = tmp_path / "out"
+    ref = run_sweep(spec, out, progress=False)
+    (out / "shards" / ".tmp-dead-part.parquet").write_bytes(b"half")
+    before = _tree(out)
+    src.unlink()
+    pd.testing.assert_frame_equal(load_sweep(out), ref)
+    assert _tree(out) == before
+    with pytest.raises(FileNotFoundError, match="no sweep"):
+        load_sweep(tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
