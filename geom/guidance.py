@@ -12,7 +12,10 @@
        eps_hat = eps_cfg - rho * sqrt(1 - a_t) * grad_{x_t} r(x_t, t),
 
    so ``rho > 0`` moves samples towards higher reward (higher psi) and ``rho < 0`` towards lower, and
-   ``rho = 0`` is plain DDIM (``geom.diffusion.sample``) exactly. Scale convention: ``rho`` multiplies the
+   ``rho = 0`` is plain DDIM (``geom.diffusion.sample``) exactly. The shift is defined on the *noise*
+   prediction: for a model that predicts ``v`` or ``x0`` (the scheduler's ``prediction_type``, e.g. Stable
+   Diffusion 2.x), ``geom.diffusion.sample`` converts the output to ``eps`` (``to_eps_x0``), applies the
+   shift and converts back (``from_eps``), so a model gives the same guided samples in any parametrisation. Scale convention: ``rho`` multiplies the
    gradient of the reward as defined above (expected bin index, in bin units), unnormalised.
 """
 from __future__ import annotations
@@ -201,10 +204,17 @@ def guided_sample(pipe, prompts: list[str], reward_fn: Callable[[Tensor, int], T
     """DDIM with classifier-free guidance plus reward guidance ``eps_hat = eps_cfg - rho sqrt(1 - a_t)
     grad_{x_t} r(x_t, t)`` (module docs). Same arguments and random draws as ``geom.diffusion.sample``, so
     ``rho = 0`` reproduces it exactly; ``reward_fn`` is a ``RewardModel`` (reward ``kind``) or any callable
-    ``(x_t (B, C, h, w), t: int) -> (B,)``. Works with both kinds of ``load_pipeline``."""
+    ``(x_t (B, C, h, w), t: int) -> (B,)``. Works with both kinds of ``load_pipeline`` and every
+    ``prediction_type`` (the shift acts on the noise prediction; module docs). Raises ``ValueError`` for a
+    non-finite ``rho``, an unknown ``kind``, or a ``RewardModel`` trained on another number of diffusion
+    times than the pipeline's scheduler (its time embedding would read the times wrongly)."""
     rho = _check_rho(rho)
     if isinstance(reward_fn, RewardModel):
         model = reward_fn
+        T = int(pipe.scheduler.config.num_train_timesteps)
+        if model.num_train_timesteps != T:
+            raise ValueError(f"the RewardModel was built for num_train_timesteps={model.num_train_timesteps}, the "
+                             f"pipeline's scheduler has {T}; train it with num_train_timesteps={T}")
         if kind not in REWARDS:
             raise ValueError(f"reward kind must be one of {REWARDS}, got {kind!r}")
         reward_fn = lambda x, t: reward(model, x, t, kind)  # noqa: E731

@@ -13,10 +13,11 @@
   step (Fig. 8) without fixing this choice in the text we work from; both readings are supported and the
   notebooks say which one they use.
 * ``wen_statistic`` / ``wen_score``: Wen et al.'s detection score, the text-conditional minus unconditional
-  noise prediction norm, averaged over the first ``n`` steps.
+  noise prediction norm (model outputs converted to noise predictions for v- / x0-prediction models),
+  averaged over the first ``n`` steps.
 * ``auroc`` (Mann-Whitney U with mid-ranks for ties), ``mean_ci`` (Student t), ``diff_ci`` (Welch).
 * ``level_sets``: quantile bins of a descriptor; ``vendi`` / ``vendi_per_level``: the Vendi score
-  (Friedman & Dieng 2023, ``vendi-score`` package) of a cosine-similarity kernel per level set.
+  (Friedman & Dieng 2023, ``vendi-score`` package) of a cosine-similarity kernel (unit diagonal) per level set.
 * ``random_conv_features``: an offline image embedding (a fixed, seeded random conv net with mean/std
   pooling) for the Vendi kernel; ``initial_latents``: per-seed ``x_T`` (reproducible whatever the batching).
 """
@@ -52,7 +53,13 @@ def initial_latents(pipe, seeds: Sequence[int]) -> Tensor:
 
 def wen_statistic(eps_cond: Tensor, eps_uncond: Tensor) -> Tensor:
     """Per-sample ``||eps_theta(x_t, c) - eps_theta(x_t, "")||_2`` (Wen et al., ICLR 2024, Sec. 3):
-    ``(B, *latent_shape)`` twice -> ``(B,)`` float64."""
+    ``(B, *latent_shape)`` twice -> ``(B,)`` float64.
+
+    The statistic is defined on *noise* predictions. For a model that predicts ``v`` or ``x0``
+    (``prediction_type``), convert each output to ``eps`` first with ``geom.diffusion.to_eps_x0`` (at the same
+    ``x_t`` and ``alpha_bar_t``); ``DDIMStep.eps_cond`` / ``eps_uncond`` (what ``TrajectoryRecorder`` uses) are
+    already converted. For ``v`` outputs ``eps_c - eps_u = sqrt(a_t) (v_c - v_u)``, so using ``v`` directly
+    would scale the statistic by ``1 / sqrt(a_t)`` per step."""
     if eps_cond.shape != eps_uncond.shape or eps_cond.ndim < 2:
         raise ValueError(f"eps_cond {tuple(eps_cond.shape)} and eps_uncond {tuple(eps_uncond.shape)} must be "
                          "equal batches (B, ...)")
@@ -243,23 +250,46 @@ def level_sets(values, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
     return levels.astype(np.int64), edges
 
 
+VENDI_UNIT_NORM_TOL = 1e-5  # |row norm - 1| accepted as a unit diagonal with normalize=False (float32 rounding)
+
+
 def vendi(features, normalize: bool = True) -> float:
-    """Vendi score (Friedman & Dieng 2023) of ``features`` ``(n, d)`` with the cosine-similarity kernel
-    ``K = X X^T / n`` (rows L2-normalised when ``normalize``): ``exp`` of the Shannon entropy of the
-    eigenvalues of ``K``, between 1 (all items identical) and ``n`` (mutually orthogonal). Computed by the
-    ``vendi-score`` package: ``vendi.score_dual`` (``d x d`` eigenproblem) when ``d <= n``, else
-    ``vendi.score_X`` (``n x n``); both have the same non-zero eigenvalues."""
+    """Vendi score (Friedman & Dieng, TMLR 2023, Sec. 3) of ``features`` ``(n, d)``: ``exp`` of the Shannon
+    entropy of the eigenvalues of ``K / n`` for the cosine-similarity kernel ``K = X X^T`` of unit rows, so
+    that ``K(x, x) = 1`` and the eigenvalues of ``K / n`` sum to 1. Between 1 (all items identical, or
+    ``n = 1``) and ``n`` (mutually orthogonal items). Computed by the ``vendi-score`` package on the unit
+    rows: ``vendi.score_dual`` (``d x d`` eigenproblem) when ``d <= n``, else ``vendi.score_X`` (``n x n``);
+    both have the same non-zero eigenvalues.
+
+    ``normalize=True`` divides each row by its L2 norm (cosine similarity). ``normalize=False`` takes the rows
+    as they are and requires them to be unit vectors (``|norm - 1| <= VENDI_UNIT_NORM_TOL``): with other norms
+    ``K`` has no unit diagonal, the eigenvalues of ``K / n`` do not sum to 1 and the "score" is not a Vendi
+    score (it can fall outside ``[1, n]``).
+
+    Raises ``ValueError`` for a shape other than ``(n >= 1, d >= 1)``, NaN / inf, a zero row (it has no
+    direction: its cosine similarity is undefined), and for ``normalize=False`` rows that are not unit norm."""
     from vendi_score import vendi as _vendi
     X = np.asarray(features, dtype=np.float64)
-    if X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"features must be (n, d) with n >= 1, got shape {X.shape}")
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"features must be (n, d) with n >= 1 and d >= 1, got shape {X.shape}")
     if not np.isfinite(X).all():
         raise ValueError("features contain NaN or inf")
-    if normalize and (np.linalg.norm(X, axis=1) == 0).any():
-        raise ValueError("a feature vector is zero: the cosine kernel is undefined")
+    norms = np.linalg.norm(X, axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if len(zero):
+        raise ValueError(f"feature rows {zero[:10].tolist()}{' ...' if len(zero) > 10 else ''} are zero: a zero "
+                         "vector has no direction, so its similarity kernel (cosine) is undefined; drop those rows "
+                         "or use an embedding without zero vectors")
+    if normalize:
+        X = X / norms[:, None]
+    elif (np.abs(norms - 1) > VENDI_UNIT_NORM_TOL).any():
+        bad = np.abs(norms - 1) > VENDI_UNIT_NORM_TOL
+        raise ValueError(f"vendi needs a similarity kernel with unit diagonal (K(x, x) = |x|^2 = 1); {int(bad.sum())} "
+                         f"of {len(X)} rows have norms in [{norms.min():.4g}, {norms.max():.4g}]; use normalize=True "
+                         "(cosine similarity) or pass unit-norm rows")
     if X.shape[1] <= X.shape[0]:
-        return float(_vendi.score_dual(X, normalize=normalize))
-    return float(_vendi.score_X(X, normalize=normalize))
+        return float(_vendi.score_dual(X, normalize=False))
+    return float(_vendi.score_X(X, normalize=False))
 
 
 def vendi_per_level(features, levels, min_size: int = 2) -> pd.DataFrame:

@@ -71,6 +71,34 @@ def test_guidance_moves_samples_towards_the_reward(pipe):
     assert (means[20.0] > means[0.0]).all() and (means[0.0] > means[-20.0]).all()
 
 
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_guidance_is_the_same_for_eps_v_and_x0_models(eta):
+    """One underlying model (the exact denoiser of Gaussian data) written as an eps, v or x0 predictor: the guidance
+    shift acts on the noise prediction, so guided samples (and the callback's eps) agree; the guidance moved them."""
+    from test_diffusion import GaussianDenoiser
+    x_T = torch.randn(2, *GaussianDenoiser.latent_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    runs = {}
+    for pt in ("epsilon", "v_prediction", "sample"):
+        steps = []
+        runs[pt] = (guidance.guided_sample(GaussianDenoiser(pt, torch.float64), ["a", "b"], mean_reward, rho=30.0,
+                                           num_steps=6, guidance_scale=2.0, eta=eta, latents=x_T, callback=steps.append,
+                                           generator=torch.Generator().manual_seed(1)).latents, steps)
+    for pt in ("v_prediction", "sample"):
+        torch.testing.assert_close(runs[pt][0], runs["epsilon"][0], rtol=1e-9, atol=1e-10)
+        for a, b in zip(runs[pt][1], runs["epsilon"][1]):
+            torch.testing.assert_close(a.eps, b.eps, rtol=1e-9, atol=1e-10)
+    plain = diffusion.sample(GaussianDenoiser("v_prediction", torch.float64), ["a", "b"], num_steps=6, guidance_scale=2.0,
+                             eta=eta, latents=x_T, generator=torch.Generator().manual_seed(1)).latents
+    assert (runs["v_prediction"][0].flatten(1).mean(1) > plain.flatten(1).mean(1)).all()
+
+
+def test_reward_model_for_another_schedule_length_is_refused(pipe):
+    torch.manual_seed(0)
+    model = guidance.RewardModel(n_bins=5, width=16, num_train_timesteps=500).eval()
+    with pytest.raises(ValueError, match="num_train_timesteps=500.*1000"):
+        guidance.guided_sample(pipe, PROMPTS, model, rho=1.0, num_steps=1)
+
+
 def test_reward_model_guidance_gradient_direction(pipe):
     """With a RewardModel the step follows +grad of its expected bin: reward increases for rho > 0 at t."""
     torch.manual_seed(0)

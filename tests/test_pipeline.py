@@ -242,3 +242,52 @@ def test_guidance_api_runs_on_the_sd_path(sd):
     moved = guidance.guided_sample(sd, ["a photo"], model, rho=50.0, generator=torch.Generator().manual_seed(1), **kw)
     assert torch.equal(same.latents, ref.latents)
     assert not torch.allclose(moved.latents, ref.latents)
+
+
+# ------------------------------------------------------------------------------------------ scheduler config
+def _tiny_copy(tmp_path, **settings):
+    """A copy of the shipped tiny-ldm folder whose scheduler_config.json has ``settings`` (None deletes a key)."""
+    from geom.paths import CHECKPOINTS
+    folder = tmp_path / "tiny-ldm-copy"
+    shutil.copytree(CHECKPOINTS / "tiny-ldm", folder)
+    cfg_file = folder / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    for k, v in settings.items():
+        if v is None:
+            cfg.pop(k, None)
+        else:
+            cfg[k] = v
+    cfg_file.write_text(json.dumps(cfg))
+    return folder
+
+
+@pytest.mark.parametrize("settings,match", [
+    (dict(thresholding=True), r"thresholding=True \(.*scheduler_config.json\), which geom.diffusion does not implement"),
+    (dict(prediction_type="x0"), "prediction_type='x0'"),
+    (dict(timestep_spacing="karras"), "timestep_spacing='karras'"),
+    (dict(rescale_betas_zero_snr=True, timestep_spacing="trailing"), "rescale_betas_zero_snr=True"),
+])
+def test_unsupported_scheduler_setting_is_refused_on_load(tmp_path, settings, match):
+    with pytest.raises(ValueError, match=match):
+        load_pipeline(_tiny_copy(tmp_path, **settings))
+
+
+def test_scheduler_settings_are_kept_on_load(tmp_path, sd_folder):
+    """The folder's prediction_type and clipping reach the sampler; a config that does not state clip_sample
+    (SD v1's PNDM config) gets clip_sample=False, not DDIM's default True."""
+    p = load_pipeline(_tiny_copy(tmp_path, prediction_type="v_prediction", clip_sample=True, clip_sample_range=2.5,
+                                 timestep_spacing="trailing", steps_offset=0))
+    c = p.scheduler.config
+    assert (c.prediction_type, c.clip_sample, c.clip_sample_range, c.timestep_spacing) == \
+        ("v_prediction", True, 2.5, "trailing")
+    assert "clip_sample" not in json.loads((sd_folder / "scheduler" / "scheduler_config.json").read_text())
+    assert load_pipeline(sd_folder).scheduler.config.clip_sample is False
+
+
+def test_v_prediction_folder_samples_as_diffusers(tmp_path):
+    """A v-prediction config on the tiny-ldm weights: geom's sampler equals diffusers' DDIMScheduler loop (the
+    UNet output read as v, not as noise)."""
+    p = load_pipeline(_tiny_copy(tmp_path, prediction_type="v_prediction"))
+    ref = _diffusers_ddim(p, PROMPTS, 4, 3.0, 0.0, torch.Generator().manual_seed(0))
+    out = diffusion.sample(p, PROMPTS, num_steps=4, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.latents, ref, rtol=1e-4, atol=1e-5)

@@ -121,6 +121,46 @@ def test_vendi_two_groups_closed_form():
         tr.vendi(np.zeros((2, 3)))
 
 
+def test_vendi_closed_forms_in_both_modes():
+    """Friedman & Dieng: VS = exp(H(eig(K / n))) with K(x, x) = 1: one item -> 1, n copies -> 1, n orthogonal -> n."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 5))
+    u = x / np.linalg.norm(x)
+    for normalize, one in ((True, x), (False, u)):
+        assert tr.vendi(one, normalize=normalize) == pytest.approx(1.0, abs=1e-12)
+        assert tr.vendi(np.repeat(one, 4, 0), normalize=normalize) == pytest.approx(1.0, abs=1e-9)
+        assert tr.vendi(np.eye(3, 10), normalize=normalize) == pytest.approx(3.0, abs=1e-9)
+    assert tr.vendi(np.r_[x, 3 * x, 0.1 * x]) == pytest.approx(1.0, abs=1e-9)  # scaled copies: one direction
+    assert tr.vendi(5 * np.eye(4)) == pytest.approx(4.0, abs=1e-9)
+
+
+def test_vendi_equals_vendi_score_kernel_on_unit_rows():
+    """Unit-norm rows: geom (dual / primal eigenproblem) equals vendi-score's score_K on the kernel built
+    entry by entry (vendi_score.vendi.score with k = dot product), for d < n and d > n."""
+    from vendi_score import vendi as v
+    rng = np.random.default_rng(1)
+    for n, d in ((12, 5), (6, 20)):
+        X = rng.normal(size=(n, d)) + 0.5
+        U = X / np.linalg.norm(X, axis=1, keepdims=True)
+        ref = v.score(list(U), np.dot)
+        assert tr.vendi(U, normalize=False) == pytest.approx(ref, rel=1e-9)
+        assert tr.vendi(X, normalize=True) == pytest.approx(ref, rel=1e-9)
+        assert 1.0 <= ref <= n
+
+
+def test_vendi_refuses_kernels_without_unit_diagonal_and_zero_rows():
+    with pytest.raises(ValueError, match=r"unit diagonal.*norms in \[2, 2\].*normalize=True"):
+        tr.vendi(2 * np.eye(3), normalize=False)  # K(x, x) = 4: the old code returned 0.32, outside [1, 3]
+    with pytest.raises(ValueError, match="unit diagonal"):
+        tr.vendi(np.r_[np.eye(3)[:2], [[0.0, 0.0, 1.1]]], normalize=False)
+    tr.vendi(np.eye(3) * (1 + 1e-7), normalize=False)  # float32-level rounding of unit rows is accepted
+    for normalize in (True, False):
+        with pytest.raises(ValueError, match=r"rows \[1\] are zero.*no direction"):
+            tr.vendi(np.r_[np.eye(3)[:1], np.zeros((1, 3)), np.eye(3)[1:2]], normalize=normalize)
+    with pytest.raises(ValueError, match="shape"):
+        tr.vendi(np.zeros((0, 3)))
+
+
 # ------------------------------------------------------------------------------------------ embedding
 def test_random_conv_features_deterministic_and_translation_tolerant():
     img = -torch.ones(1, 3, 32, 32)
@@ -199,6 +239,22 @@ def test_recorder_collects_every_step(pipe, at):
     if at == "latents":
         torch.testing.assert_close(rec.latents[0], res.initial_latents)
     assert (rows["wen"] > 0).all()
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_wen_statistic_is_on_noise_predictions_for_every_prediction_type(prediction_type):
+    """Gaussian data N(c mu, s^2 I), exact denoiser in any parametrisation: eps_c - eps_u =
+    -sqrt(a (1 - a)) mu / (a s^2 + 1 - a) whatever x_t, so the recorded statistic has this closed form at every
+    step, for eps, v and x0 models alike (a v or x0 output used as if it were noise would not)."""
+    from geom.diffusion import sample
+    from test_diffusion import GaussianDenoiser
+    pipe = GaussianDenoiser(prediction_type, torch.float64)
+    rec = tr.TrajectoryRecorder()
+    x_T = torch.randn(2, *pipe.latent_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sample(pipe, ["a", "b"], num_steps=6, guidance_scale=4.0, latents=x_T, callback=rec)
+    a = pipe.scheduler.alphas_cumprod[torch.as_tensor(rec.timesteps)].double()
+    ref = (a * (1 - a)).sqrt() / (a * pipe.s ** 2 + 1 - a) * pipe.mu.norm()
+    torch.testing.assert_close(rec.wen, ref[:, None].expand(6, 2), rtol=1e-9, atol=1e-12)
 
 
 def test_wen_statistic_reference():

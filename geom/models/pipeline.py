@@ -4,8 +4,9 @@ Stable Diffusion v1.x folder in diffusers format (Humayun et al. Sec. 3.3 study 
 ``load_pipeline(name_or_path)`` returns a ``LatentDiffusion`` with
 
 - ``encode_prompt(prompts: list[str]) -> (B, L, D)`` text embeddings (``""`` = unconditional),
-- ``unet`` (``UNet2DConditionModel``), ``predict_noise(latents, t, embeddings) -> (B, 4, h, w)``,
-- ``scheduler`` (a ``DDIMScheduler`` with the model's noise schedule),
+- ``unet`` (``UNet2DConditionModel``), ``predict_noise(latents, t, embeddings) -> (B, 4, h, w)`` (the UNet's
+  output, of the scheduler's ``prediction_type``),
+- ``scheduler`` (a ``DDIMScheduler`` with the model's noise schedule and ``prediction_type``),
 - ``vae_encode(images (B, 3, H, W) in [-1, 1]) -> latents (B, 4, h, w)`` (scaled by ``scaling_factor``),
 - ``vae_decode``: an ``nn.Module`` ``(B, 4, h, w) -> (B, 3, H, W)`` (images in ``[-1, 1]``, not clamped, so
   it is differentiable): the generator ``G`` for ``geom.jacobian`` / ``geom.describe`` /
@@ -70,7 +71,8 @@ class LatentDiffusion:
     dtype: torch.dtype = torch.float32
 
     def __post_init__(self):
-        self.vae_decode = VAEDecoder(self.vae, self.scaling_factor)
+        # the wrapper follows the VAE's mode (a fresh nn.Module is in training mode; geom refuses those)
+        self.vae_decode = VAEDecoder(self.vae, self.scaling_factor).train(self.vae.training)
 
     # ---------------------------------------------------------------- shapes
     @property
@@ -117,7 +119,9 @@ class LatentDiffusion:
 
     # ---------------------------------------------------------------- UNet
     def predict_noise(self, latents: Tensor, t: int | Tensor, embeddings: Tensor) -> Tensor:
-        """``eps_theta(z_t, t, c)`` ``(B, 4, h, w)`` for latents ``(B, 4, h, w)`` and embeddings ``(B, L, D)``."""
+        """The UNet's output ``(B, 4, h, w)`` for latents ``(B, 4, h, w)`` at time ``t`` and embeddings ``(B, L, D)``:
+        the noise ``eps_theta(z_t, t, c)`` when ``scheduler.config.prediction_type`` is ``"epsilon"``, else ``v`` or
+        ``x0`` (``geom.diffusion.to_eps_x0`` converts it to ``(eps, x0)``)."""
         return self.unet(latents, t, encoder_hidden_states=embeddings).sample
 
     # ---------------------------------------------------------------- VAE
@@ -189,19 +193,49 @@ def _variant(folder: Path, sub: str) -> str | None:
     return "fp16" if w is not None and ".fp16." in w.name else None
 
 
+def _load_scheduler(folder: Path):
+    """``DDIMScheduler`` from ``folder/scheduler/scheduler_config.json`` (see ``load_pipeline``), checked by
+    ``geom.diffusion.check_scheduler``."""
+    import json
+
+    from diffusers import DDIMScheduler
+
+    from ..diffusion import check_scheduler
+    cfg_file = folder / "scheduler" / "scheduler_config.json"
+    try:
+        stated = json.loads(cfg_file.read_text())
+    except ValueError as e:
+        raise ValueError(f"{cfg_file} is not valid JSON: {e}") from None
+    scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler", local_files_only=True)
+    if "clip_sample" not in stated and scheduler.config.clip_sample:
+        scheduler = DDIMScheduler.from_config(scheduler.config, clip_sample=False)
+    check_scheduler(scheduler, source=cfg_file)
+    return scheduler
+
+
 def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.device = "cpu",
                   dtype: torch.dtype = torch.float32, verify: bool = False) -> LatentDiffusion:
     """Load ``"tiny-ldm"`` (the committed checkpoint ``data/checkpoints/tiny-ldm``) or a local diffusers
     folder: a tiny-ldm checkpoint folder, or Stable Diffusion v1.x (``vae/``, ``unet/``, ``text_encoder/``
     (``CLIPTextModel``), ``tokenizer/`` (``CLIPTokenizer``: ``vocab.json``, ``merges.txt``), ``scheduler/``).
 
-    The scheduler is always a ``DDIMScheduler`` built from the folder's scheduler config (SD ships a PNDM
-    config; the noise schedule is the same), with ``clip_sample=False`` (latents are not clipped). Modules are in eval mode with gradients off for their weights
-    (Jacobians w.r.t. latents still work). ``verify=True`` checks tiny-ldm files against ``SHA256SUMS``.
+    The scheduler is always a ``DDIMScheduler`` built from the folder's ``scheduler/scheduler_config.json``
+    (SD v1 ships a PNDM config: the noise schedule is the same), keeping every setting it states:
+    ``prediction_type`` (``"epsilon"``; ``"v_prediction"`` for SD 2.x; ``"sample"``), ``timestep_spacing``,
+    ``steps_offset``, ``set_alpha_to_one``, ``clip_sample`` / ``clip_sample_range``, ``beta_schedule`` /
+    ``trained_betas``, ``num_train_timesteps``, ``rescale_betas_zero_snr``; ``geom.diffusion`` honours them as
+    diffusers' ``DDIMScheduler`` does. One default differs: a config that does not state ``clip_sample`` (a
+    config written for a sampler without that setting, e.g. PNDM) gets ``clip_sample=False`` (latents are not
+    in ``[-1, 1]``), not DDIM's default ``True``. Settings of other samplers (``skip_prk_steps``,
+    ``use_karras_sigmas``, ...) do not apply to DDIM and are ignored. Modules are in eval mode with gradients off
+    for their weights (Jacobians w.r.t. latents still work). ``verify=True`` checks tiny-ldm files against
+    ``SHA256SUMS``.
 
     Raises ``ValueError`` for an unknown name (a bare word that is neither a known name nor an existing
-    folder), ``FileNotFoundError`` naming the missing folder or files."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    folder) and for a scheduler setting geom does not implement (``geom.diffusion.check_scheduler``:
+    ``thresholding=True``, an unknown ``prediction_type`` / ``timestep_spacing``, zero terminal SNR with
+    epsilon prediction), ``FileNotFoundError`` naming the missing folder or files."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     if isinstance(name_or_path, str) and name_or_path in NAMES:
         folder = NAMES[name_or_path]
@@ -223,13 +257,11 @@ def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.dev
     folder = folder.resolve()
     tiny = _is_tiny(folder)
     _check_folder(folder, tiny)
+    scheduler = _load_scheduler(folder)  # first: an unsupported setting is refused before the weights load
     kw = dict(local_files_only=True)
     dkw = dict(kw, torch_dtype=dtype, low_cpu_mem_usage=False)
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", variant=_variant(folder, "vae"), **dkw)
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", variant=_variant(folder, "unet"), **dkw)
-    scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler", **kw)
-    if scheduler.config.clip_sample:  # latents are not in [-1, 1]; SD v1 configs say False, PNDM ones omit it
-        scheduler = DDIMScheduler.from_config(scheduler.config, clip_sample=False)
     if tiny:
         from .tiny_ldm import PromptEncoder, verify_sha256sums
         if verify:
