@@ -1,16 +1,16 @@
 """Local intrinsic dimension (LID): FLIPD from a diffusion model's noise predictor, the numerical rank of a
 generator's Jacobian, and the classical kNN estimators (MLE, TwoNN) of ``scikit-dimension``.
 
-FLIPD (Kamkari et al., "A Geometric View of Data Complexity", NeurIPS 2024, arXiv 2406.03537, Eq. 11 and
-Thm. 3.1). Write the forward process as ``x_t = psi(t) x_0 + sigma(t) e``, ``e ~ N(0, I_D)``; for a VP
-process (DDPM and every diffusers ``DDPMScheduler``/``DDIMScheduler``) ``psi = sqrt(abar)``,
+FLIPD (Kamkari et al., "A Geometric View of Data Complexity", NeurIPS 2024, arXiv 2406.03537, Sec. 3: the
+FLIPD estimator; derived here in full). Write the forward process as ``x_t = psi(t) x_0 + sigma(t) e``,
+``e ~ N(0, I_D)``; for a VP process (DDPM and every diffusers ``DDPMScheduler``/``DDIMScheduler``) ``psi = sqrt(abar)``,
 ``sigma = sqrt(1 - abar)``, ``abar`` the cumulative product of ``alphas`` at that step. The data density
 convolved with ``N(0, delta^2 I)``, ``delta = sigma / psi``, is ``rho(x, delta) = psi^D p_t(psi x)``, and
 ``rho(x, delta) ~ delta^(LID - D)`` as ``delta -> 0`` (LIDL, Tempczyk et al. 2022). With the heat equation
 ``d rho / d(delta^2) = Laplacian(rho) / 2`` this gives
 
     FLIPD(x, t0) = D + d log rho / d log delta
-                 = D + sigma^2 [ tr grad s(psi x, t0) + ||s(psi x, t0)||^2 ]            (paper, Eq. 11)
+                 = D + sigma^2 [ tr grad s(psi x, t0) + ||s(psi x, t0)||^2 ]            (the paper's FLIPD)
                  = D - sigma tr( d eps / d x_t )(psi x, t0) + ||eps(psi x, t0)||^2      (s = -eps / sigma),
 
 the score ``s`` and noise prediction ``eps`` evaluated at the *scaled, noise-free* point ``x_t = psi(t0) x``
@@ -262,7 +262,7 @@ class FlipdResult:
 def flipd(model, x: Tensor, t0: float, schedule=None, encoder_hidden_states: Tensor | None = None,
           probes: int | None = 16, noise: str = "rademacher", seed: int = 0, exact: bool = False,
           chunk_size: int | None = None, prediction_type: str | None = None) -> FlipdResult:
-    """FLIPD estimate of the local intrinsic dimension of each point of ``x`` (Kamkari et al. 2024, Eq. 11):
+    """FLIPD estimate of the local intrinsic dimension of each point of ``x`` (Kamkari et al. 2024, Sec. 3):
     ``FLIPD(x, t0) = D - sigma tr(d eps / d x_t) + ||eps||^2`` at ``x_t = sqrt(abar) x`` (module docs).
 
     Args:
@@ -343,7 +343,7 @@ def flipd_curve(model, x: Tensor, t0s: Sequence[float], schedule=None, encoder_h
                 chunk_size: int | None = None, prediction_type: str | None = None,
                 progress: bool = False) -> pd.DataFrame:
     """FLIPD of every point of ``x`` ``(B, *shape)`` at each noise level of ``t0s`` (the FLIPD curve; on
-    a manifold it plateaus, or shows a knee, at the LID: Kamkari et al. Sec. 3.3, Fig. 3). Same arguments as
+    a manifold it plateaus, or shows a knee, at the LID: Kamkari et al., the FLIPD curves). Same arguments as
     ``flipd``; the same probe seed at every ``t0``.
 
     Returns:
@@ -438,8 +438,8 @@ def manifold_sample(kind: str, n: int, d: int, D: int, seed: int = 0) -> Tensor:
     * ``"torus"``: the flat torus, a product of ``d`` circles of radius ``sqrt 2``, in a random ``2d``-plane
       (needs ``D >= 2d``).
 
-    The LID is ``d`` at every point (ground truth for FLIPD and the kNN estimators; Kamkari et al. Sec. 4.1
-    use such data).
+    The LID is ``d`` at every point (ground truth for FLIPD and the kNN estimators, like Kamkari et al.'s
+    synthetic benchmarks).
     """
     if kind not in MANIFOLDS:
         raise ValueError(f"kind must be one of {MANIFOLDS}, got {kind!r}")
