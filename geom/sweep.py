@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import paths, slices
-from .complexity import local_complexity, with_module
+from .complexity import local_complexity, polytope_basis, with_module
 from .descriptors import local_rank, local_scaling, singular_values
 from .jacobian import jacobian, random_projection
 
@@ -408,8 +408,8 @@ class ShardComputer:
         self._P: Tensor | None = None
         self._rows = None
         self.dim = min(int(spec.dim), self.E)
-        self.basis = (random_projection(self.E, self.dim, seed=spec.seed + 1, dtype=self.dtype,
-                                        device=self.device).T if spec.complexity else None)
+        self.basis = (polytope_basis(self.E, self.dim, spec.seed, dtype=torch.float64, device=self.device)
+                      if spec.complexity else None)
 
     def _projection(self, z: Tensor) -> Tensor | None:
         if self._rows is None:
