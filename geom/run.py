@@ -287,9 +287,13 @@ def run_notebook(name: str, parameters: dict | None = None, smoke: bool = False,
             tmp_in = Path(tmp) / f"{src.stem}.input.ipynb"
             jupytext.write(nb, tmp_in, fmt="ipynb")
             km = KernelManager(kernel_name=KERNEL, transport="ipc", ip=str(Path(tmp) / "kernel"))
-            pm.execute_notebook(str(tmp_in), str(out), parameters=params, kernel_name=KERNEL,
-                                cwd=str(paths.NOTEBOOKS), progress_bar=False, log_output=False,
-                                execution_timeout=timeout, km=km)
+            try:
+                pm.execute_notebook(str(tmp_in), str(out), parameters=params, kernel_name=KERNEL,
+                                    cwd=str(paths.NOTEBOOKS), progress_bar=False, log_output=False,
+                                    execution_timeout=timeout, km=km)
+            finally:  # nbclient leaves a kernel manager it was given running: shut the kernel down here
+                if km.has_kernel:
+                    km.shutdown_kernel(now=False)
     finally:
         pm_log.removeFilter(quiet)
     if inplace:  # keep the pairing metadata of the source

@@ -116,7 +116,7 @@ def tiny_notebook(tmp_path, monkeypatch):
 def test_values_arrive_typed_in_an_executed_notebook(tiny_notebook, tmp_path, capfd, caplog):
     """End to end through the runner's own code path (papermill, python3 kernel): every type a user means
     arrives in the notebook; an absolute --output-dir works; no false "unknown parameter" warning (N's comment
-    holds '=', which papermill's inspection cannot parse), no ipykernel TCP warning."""
+    holds '=', which papermill's inspection cannot parse), no ipykernel TCP warning, no kernel left running."""
     import nbformat
 
     out = tmp_path / "executed"  # absolute
@@ -128,6 +128,8 @@ def test_values_arrive_typed_in_an_executed_notebook(tiny_notebook, tmp_path, ca
             "-y", "Y", "{a: 1, b: [x, 2]}", "-r", "RAW", "16"]
     with caplog.at_level("WARNING"):
         assert run.main(argv) == 0
+    import psutil  # the kernel was shut down, not left to notice that its parent exited
+    assert not [p for p in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
     nb = nbformat.read(out / "99_types.ipynb", as_version=4)
     printed = json.loads(nb.cells[-1].outputs[0]["text"])
     assert printed == {
