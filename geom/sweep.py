@@ -889,6 +889,8 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
             sweep._anchors = plane_anchors(tuple(info["latent_shape"]), sweep.spec.latent_seed, sweep.spec.anchors,
                                            _dtype(sweep.spec.dtype))
         else:
+            if probe is not None:  # the driver encodes the images: its copy of the weights must match too
+                sweep.check_inputs(probe)
             sweep.prepare(probe)
         todo = sweep.pending()
         n_workers = int(workers) if workers else (n_gpu or n_cpu)
