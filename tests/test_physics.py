@@ -173,3 +173,185 @@ def test_tasep_sampler_and_fisher():
     # Fisher information: autograd vs central finite differences of log P
     np.testing.assert_allclose(P.tasep_fisher(L, a, b, method="autograd").numpy(),
                                P.tasep_fisher(L, a, b, method="fd").numpy(), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- 2D Ising: cluster
+# sampler, autocorrelation times, Kaufman's energy and heat capacity
+K_C = 1 / P.T_CRITICAL
+
+
+def chain_z(x: np.ndarray, exact) -> np.ndarray:
+    """z-scores of the mean of ``x`` (n_samples, chains, k) against ``exact`` (k,), with the standard error taken
+    from the spread of the independent chains' means (valid whatever the autocorrelation along a chain)."""
+    m = x.mean(0)
+    return (m.mean(0) - np.asarray(exact)) / (m.std(0, ddof=1) / math.sqrt(m.shape[0]))
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.5, 0.9])
+def test_integrated_autocorr_time_of_ar1(phi):
+    from scipy.signal import lfilter
+
+    # AR(1) x_t = phi x_{t-1} + e_t: rho(t) = phi^t, so tau = (1 + phi) / (1 - phi) exactly
+    e = np.random.default_rng(0).normal(size=(20_000, 16))
+    x = lfilter([1.0], [1.0, -phi], e, axis=0)[1000:]
+    tau, se = P.integrated_autocorr_time(x)
+    exact = (1 + phi) / (1 - phi)
+    assert abs(tau - exact) < 4 * se and se < 0.05 * exact, (tau, se, exact)
+    # one chain gives the same answer with a larger error bar
+    tau1, se1 = P.integrated_autocorr_time(x[:, 0])
+    assert abs(tau1 - exact) < 4 * se1 and se1 > 3 * se
+
+
+def test_integrated_autocorr_time_bad_input():
+    with pytest.raises(ValueError, match="constant"):
+        P.integrated_autocorr_time(np.ones((100, 2)))
+    walk = np.cumsum(np.random.default_rng(0).normal(size=20))  # tau is long compared with 20 steps
+    with pytest.raises(ValueError, match="too short"):
+        P.integrated_autocorr_time(walk)
+    assert P.integrated_autocorr_time(walk, min_steps_per_tau=0)[0] > 1
+    with pytest.raises(ValueError, match="shape"):
+        P.integrated_autocorr_time(np.ones((10, 2, 2)))
+
+
+@pytest.mark.parametrize("L", [4, 6, 8])
+def test_energy_kaufman_matches_transfer_matrix(L):
+    # K_c exactly: Kaufman's g_0 vanishes there and its Z4 term must stay differentiable
+    K = [0.2, 0.4, K_C, K_C + 1e-7, 0.5, 0.8]
+    u, c = P.ising2d_energy_kaufman(L, torch.tensor(K, dtype=torch.float64))
+    for i, k in enumerate(K):
+        mean, cov = P.ising2d_exact_moments(L, k, 0.0)
+        assert u[i].item() == pytest.approx(-mean[0].item() / L ** 2, rel=1e-10)
+        assert c[i].item() == pytest.approx(k ** 2 * cov[0, 0].item() / L ** 2, rel=1e-9)
+
+
+@pytest.mark.parametrize("L", [16, 64])
+def test_energy_kaufman_autograd_vs_finite_differences(L):
+    # c = -K^2 du/dK: the autograd second derivative against central differences of the first, near K_c
+    K = torch.tensor([0.3, K_C - 1e-7, K_C, K_C + 1e-7, 0.6], dtype=torch.float64)
+    e = 1e-5
+    _, c = P.ising2d_energy_kaufman(L, K)
+    du = (P.ising2d_energy_kaufman(L, K + e)[0] - P.ising2d_energy_kaufman(L, K - e)[0]) / (2 * e)
+    torch.testing.assert_close(c, -K ** 2 * du, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("K,B", [(0.44, 0.0), (0.4, 0.3), (-0.3, 0.2)])
+def test_swendsen_wang_exact_distribution_L4(K, B):
+    """Final states of 20k independent chains against the exact joint (E, M) distribution by enumeration (any
+    sign of K and B: the bond and ghost-spin probabilities are exercised); the exact distribution at a 5% wrong
+    K must be rejected by the same bound."""
+    L = 4
+    s = P.ising2d_swendsen_wang(L, K, B, size=20_000, sweeps=15, seed=1)
+    assert s.shape == (20_000, L, L) and s.dtype == np.int8
+    st = P.ising2d_stats(s)
+    allst = P.ising2d_stats(P.ising2d_enumerate(L))
+    key = lambda a: (a[:, 0] + 40) * 100 + (a[:, 1] + 20)  # noqa: E731
+    keys, inv = np.unique(key(allst), return_inverse=True)
+    freq = np.bincount(np.searchsorted(keys, key(st)), minlength=len(keys)) / len(st)
+
+    def excess(k):  # largest deviation in units of the binomial standard error
+        w = np.exp(k * allst[:, 0] + B * allst[:, 1])
+        p = np.bincount(inv, weights=w / w.sum())
+        return np.max(np.abs(freq - p) / (np.sqrt(p * (1 - p) / len(st)) + 1e-4))
+
+    assert excess(K) < 5
+    assert excess(1.05 * K) > 5
+
+
+@pytest.mark.parametrize("L,K,B", [(6, K_C, 0.0), (8, K_C, 0.05), (8, 0.3, -0.2), (7, -0.35, 0.1)])
+def test_swendsen_wang_chains_vs_transfer_matrix(L, K, B):
+    """Means and variances of (E, M) along 128 chains against the transfer matrix (B != 0 included; odd L for
+    the antiferromagnet); a 3% wrong temperature must fail the same bound."""
+    r = P.ising2d_mcmc(L, K, B, size=128, n_samples=200, burn_in=20, seed=L, keep_configs=False)
+    st = r["stats"]
+    assert st.shape == (200, 128, 2)
+    mean, cov = P.ising2d_exact_moments(L, K, B)
+    mean, var = mean.numpy(), np.diag(cov.numpy())
+    assert np.all(np.abs(chain_z(st, mean)) < 5)
+    assert np.all(np.abs(chain_z((st - mean) ** 2, var)) < 5)  # heat capacity and susceptibility
+    wrong, wcov = P.ising2d_exact_moments(L, 1.03 * K, B)
+    assert np.abs(chain_z(st, wrong.numpy())[0]) > 5
+
+
+def test_metropolis_through_mcmc_matches_exact():
+    L, K, B = 6, 0.35, 0.1
+    r = P.ising2d_mcmc(L, K, B, size=64, n_samples=300, burn_in=100, algorithm="metropolis", seed=2,
+                       keep_configs=False)
+    mean, _ = P.ising2d_exact_moments(L, K, B)
+    assert np.all(np.abs(chain_z(r["stats"], mean.numpy())) < 5)
+
+
+def test_mcmc_resume_is_bit_identical(tmp_path):
+    L, K, B = 6, np.linspace(0.3, 0.5, 4), 0.1
+    kw = dict(size=4, burn_in=5, thin=2, seed=11)
+    ref = P.ising2d_mcmc(L, K, B, n_samples=10, **kw)
+    assert ref["configs"].shape == (10, 4, L, L) and ref["stats"].shape == (10, 4, 2)
+    np.testing.assert_array_equal(ref["stats"], np.stack([P.ising2d_stats(c) for c in ref["configs"]]))
+    out = tmp_path / "run"
+    first = P.ising2d_mcmc(L, K, B, n_samples=7, out_dir=out, chunk=3, **kw)
+    np.testing.assert_array_equal(first["configs"], ref["configs"][:7])
+    assert sorted(p.name for p in out.iterdir()) == ["burn-in.npz", "chunk-000000.npz", "chunk-000001.npz",
+                                                     "chunk-000002.npz", "run.json"]
+    (out / "chunk-000002.npz").unlink()  # interrupted: the last chunk is lost
+    (out / "chunk-000001.npz").unlink()
+    again = P.ising2d_mcmc(L, K, B, n_samples=10, out_dir=out, chunk=3, **kw)  # resumed and extended
+    np.testing.assert_array_equal(again["configs"], ref["configs"])
+    np.testing.assert_array_equal(again["stats"], ref["stats"])
+    # nothing left to do: the stored chunks are read back, the first n_samples of them returned
+    np.testing.assert_array_equal(P.ising2d_mcmc(L, K, B, n_samples=4, out_dir=out, chunk=3, **kw)["configs"],
+                                  ref["configs"][:4])
+    with pytest.raises(ValueError, match="different settings.*K"):
+        P.ising2d_mcmc(L, K + 0.01, B, n_samples=10, out_dir=out, chunk=3, **kw)
+    with pytest.raises(TypeError, match="integer seed"):
+        P.ising2d_mcmc(L, K, B, n_samples=10, out_dir=out, chunk=3, size=4, seed=np.random.default_rng(0))
+
+
+def test_cluster_sampler_bad_input():
+    with pytest.raises(ValueError, match="L must be"):
+        P.ising2d_swendsen_wang(1, 0.4, 0.0, size=2, sweeps=1)
+    with pytest.raises(ValueError, match="finite"):
+        P.ising2d_swendsen_wang(4, float("inf"), 0.0, size=2, sweeps=1)
+    with pytest.raises(ValueError, match="shape"):
+        P.ising2d_swendsen_wang(4, [0.4, 0.5, 0.6], 0.0, size=2, sweeps=1)
+    with pytest.raises(ValueError, match="init must have shape"):
+        P.ising2d_swendsen_wang(4, 0.4, 0.0, size=2, sweeps=1, init=np.ones((2, 4, 5)))
+    with pytest.raises(ValueError, match="-1 or \\+1"):
+        P.ising2d_swendsen_wang(4, 0.4, 0.0, size=2, sweeps=1, init=np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="algorithm"):
+        P.ising2d_mcmc(4, 0.4, 0.0, size=2, n_samples=1, algorithm="wolff")
+    with pytest.raises(ValueError, match="even"):
+        P.ising2d_mcmc(5, 0.4, 0.0, size=2, n_samples=1, algorithm="metropolis")
+    with pytest.raises(ValueError, match="thin"):
+        P.ising2d_mcmc(4, 0.4, 0.0, size=2, n_samples=1, thin=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("L", [16, 32, 64])
+def test_swendsen_wang_matches_kaufman(L):
+    """Zero field, L = 16-64: energy and heat capacity per spin at T_c and on either side against Kaufman's exact
+    finite-L values, error bars from 32 independent chains; a 1% wrong temperature must fail."""
+    T = np.array([2.0, P.T_CRITICAL, 2.6])
+    n = {16: 400, 32: 300, 64: 100}[L]
+    r = P.ising2d_mcmc(L, np.repeat(1 / T, 32), 0.0, size=96, n_samples=n, burn_in=40, seed=L, keep_configs=False)
+    E = r["stats"][..., 0].reshape(n, 3, 32)  # bond sum, chains grouped by temperature
+    for j, t in enumerate(T):
+        x = E[:, j, :, None]
+        (u,), (c,) = (v.numpy() for v in P.ising2d_energy_kaufman(L, torch.tensor([1 / t])))
+        mean, var = -u * L * L, c * L * L * t ** 2  # exact mean and variance of the bond sum
+        assert abs(chain_z(x, [mean])[0]) < 5, (L, t)
+        assert abs(chain_z((x - mean) ** 2, [var])[0]) < 5, (L, t)
+        (uw,), _ = (v.numpy() for v in P.ising2d_energy_kaufman(L, torch.tensor([1 / (1.01 * t)])))
+        assert abs(chain_z(x, [-uw * L * L])[0]) > 5, (L, t)
+
+
+@pytest.mark.slow
+def test_swendsen_wang_and_metropolis_agree_in_a_field_L16():
+    """h != 0 at L > 12 has no exact reference: two independent samplers must agree, at a temperature above T_c
+    where Metropolis mixes (tau(E) ~ 10 sweeps at L = 16)."""
+    L, K, B = 16, 1 / 2.5, 0.04
+    sw = P.ising2d_mcmc(L, K, B, size=64, n_samples=400, burn_in=50, seed=1, keep_configs=False)["stats"]
+    mh = P.ising2d_mcmc(L, K, B, size=64, n_samples=400, thin=5, burn_in=500, algorithm="metropolis", seed=2,
+                        keep_configs=False)["stats"]
+    a, b = sw.mean(0), mh.mean(0)  # per-chain means (64, 2)
+    se = np.sqrt(a.var(0, ddof=1) / 64 + b.var(0, ddof=1) / 64)
+    assert np.all(np.abs(a.mean(0) - b.mean(0)) < 5 * se), (a.mean(0), b.mean(0), se)
+    assert np.all(se / np.abs(a.mean(0)) < 0.02)  # the check resolves the means to 2%
