@@ -1,6 +1,8 @@
 """psi and nu against closed forms (Humayun et al., Eq. 4 and Def. 3)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -148,3 +150,96 @@ def test_describe_matches_components_and_errors():
     with pytest.raises(ValueError, match="no activation modules"):
         geom.describe(lin, z, k=None, progress=False)
     assert "delta" not in geom.describe(lin, z, k=None, complexity=False, progress=False)
+
+
+# ---------------------------------------------------------------- the zero threshold vs float64 recomputation
+# A singular value kept by the float32 threshold agrees with the float64 recomputation to KEPT_RTOL (Weyl bound
+# with SV_ERROR_FACTOR = 10 and the measured error factor 4.3: 0.43 at worst; measured here: < 1e-3, so the
+# tolerance below has a margin of >= 10); psi over the kept set agrees to PSI_NATS.
+KEPT_RTOL = 1e-2
+PSI_NATS = 1e-2
+
+
+def ill_conditioned(E, D, H, cond, act, rank=None, seed=0):
+    """``E -> H -> D`` MLP whose output layer ``U diag(s) W^T`` has condition number ``cond`` and ``rank``
+    (default ``min(H, D)``), singular values log-spaced (float32 weights)."""
+    g = torch.Generator().manual_seed(seed)
+    r = min(H, D) if rank is None else rank
+    U, _ = torch.linalg.qr(torch.randn(D, r, generator=g, dtype=torch.float64))
+    W, _ = torch.linalg.qr(torch.randn(H, r, generator=g, dtype=torch.float64))
+    s = torch.logspace(0, -np.log10(cond), r, dtype=torch.float64)
+    G = torch.nn.Sequential(torch.nn.Linear(E, H), act(), torch.nn.Linear(H, D, bias=False)).eval()
+    with torch.no_grad():
+        G[0].weight.copy_(torch.randn(H, E, generator=g) / E ** 0.5)
+        G[0].bias.copy_(torch.randn(H, generator=g) * 0.5)
+        G[2].weight.copy_(((U * s) @ W.T).float())
+    return G
+
+
+def float32_vs_float64(G, z, k):
+    P = None if k is None else geom.random_projection(G[-1].out_features, k, seed=0, dtype=torch.float64)
+    J32 = geom.jacobian(G, z, projection=None if P is None else P.float())
+    J64 = geom.jacobian(copy.deepcopy(G).double(), z.double(), projection=P)
+    return geom.singular_values(J32), geom.singular_values(J64)
+
+
+@pytest.mark.parametrize("E,D,H,k", [(16, 48, 32, None), (4096, 48, 64, None), (256, 256, 160, 120),
+                                     (4096, 256, 128, 120)])
+@pytest.mark.parametrize("cond", [1e3, 1e6])
+@pytest.mark.parametrize("act", [torch.nn.ReLU, torch.nn.SiLU, torch.nn.Tanh])
+def test_zero_threshold_keeps_what_float32_resolves(one_thread, E, D, H, k, cond, act):
+    G = ill_conditioned(E, D, H, cond, act, seed=E + D)
+    z = torch.randn(2, E, generator=torch.Generator().manual_seed(1))
+    sv32, sv64 = float32_vs_float64(G, z, k)
+    keep = geom.descriptors.nonzero_mask(sv32, dtype=torch.float32)
+    tau = geom.descriptors.zero_threshold(sv32, torch.float32)
+    # every kept float32 singular value is resolved: it agrees with float64
+    rel = ((sv32 - sv64).abs() / sv64)[keep]
+    assert rel.max() < KEPT_RTOL
+    # every singular value clearly above the threshold is kept (the old max(k, E) * eps rule failed this)
+    assert keep[sv64 > 2 * tau].all()
+    # what is dropped is at most the rounding-error level, or exactly zero (dead ReLU units)
+    assert (sv64[~keep] < 2 * tau.expand_as(sv64)[~keep]).all()
+    psi64 = torch.where(keep, sv64.log(), torch.zeros_like(sv64)).sum(-1)
+    torch.testing.assert_close(geom.local_scaling(sv32, dtype=torch.float32), psi64, rtol=0, atol=PSI_NATS)
+    df = geom.describe(G, z, k=k, complexity=False, progress=False)
+    np.testing.assert_allclose(df["psi"], psi64.numpy(), rtol=0, atol=PSI_NATS)
+    np.testing.assert_array_equal(df["n_dropped_sv"], (~keep).sum(-1).numpy())
+
+
+@pytest.mark.parametrize("k", [None, 40])
+@pytest.mark.parametrize("act", [torch.nn.SiLU, torch.nn.Tanh])
+def test_zero_threshold_drops_exactly_the_zero_singular_values_of_rank_deficient_generators(one_thread, k, act):
+    """A rank-8 bottleneck layer (E = 512 > D = 64, condition 1e4) and zeroed latent columns: the float32
+    Jacobian has spurious singular values at the rounding level; exactly the true zeros are dropped and psi is
+    finite."""
+    G = ill_conditioned(512, 8, 32, 1e4, act, seed=5)
+    G.append(torch.nn.Linear(8, 64, bias=False)).eval()  # 8 -> 64: the Jacobian has rank 8 exactly (in any precision)
+    with torch.no_grad():
+        G[3].weight.copy_(torch.randn(64, 8, generator=torch.Generator().manual_seed(6)) / 8 ** 0.5)
+    z = torch.randn(3, 512, generator=torch.Generator().manual_seed(2))
+    sv32, sv64 = float32_vs_float64(G, z, k)
+    keep = geom.descriptors.nonzero_mask(sv32, dtype=torch.float32)
+    assert (keep.sum(-1) == 8).all()
+    assert (sv64[:, 8:] < 1e-12 * sv64[:, :1]).all()  # the float64 reference: rank 8
+    psi = geom.local_scaling(sv32, dtype=torch.float32)
+    assert torch.isfinite(psi).all()
+    torch.testing.assert_close(psi, sv64[:, :8].log().sum(-1), rtol=0, atol=PSI_NATS)
+    with torch.no_grad():  # zeroed columns: the first layer ignores 500 of the 512 latent coordinates
+        G[0].weight[:, 12:] = 0
+    sv32, sv64 = float32_vs_float64(G, z, k)
+    keep = geom.descriptors.nonzero_mask(sv32, dtype=torch.float32)
+    assert (keep.sum(-1) == 8).all()
+    df = geom.describe(G, z, k=k, complexity=False, progress=False)
+    assert (df["n_dropped_sv"] == sv32.shape[-1] - 8).all()
+
+
+def test_zero_threshold_needs_only_the_singular_values_and_the_dtype():
+    sv = torch.tensor([[3.0, 4.0, 0.0]], dtype=torch.float64)  # ||J||_F = 5
+    for dt in (torch.float32, torch.float64):
+        tau = geom.descriptors.zero_threshold(sv, dt)
+        torch.testing.assert_close(tau, torch.tensor([[geom.descriptors.SV_ERROR_FACTOR * torch.finfo(dt).eps * 5]],
+                                                     dtype=torch.float64))
+    sv = torch.tensor([[1.0, 1e-5]], dtype=torch.float64)  # kept in float32 (tau ~ 1.2e-6); the old rule
+    assert geom.local_scaling(sv).item() == pytest.approx(np.log(1e-5))  # max(k, E) eps with E = 4096 dropped it
+    assert geom.local_scaling(sv, rtol=geom.default_rtol((48, 4096))).item() == 0.0
