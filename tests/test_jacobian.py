@@ -6,6 +6,7 @@ import torch
 
 import geom
 from conftest import fd_step, mlp, tol
+from geom.jacobian import ForwardModeError
 
 
 def reference_jacobian(G, z, P=None):
@@ -109,3 +110,54 @@ def test_jacobian_input_errors():
         geom.jacobian(bn, z)
     with pytest.raises(ValueError, match="expected \\(B, \\*out_shape\\)"):
         geom.jacobian(lambda x: x.sum(0, keepdim=True), torch.randn(3, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("mode", ["auto", "reverse", "forward"])
+def test_diffusers_autoencoder_decode_all_modes(dtype, mode):
+    """GroupNorm + attention decoder: every mode gives the autograd reference, forward mode included (group_norm's
+    forward-mode derivative fails on the non-contiguous activations of the decoder unless given contiguous
+    ones), with the module attached (geom.with_module) and as a plain callable; k = 24 > E = 16 and the full
+    48 x 16 Jacobian both make "auto" use forward mode."""
+    vae = tiny_autoencoder(dtype)
+    z = torch.randn(2, 4, 2, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64).to(dtype)
+    P = geom.random_projection(3 * 4 * 4, 24, seed=0, dtype=dtype)
+    for G in (geom.with_module(lambda x: vae.decode(x).sample, vae), lambda x: vae.decode(x).sample):
+        torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode=mode), reference_jacobian(G, z, P),
+                                   **tol(dtype))
+        torch.testing.assert_close(geom.jacobian(G, z, mode=mode, chunk_size=5), reference_jacobian(G, z),
+                                   **tol(dtype))
+
+
+class _NoForwardAD(torch.autograd.Function):
+    """x -> 2 x with a backward formula but no jvp: forward-mode AD cannot differentiate it."""
+
+    @staticmethod
+    def forward(x):
+        return 2 * x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+class _Doubling(torch.nn.Module):
+    def forward(self, x):
+        return _NoForwardAD.apply(x)
+
+
+def test_forward_mode_names_the_operation_it_cannot_differentiate():
+    G = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), _Doubling()).double().eval()
+    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with pytest.raises(ForwardModeError, match=r"mode='forward' cannot differentiate .* module '2' \(_Doubling\).*"
+                                                r"use mode='reverse' or 'auto'"):
+        geom.jacobian(G, z, mode="forward")
+    ref = reference_jacobian(G, z)
+    torch.testing.assert_close(geom.jacobian(G, z, mode="auto"), ref, **tol(torch.float64))  # E < D: falls back
+    torch.testing.assert_close(geom.jacobian(G, z, mode="reverse"), ref, **tol(torch.float64))
+    snap = {k: v.clone() for k, v in G.state_dict().items()}
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in snap.items())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in G.modules())  # temporary hooks removed
