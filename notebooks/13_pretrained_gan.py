@@ -354,7 +354,9 @@ id_vs_pool.round(3)
 # Latents of the pool are resampled with weights $\propto \exp(\rho \psi)$ (`geom.polarity`; Humayun et al.,
 # CVPR 2022: $\prod_i \sigma_i^\rho$). Per $\rho$: the exact weighted mean of $\psi$ and its shift from the
 # prior (`polarity_table`, with Kish's effective sample size), and `N_DRAWS` samples of `N_POLARITY` distinct
-# latents: mean $\psi$ and Vendi on both embeddings (mean and 95% range over the draws).
+# latents: mean $\psi$ and Vendi on both embeddings (mean and 95% range over the draws). The draws are
+# without replacement (duplicates would deflate Vendi), which pulls their $\psi$ shift towards 0 once
+# `N_POLARITY` approaches the effective sample size; the exact shift is the reference for the weighting itself.
 
 # %%
 pol = polarity.polarity_table(pool["psi"], RHOS)
