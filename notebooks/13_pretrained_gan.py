@@ -79,7 +79,7 @@ import torch
 import geom
 from geom import inversion, paths, polarity, slices, sweep
 from geom import trajectories as tr
-from geom.complexity import activation_modules
+from geom.complexity import activation_modules, polytope_basis
 from geom.models import load_generator, load_model
 from geom.plots import descriptor_hist, image_grid
 from geom.run import Outputs
@@ -134,7 +134,7 @@ u, v = slices.plane_uv(N, LO, HI)
 assert np.allclose(plane["u"], u) and np.allclose(plane["v"], v)
 zp = slices.plane_latents(anchors, u, v)
 plane["inside_hull"] = slices.in_hull(u, v)
-basis = geom.random_projection(E, min(DIM, E), seed=SEED + 1).T  # the sweep's polytope basis
+basis = polytope_basis(E, min(DIM, E), SEED)  # the polytope basis of geom.sweep and geom.describe
 plane["delta_large"] = geom.local_complexity(G, zp, radius=RADIUS_LARGE, dim=DIM, basis=basis).numpy()
 
 # %%
@@ -418,6 +418,9 @@ for r in (RADIUS, RADIUS_LARGE):
         c = cnt.numpy()
         layer_rows.append(dict(radius=f"{r:g}", layer=key, tanh=key.split("#")[0] in tanh_keys, mean=c.mean(),
                                frac_zero=(c == 0).mean()))
+    if r == RADIUS:  # the same delta as geom.describe gave the pool (same latents, radius, basis)
+        same_as_pool = bool(np.array_equal(tot.numpy(), pool["delta"].to_numpy()[:len(zd)]))
+        print(f"delta at r={r:g} equals the pool's geom.describe delta on these latents: {same_as_pool}")
 delta_tab = pd.DataFrame(delta_rows)
 layer_tab = pd.DataFrame(layer_rows)
 display(delta_tab.round(4))
@@ -440,7 +443,7 @@ out.results.update(
     auroc={f"{r.score}|{r.ood}": dict(auroc=r.auroc, lo=r.lo, hi=r.hi) for r in aurocs.itertuples()},
     id_inverted_vs_sampled_auroc={r.score: dict(auroc=r.auroc, lo=r.lo, hi=r.hi) for r in id_vs_pool.itertuples()},
     polarity=pol.to_dict(orient="list"),
-    delta_cpwl=delta_tab.to_dict(orient="records"),
+    delta_cpwl=delta_tab.to_dict(orient="records"), delta_cpwl_matches_describe=same_as_pool,
     runtime_s=time.time() - t_start)
 out.table(plane.drop(columns=["model"], errors="ignore"), "slice")
 out.table(pool, "pool")
