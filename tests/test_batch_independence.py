@@ -50,7 +50,9 @@ SHIPPED = {
                     dict(k=8, dim=3)),
     "sweep-mlp": (lambda: sweep.load_model("mlp:0").G, (16,), dict(k=12, dim=4)),
     "tiny-ldm-decoder": (_tiny_ldm, (4, 8, 8), dict(k=6, dim=4)),
+    "sweep-sd-vae-random": (lambda: sweep.load_model("sd-vae-random:1").G, (4, 1, 1), dict(k=6, dim=2)),
 }
+SLOW = {"sweep-sd-vae-random"}  # the Stable Diffusion VAE architecture: ~10 s to build, ~1 s per latent
 
 
 def _latents(shape, n=5, seed=0):
@@ -73,7 +75,8 @@ def _assert_unchanged(G, snap):
     assert [(n, s.training) for n, s in m.named_modules()] == modes
 
 
-@pytest.fixture(scope="module", params=list(SHIPPED), ids=list(SHIPPED))
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in SHIPPED],
+                ids=list(SHIPPED))
 def shipped(request):
     make, shape, kw = SHIPPED[request.param]
     return make(), shape, kw
