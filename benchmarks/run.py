@@ -149,6 +149,32 @@ def op_profile(fn, flops_per_op: dict[str, float], top: int = 6) -> list[dict]:
     return rows
 
 
+def conv_layers(G, z: torch.Tensor, rows: int, reps: int = 2) -> list[dict]:
+    """Each convolution / transposed convolution of ``G`` alone, at the batch the engine feeds it (``B * rows``
+    samples: ``rows`` vmapped VJPs or JVPs of a batch of ``B``), in a plain no-grad forward: seconds, GFLOP
+    (``FlopCounterMode``) and GFLOP/s, against the matmul throughput measured just before. This isolates the
+    kernels' efficiency from the engine (vmap, autograd) around them."""
+    shapes = {}
+    convs = {n: m for n, m in G.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
+    hooks = [m.register_forward_pre_hook(lambda m_, a, n=n: shapes.setdefault(n, tuple(a[0].shape)) and None)
+             for n, m in convs.items()]
+    with torch.no_grad():
+        G(z)
+    for h in hooks:
+        h.remove()
+    out, thr = [], matmul_gflops()
+    for n, m in convs.items():
+        if n not in shapes:
+            continue
+        x = torch.randn(shapes[n][0] * rows, *shapes[n][1:], generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            fl, _ = count_flops(lambda: m(x))
+            t = measure(lambda: m(x), reps, warmup=1)[0]
+        out.append({"layer": n, "type": type(m).__name__, "input": list(x.shape), "s": t, "gflop": fl / 1e9,
+                    "gflops": fl / t / 1e9, "matmul_gflops": thr})
+    return out
+
+
 def headline(G, latent_shape, B: int, k: int, reps: int, profile_ops: bool = True) -> dict:
     """The two headline ratios of one model (see the module docs)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -360,6 +386,20 @@ def headline_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _code_state() -> dict:
+    """The commit measured and the uncommitted files of geom/ (the benchmark runs the working tree)."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True, text=True,
+                                  timeout=30).stdout.rstrip("\n")
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD"),
+            "uncommitted_geom_files": [ln[3:] for ln in git("status", "--porcelain", "geom").splitlines()]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="mlp,tiny-ldm,dcgan-faces,sd-vae")
@@ -394,6 +434,11 @@ def main(argv=None) -> int:
             B = {"tiny-ldm": 4, "dcgan-faces": 8}[m]
             r = bench(name, G, ls, B=B, k=a.k, reps=a.reps, naive_rows=16)
             r["headline"] = headline(G, ls, B=B, k=a.k, reps=a.reps)
+            if m == "dcgan-faces":  # the transposed convolutions alone, at the engine's forward-mode batch
+                z = torch.randn(B, *ls, generator=torch.Generator().manual_seed(0))
+                rows = conv_layers(G, z, rows=math.prod(ls) + 1)
+                fl, t = sum(x["gflop"] for x in rows), sum(x["s"] for x in rows)
+                r["headline"]["conv_layers"] = {"layers": rows, "gflop_total": fl, "s_total": t, "gflops_all": fl / t}
             results.append(r)
         elif m == "sd-vae":
             G, ls = registry_model("sd-vae-random:16")
@@ -423,7 +468,7 @@ def main(argv=None) -> int:
                        "torch": torch.__version__, "threads": torch.get_num_threads(),
                        "python": sys.version.split()[0], "cpus": os.cpu_count(),
                        "load_average_1_5_15min_start_end": [list(load_start), list(os.getloadavg())]},
-           "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+           "date": time.strftime("%Y-%m-%d %H:%M:%S"), "code": _code_state()}
     if a.note:
         doc["note"] = a.note
     Path(a.out).write_text(json.dumps(doc, indent=1))
