@@ -172,6 +172,9 @@ def test_decoders_equal_their_diffusers_decode(loaded):
         torch.testing.assert_close(loaded[str(paths.CHECKPOINTS / "tiny-ldm")](z), ref, **f32)
     x = torch.zeros(1, 3, 32, 32)
     assert loaded["tiny-ldm"].encode(x).shape == (1, 4, 8, 8) and loaded["tiny-ldm"].image_size == (3, 32, 32)
+    # the VAE config (scaling_factor lives outside the state dict) travels with the decoder
+    assert loaded["sd-vae-random:2"].config.scaling_factor == 0.18215
+    assert loaded["tiny-ldm"].config.scaling_factor == pipe.scaling_factor
 
 
 def test_mlp_is_the_seeded_mlp_and_float64_works():

@@ -175,8 +175,10 @@ def _vae_generator(name: str, vae: nn.Module, latent_shape: tuple[int, int, int]
     sf = float(vae.config.scaling_factor)
     down = 2 ** (len(vae.config.block_out_channels) - 1)
     image = (int(vae.config.out_channels), latent_shape[1] * down, latent_shape[2] * down)
-    return ModuleGenerator(name, VAEDecoder(vae, sf), latent_shape, image, image_size=image,
-                           encode=lambda x: vae.encode(x).latent_dist.mean * sf, **kw)
+    gen = ModuleGenerator(name, VAEDecoder(vae, sf), latent_shape, image, image_size=image,
+                          encode=lambda x: vae.encode(x).latent_dist.mean * sf, **kw)
+    gen.config = vae.config  # scaling_factor etc. live outside the state dict (geom.sweep.model_digest reads it)
+    return gen
 
 
 def _load_mlp(arg: str, device: torch.device, dtype: torch.dtype) -> Generator:
@@ -220,8 +222,10 @@ def _pipeline_generator(name: str, pipe) -> Generator:
     latent = tuple(int(s) for s in pipe.latent_shape)
     image = (int(pipe.vae.config.out_channels), *pipe.image_size)
     sigma = float(getattr(pipe.scheduler, "init_noise_sigma", 1.0))
-    return ModuleGenerator(name, pipe.vae_decode, latent, image, prior_scale=sigma, encode=pipe.vae_encode,
-                           image_size=image)
+    gen = ModuleGenerator(name, pipe.vae_decode, latent, image, prior_scale=sigma, encode=pipe.vae_encode,
+                          image_size=image)
+    gen.config = pipe.vae.config  # as in _vae_generator
+    return gen
 
 
 def _load_tiny_ldm(arg: str, device: torch.device, dtype: torch.dtype) -> Generator:
