@@ -33,9 +33,9 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "ParamGrid", "PosteriorNet", "make_bundles", "train_posterior", "predict_posterior", "LogPartitionNet",
-    "LogPartitionFit", "fit_log_partition", "bregman_divergence", "bregman_posterior", "js_divergence",
-    "metric", "posterior_moments", "posterior_fisher", "fluctuation_fisher", "relative_error",
-    "remove_affine", "geodesic", "HessianGeometry", "reconstruct",
+    "ConvexLogPartitionNet", "LogPartitionFit", "fit_log_partition", "bregman_divergence", "bregman_posterior",
+    "js_divergence", "metric", "posterior_moments", "posterior_fisher", "fluctuation_fisher", "relative_error",
+    "not_positive_definite_fraction", "remove_affine", "geodesic", "HessianGeometry", "reconstruct",
 ]
 
 
@@ -246,9 +246,66 @@ class LogPartitionNet(nn.Module):
         return 0.5 * ((u @ A) * u).sum(-1) + self.s * self.mlp(u)[..., 0]
 
 
+class ConvexLogPartitionNet(nn.Module):
+    """Log-partition network that is convex in ``theta`` by construction, so its Hessian (the metric) is positive
+    definite everywhere, as a Fisher metric of an exponential family must be (Lobashev et al. Sec. 3 assume an
+    exponential family; the unconstrained ``LogPartitionNet`` can lose convexity between grid points).
+
+    ``F(theta) = 1/2 u^T A u + s * f(u)``, ``u = (theta - c) / w``, with ``A = R R^T``, ``R`` lower triangular
+    with a positive diagonal (``A`` positive definite), and ``f`` an input-convex network (ICNN; Amos, Xu &
+    Kolter 2017, Eq. 2): ``z_1 = softplus(W_0 u + b_0)``, ``z_{k+1} = softplus(W_k^+ z_k + U_k u + b_k)``,
+    ``f = v^+ . z_K + a . u``, where the ``z -> z`` weights ``W_k^+ = softplus(V_k) / width`` and ``v^+`` are
+    non-negative. softplus is convex and non-decreasing, so every ``z_k`` and ``f`` are convex in ``u``;
+    ``F`` is then smooth (C^inf) with Hessian ``>= A / w w^T > 0`` in ``theta``. (m, 2) -> (m,)."""
+
+    def __init__(self, center: torch.Tensor, scale: torch.Tensor, A0: torch.Tensor, width: int = 64,
+                 depth: int = 3, seed: int = 0):
+        super().__init__()
+        if depth < 1 or width < 1:
+            raise ValueError(f"depth and width must be >= 1, got depth={depth}, width={width}")
+        g = torch.Generator().manual_seed(seed)
+        self.inp = nn.ModuleList([nn.Linear(2, width) for _ in range(depth)]).double()  # U_k u + b_k (any sign)
+        _seeded_init(self.inp, g)
+        with torch.no_grad():  # 3x PyTorch's default input weights: enough curvature at the start to fit
+            for lin in self.inp:  # metrics that vary ~50x over the grid (tests/test_fisher.py, Gaussian family)
+                lin.weight.mul_(3.0)
+        bound = 1 / width ** 0.5
+        # raw weights V_k of the z -> z maps and of the output (softplus(V) ~ 1 at the start); softplus(V) >= 0
+        # keeps the network convex whatever values training gives V
+        self.hidden = nn.ParameterList([nn.Parameter(torch.empty(width, width, dtype=torch.float64)
+                                                     .uniform_(-bound, bound, generator=g) + 0.5)
+                                        for _ in range(depth - 1)])
+        self.out = nn.Parameter(torch.empty(width, dtype=torch.float64).uniform_(-bound, bound, generator=g) + 0.5)
+        self.lin = nn.Parameter(torch.zeros(2, dtype=torch.float64))
+        self.register_buffer("c", center.double())
+        self.register_buffer("w", scale.double())
+        A0 = 0.5 * (A0.double() + A0.double().T)
+        self.register_buffer("s", torch.linalg.matrix_norm(A0, ord=2))
+        ev, U = torch.linalg.eigh(A0)  # start from the positive-definite part of A0
+        R0 = torch.linalg.cholesky((U * ev.clamp_min(1e-3 * ev.abs().max().clamp_min(1e-12))) @ U.T)
+        self.R_diag = nn.Parameter(torch.log(torch.expm1(torch.diagonal(R0))))  # softplus^-1
+        self.R_low = nn.Parameter(R0[1:, :1].reshape(1).clone())
+
+    @property
+    def A(self) -> torch.Tensor:
+        """The positive-definite quadratic term ``R R^T`` (2, 2)."""
+        d = nn.functional.softplus(self.R_diag)
+        R = torch.stack([torch.stack([d[0], torch.zeros_like(d[0])]), torch.stack([self.R_low[0], d[1]])])
+        return R @ R.T
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        u = (theta - self.c) / self.w
+        sp = nn.functional.softplus
+        z = sp(self.inp[0](u))
+        for V, lin in zip(self.hidden, self.inp[1:]):
+            z = sp(z @ sp(V).T / z.shape[-1] + lin(u))
+        f = z @ sp(self.out) / z.shape[-1] + u @ self.lin
+        return 0.5 * ((u @ self.A) * u).sum(-1) + self.s * f
+
+
 @dataclass
 class LogPartitionFit:
-    F: LogPartitionNet
+    F: LogPartitionNet | ConvexLogPartitionNet
     anchors: torch.Tensor        # (B, 2) fitted anchors theta'_b (natural coordinates)
     history: list = field(default_factory=list)  # (loss, js, centroid) per step
 
@@ -260,15 +317,19 @@ def posterior_moments(P: torch.Tensor, coords: torch.Tensor) -> tuple[torch.Tens
     return mean, torch.einsum("bg,bgi,bgj->bij", P, d, d)
 
 
-def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2000, lr: float = 5e-3,
+def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2000, lr: float | None = None,
                       centroid_weight: float = 1.0, width: int = 64, depth: int = 3, batch: int = 512,
-                      seed: int = 0, progress: bool = False) -> LogPartitionFit:
+                      seed: int = 0, convex: bool = False, progress: bool = False) -> LogPartitionFit:
     """Fit ``F`` and per-bundle anchors so that the smoothed Bregman posteriors match the learned ones
     (Lobashev et al. Sec. 3): loss = mean JS(P_b, q_F(. | theta'_b)) + ``centroid_weight`` * mean squared
     distance of their centroids in ``grid.standardized`` coordinates. Adam with cosine decay on random
     mini-batches of ``batch`` bundles; ``F`` and the Bregman logits in float64, the (B, G) softmax/JS in float32.
 
-    ``P`` (B, G): learned posteriors (already smoothed by construction); ``N``: bundle size."""
+    ``P`` (B, G): learned posteriors (already smoothed by construction); ``N``: bundle size. ``convex``: fit a
+    ``ConvexLogPartitionNet`` (positive-definite metric everywhere, for exponential families) instead of the
+    unconstrained ``LogPartitionNet``. ``lr``: Adam's learning rate, default 5e-3 (unconstrained) or 2e-2
+    (convex: its softplus-reparameterised weights move more slowly; at 5e-3 the Gaussian-family test reaches a
+    median metric error of 0.11 in 700 steps instead of 0.02)."""
     _check(P, "P", (None, grid.size))
     P = P.double()
     theta = grid.natural
@@ -277,7 +338,9 @@ def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2
     # rough metric estimate for the quadratic start: A0 = (N * mean posterior covariance)^-1 in u-coordinates
     cu = cov.mean(0) / (spread[:, None] * spread[None, :])
     A0 = torch.linalg.inv(N * cu + 1e-9 * torch.eye(2, dtype=torch.float64))
-    F = LogPartitionNet(center, spread, A0, width=width, depth=depth, seed=seed)
+    F = (ConvexLogPartitionNet if convex else LogPartitionNet)(center, spread, A0, width=width, depth=depth,
+                                                                 seed=seed)
+    lr = (2e-2 if convex else 5e-3) if lr is None else lr
     anchors = nn.Parameter(mean.clone())
     opt = torch.optim.Adam([{"params": F.parameters(), "lr": lr},
                             {"params": [anchors], "lr": lr * float(spread.mean())}])
@@ -343,6 +406,18 @@ def fluctuation_fisher(stats: torch.Tensor) -> torch.Tensor:
 def relative_error(g_hat: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Per-point relative Frobenius error ``|g_hat - g| / |g|`` of metrics (m, 2, 2) -> (m,)."""
     return torch.linalg.matrix_norm(g_hat - g) / torch.linalg.matrix_norm(g)
+
+
+def not_positive_definite_fraction(g: torch.Tensor) -> float:
+    """Fraction of metrics ``g`` (m, 2, 2) that are not positive definite: smallest eigenvalue of the symmetric
+    part ``<= 0``, or any entry NaN/inf (a Fisher metric is positive semi-definite; a learned "metric" with a
+    negative direction is no metric there). Returns a float in [0, 1]."""
+    if g.ndim != 3 or g.shape[1:] != (2, 2):
+        raise ValueError(f"g must have shape (m, 2, 2), got {tuple(g.shape)}")
+    finite = torch.isfinite(g).all(-1).all(-1)
+    sym = 0.5 * (g + g.transpose(-1, -2))
+    lam = torch.linalg.eigvalsh(torch.where(finite[:, None, None], sym, torch.eye(2, dtype=g.dtype)))[:, 0]
+    return (~finite | (lam <= 0)).double().mean().item()
 
 
 def interior_mask(n_rows: int, n_cols: int, margin: int = 2) -> torch.Tensor:
@@ -436,11 +511,12 @@ class HessianGeometry:
 def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: int = 2000,
                 fit_steps: int = 1500, bundles_per_point: int = 4, batch: int = 256, width: int = 128,
                 fit_batch: int = 512, centroid_weight: float = 1.0, encoder: nn.Module | None = None,
-                seed: int = 0, progress: bool = False) -> HessianGeometry:
+                seed: int = 0, convex: bool = False, progress: bool = False) -> HessianGeometry:
     """The whole method of Lobashev et al. (Sec. 3) on a pool of per-sample features ``pool`` (G, n, d): the
     first half of each grid point's samples trains the posterior network, the second half makes
     ``bundles_per_point`` held-out bundles per grid point whose learned posteriors fit ``F``; returns the metric
-    ``g = Hessian F`` on the grid."""
+    ``g = Hessian F`` on the grid. ``convex``: fit the convex-by-construction ``ConvexLogPartitionNet`` (for
+    exponential families: the metric is then positive definite everywhere)."""
     _check(pool, "pool", (grid.size, None, None))
     n = pool.shape[1]
     if n < 2:
@@ -452,7 +528,7 @@ def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: in
     X, _ = make_bundles(pool[:, n // 2:], N, 0, gen, idx=idx)
     P = predict_posterior(net, X)
     fit = fit_log_partition(P, grid, N, steps=fit_steps, batch=fit_batch, centroid_weight=centroid_weight,
-                            seed=seed, progress=progress)
+                            seed=seed, convex=convex, progress=progress)
     g = metric(fit.F, grid.natural).detach()
     with torch.no_grad():
         F = fit.F(grid.natural)
