@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 from . import paths, slices
 from .complexity import local_complexity, polytope_basis, with_module
 from .descriptors import local_rank, local_scaling, singular_values
-from .jacobian import jacobian, random_projection
+from .jacobian import check_generator, jacobian, random_projection
 
 SHARD_DIR = "shards"
 MANIFEST = "sweep.json"
@@ -404,6 +404,7 @@ class ShardComputer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = _dtype(spec.dtype)
         self.model = load_model(spec.model, self.device, self.dtype)
+        check_generator(self.model.G)  # before any forward pass: batch-coupled / stochastic / train mode
         self.E = math.prod(self.model.latent_shape)
         self._P: Tensor | None = None
         self._rows = None

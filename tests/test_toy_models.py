@@ -70,7 +70,8 @@ def test_ddpm_trains_and_reverse_map_is_a_generator():
     assert set(snaps) == {50} and np.mean(losses[-50:]) < np.mean(losses[:20])
     G = ddpm.ReverseStep(model, ddpm.linear_schedule(), 6)
     df = geom.describe(G, x[:10], k=None, radius=1e-2, dim=2, progress=False)
-    assert df.shape == (10, 3) and np.isfinite(df["psi"]).all()
+    assert list(df.columns) == ["psi", "nu", "delta", "n_dropped_sv"] and len(df) == 10
+    assert np.isfinite(df["psi"]).all() and (df["n_dropped_sv"] == 0).all()
     traj = ddpm.sample(model, ddpm.linear_schedule(), 20, seed=0)
     assert sorted(traj) == list(range(51)) and traj[0].shape == (20, 2)
 

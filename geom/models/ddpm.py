@@ -106,6 +106,7 @@ class ReverseStep(nn.Module):
         if not 1 <= int(t) <= sched.T:
             raise ValueError(f"t must be in 1..{sched.T}, got {t}")
         self.denoiser, self.sched, self.t = denoiser, sched, int(t)
+        self.train(denoiser.training)  # a fresh wrapper is in training mode; take the denoiser's mode
 
     def forward(self, x: Tensor) -> Tensor:
         i = self.t - 1
