@@ -2,14 +2,20 @@
 
 Descriptors (Humayun et al., "Understanding the Local Geometry of Generative Model Manifolds"):
 ``random_projection``, ``jacobian``, ``singular_values``, ``local_scaling`` (psi), ``local_rank`` (nu),
-``local_complexity`` (delta) and ``describe`` (all three as a DataFrame).
+``local_complexity`` (delta) and ``describe`` (all three as a DataFrame); the checks and pieces they share:
+``check_generator`` / ``find_module`` / ``call_generator`` (``geom.jacobian``), ``zero_threshold``
+(``geom.descriptors``), ``polytope_basis``, ``joints``, ``smallest_radius`` (``geom.complexity``).
+Generators come from the model layer, ``geom.models.load_generator`` (not re-exported here).
 """
-from .complexity import activation_modules, cross_polytope, local_complexity, with_module
-from .descriptors import default_rtol, describe, local_rank, local_scaling, singular_values
-from .jacobian import jacobian, random_projection
+from .complexity import (activation_modules, cross_polytope, joints, local_complexity, polytope_basis,
+                         smallest_radius, with_module)
+from .descriptors import default_rtol, describe, local_rank, local_scaling, singular_values, zero_threshold
+from .jacobian import call_generator, check_generator, find_module, jacobian, random_projection
 
 __all__ = [
     "random_projection", "jacobian", "singular_values", "local_scaling", "local_rank", "local_complexity",
     "describe", "default_rtol", "activation_modules", "cross_polytope", "with_module",
+    "check_generator", "find_module", "call_generator", "zero_threshold", "polytope_basis", "joints",
+    "smallest_radius",
 ]
 __version__ = "0.1.0"

@@ -64,7 +64,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .jacobian import _call, check_generator, check_latents, find_module, random_projection
+from .jacobian import call_generator, check_generator, check_latents, find_module, random_projection
 
 # Piecewise activations: joints read from the instance (module -> sorted joints).
 _PIECEWISE: dict[type[nn.Module], Callable[[nn.Module], tuple[float, ...]]] = {
@@ -291,7 +291,7 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
         handles = [m.register_forward_pre_hook(hook) for m in acts.values()]
         try:
             with torch.no_grad(), cast_module(module, dtype):
-                _call(G, verts)
+                call_generator(G, verts)
         except ValueError as e:
             raise ValueError(f"{e} (local_complexity evaluates G in {dtype}, see its `dtype` argument; tensors "
                              f"outside the parameters and buffers of {type(module).__name__} are not cast)") from e

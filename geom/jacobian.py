@@ -140,7 +140,10 @@ def check_generator(G: Generator) -> None:
                          f"computing descriptors")
 
 
-def _call(G: Generator, z: Tensor) -> Tensor:
+def call_generator(G: Generator, z: Tensor) -> Tensor:
+    """``G(z)`` for latents ``z`` ``(B, *latent_shape)``, checked: returns a Tensor ``(B, *out_shape)``.
+    Raises ``ValueError`` naming the latent shape when the call fails or returns another batch size, and
+    ``TypeError`` when ``G`` returns no Tensor (e.g. a diffusers output object: wrap it)."""
     try:
         y = G(z)
     except Exception as e:  # re-raise with the shape that was fed, the commonest mistake
@@ -160,7 +163,7 @@ def output_dim(G: Generator, z: Tensor) -> int:
     (after ``check_generator``)."""
     check_generator(G)
     with torch.no_grad():
-        return math.prod(_call(G, z[:1]).shape[1:])
+        return math.prod(call_generator(G, z[:1]).shape[1:])
 
 
 def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, projection: Tensor | None = None,
@@ -199,7 +202,7 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
     B, latent_shape = z.shape[0], tuple(z.shape[1:])
     E = math.prod(latent_shape)
     with torch.no_grad():
-        y0 = _call(G, z[:1])
+        y0 = call_generator(G, z[:1])
     D = math.prod(y0.shape[1:])
     if projection is None and k is not None:
         if k > D:
