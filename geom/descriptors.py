@@ -35,6 +35,12 @@ def singular_values(J: Tensor) -> Tensor:
     return torch.linalg.svdvals(J.to(torch.float64))
 
 
+# Version of the descriptor engine (geom.jacobian, geom.complexity, geom.descriptors). Bump it with every change
+# to that code that can change a published number (psi, nu or delta of the same generator, latents and settings):
+# geom.sweep manifests and geom.slices.cached_describe keys record it, so rows computed by older code are never
+# served. 2: psi's zero threshold ``zero_threshold`` and delta evaluated in float64 (``local_complexity``).
+ENGINE_VERSION = 2
+
 # Rounding error of a computed Jacobian, relative to eps(dtype) * ||J||_F; see ``zero_threshold``.
 SV_ERROR_FACTOR = 10.0
 

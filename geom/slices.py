@@ -386,7 +386,8 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
     ``cache_dir/<key>/part-NNNNNN.parquet`` (written atomically), where ``key`` is the SHA-256 of the content
     of every input: the weights of ``G`` (``module_digest(G, extra)``; put anything outside the state dict
     that changes ``G``, e.g. a ``scaling_factor``, in ``extra``), the bytes of the latents ``z``
-    ``(N, *latent_shape)`` and every setting (``k, radius, dim, seed, batch_size, chunk``). The key and its
+    ``(N, *latent_shape)``, every setting (``k, radius, dim, seed, batch_size, chunk``) and the version of
+    the descriptor code (``geom.descriptors.ENGINE_VERSION``). The key and its
     parts are written to ``cache_dir/<key>/key.json``. A re-run with the same decoder, latents and settings
     (in any process, under any model name) reads the finished chunks instead of recomputing them: an
     interrupted run resumes; other weights, latents or settings get another folder (recomputed), so rows
@@ -396,7 +397,7 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
     ``RuntimeError`` when a cached chunk does not hold the rows of its latents."""
     import pandas as pd
 
-    from .descriptors import describe
+    from . import descriptors
     from .paths import atomic_write
 
     if not isinstance(z, Tensor) or z.ndim < 2:
@@ -405,7 +406,7 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     settings = dict(k=k, radius=float(radius), dim=dim, seed=int(seed), batch_size=int(batch_size),
                     chunk=int(chunk))
-    key = dict(version=2, module_sha256=module_digest(G, extra),
+    key = dict(version=2, engine_version=descriptors.ENGINE_VERSION, module_sha256=module_digest(G, extra),
                latents_sha256=hashlib.sha256(_tensor_bytes(z)).hexdigest(),
                latents=f"{z.dtype}{tuple(z.shape)}", settings=settings)
     text = json.dumps(key, indent=1, sort_keys=True)
@@ -428,7 +429,7 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
                                    f"remove {folder}")
             parts.append(part)
             continue
-        df = describe(G, z[s:s + int(chunk)], k=k, radius=radius, dim=dim, seed=seed, batch_size=batch_size,
+        df = descriptors.describe(G, z[s:s + int(chunk)], k=k, radius=radius, dim=dim, seed=seed, batch_size=batch_size,
                       progress=False)
         atomic_write(p, lambda tmp: df.to_parquet(tmp, index=False))
         parts.append(df)

@@ -264,6 +264,33 @@ def test_cached_describe_changed_chunking_or_batch_never_mixes_rows(tmp_path):
     assert {k["module_sha256"] for k in keys} == {slices.module_digest(G)}
 
 
+def test_cached_describe_recomputes_for_another_descriptor_engine(tmp_path, monkeypatch):
+    """The key holds geom.descriptors.ENGINE_VERSION: after a change of the descriptor code (the constant
+    bumped) the cached rows are not served but recomputed into another folder. Reference: geom.describe."""
+    import geom
+    import geom.descriptors
+
+    G = _mlp()
+    z = torch.randn(5, 6, generator=torch.Generator().manual_seed(4))
+    kw = dict(k=8, radius=0.05, dim=3, seed=2, chunk=3, progress=False)
+    first = slices.cached_describe(G, z, tmp_path, **kw)
+    calls = []
+    real = geom.descriptors.describe
+
+    def counting(*a, **k):
+        calls.append(a[1].shape[0])
+        return real(*a, **k)
+    monkeypatch.setattr(geom.descriptors, "describe", counting)
+    monkeypatch.setattr(geom.descriptors, "ENGINE_VERSION", geom.descriptors.ENGINE_VERSION + 1)
+    again = slices.cached_describe(G, z, tmp_path, **kw)
+    assert calls == [3, 2], "rows cached by another descriptor engine were served"
+    keys = sorted(json.loads((f / "key.json").read_text())["engine_version"] for f in tmp_path.iterdir())
+    assert keys == [geom.descriptors.ENGINE_VERSION - 1, geom.descriptors.ENGINE_VERSION]
+    ref = geom.describe(G, z, k=8, radius=0.05, dim=3, seed=2, progress=False)
+    pd.testing.assert_frame_equal(again, ref, check_exact=False, rtol=1e-10, atol=1e-10)
+    pd.testing.assert_frame_equal(first, ref, check_exact=False, rtol=1e-10, atol=1e-10)
+
+
 def test_module_digest():
     a, b = _mlp(0), _mlp(0)
     assert slices.module_digest(a) == slices.module_digest(b)
