@@ -26,13 +26,13 @@ CLI (same settings)::
     python -m geom.sweep --model /models/stable-diffusion-v1-5 --plane 512 --k 120 --dim 4 \\
         --executor ray --address auto --out /shared/sweeps/sd_plane512      # a Ray cluster of GPU machines
 
-Model specs (``MODELS``; add one with ``register_model``):
-    ``mlp:<seed>``               seeded ReLU MLP generator ``(B, 16) -> (B, 256)`` (tests, examples)
-    ``sd-vae-random:<size>``     diffusers ``AutoencoderKL`` with the Stable Diffusion v1 VAE config and seeded
-                                 random weights, latent ``(4, size, size)``, decoder ``z -> vae.decode(z / 0.18215)``
-    ``tiny-ldm``                 the embedded latent diffusion model's decoder (``geom.models.load_pipeline``)
-    ``<folder>``                 a local Stable Diffusion folder (``geom.models.load_pipeline`` when available,
-                                 else its ``vae/`` subfolder with diffusers)
+Model specs: the names of ``geom.models.load_generator`` (``geom.models.generators``, which also holds
+``MODELS``, ``register_model``, ``load_model`` and ``LoadedModel``, re-exported here): ``dcgan-faces``,
+``tiny-ldm``, a local Stable Diffusion folder, ``mlp:<seed>`` (seeded ReLU MLP ``(B, 16) -> (B, 256)``, tests)
+and ``sd-vae-random:<size>`` (the SD v1 VAE decoder with seeded random weights, latent ``(4, size, size)``).
+Descriptor code: ``settings`` record ``geom.descriptors.ENGINE_VERSION``, so a sweep computed by an older
+descriptor engine is refused like a sweep with other settings.
+
 Latent sources:
     ``plane:<N>[:<lo>:<hi>]``    ``N x N`` grid on the plane through three latents ``z0, z1, z2`` (standard normal,
                                  seeded by ``latent_seed``, or ``anchors``: a ``.npy`` of shape ``(3, *latent_shape)``):
@@ -56,7 +56,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,10 +64,18 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import paths, slices
-from .complexity import local_complexity, polytope_basis, with_module
+from . import descriptors, paths, slices
+from .complexity import local_complexity, polytope_basis
 from .descriptors import local_rank, local_scaling, singular_values
 from .jacobian import check_generator, jacobian, random_projection
+from .models.generators import (MODELS, LoadedModel, as_dtype, check_model_spec, load_model, mlp_generator,
+                                register_model, sd_vae_random)
+
+__all__ = ["SweepSpec", "Sweep", "ShardComputer", "run_sweep", "load_sweep", "main", "model_digest", "file_digest",
+           "folder_digest", "parse_source", "plane_anchors", "plane_coords", "plane_latents", "PlaneSource",
+           # the model registry (geom.models.generators), re-exported for existing callers
+           "MODELS", "LoadedModel", "check_model_spec", "load_model", "mlp_generator", "register_model",
+           "sd_vae_random"]
 
 SHARD_DIR = "shards"
 MANIFEST = "sweep.json"
@@ -101,195 +109,13 @@ class SweepSpec:
     anchors: str | None = None
 
     def settings(self) -> dict[str, Any]:
+        """The fields, with ``anchors`` as an absolute path and ``engine_version``: the
+        ``geom.descriptors.ENGINE_VERSION`` of the code computing the rows (what a manifest records)."""
         d = dataclasses.asdict(self)
         if d["anchors"] is not None:
             d["anchors"] = str(paths.resolve(d["anchors"]))
+        d["engine_version"] = descriptors.ENGINE_VERSION
         return d
-
-
-# ----------------------------------------------------------------------------------------------- models
-@dataclass
-class LoadedModel:
-    """A generator ready for the descriptors: ``G`` ``(B, *latent_shape) -> (B, *out_shape)`` carrying a
-    ``.module`` (for ``local_complexity``), the ``latent_shape``, and optionally ``encode`` (images
-    ``(B, C, H, W)`` in ``[-1, 1]`` -> latents) with the ``image_size`` ``(C, H, W)`` it expects."""
-
-    G: Callable[[Tensor], Tensor]
-    latent_shape: tuple[int, ...]
-    encode: Callable[[Tensor], Tensor] | None = None
-    image_size: tuple[int, int, int] | None = None
-
-
-ModelLoader = Callable[[str, torch.device, torch.dtype], LoadedModel]
-MODELS: dict[str, ModelLoader] = {}
-
-
-def register_model(name: str, loader: ModelLoader) -> None:
-    """Register ``loader(arg, device, dtype) -> LoadedModel`` for specs ``name`` or ``name:<arg>``."""
-    MODELS[name] = loader
-
-
-def mlp_generator(seed: int = 0, sizes: tuple[int, ...] = (16, 128, 128, 256),
-                  dtype: torch.dtype = torch.float32) -> nn.Sequential:
-    """Seeded ReLU MLP generator ``(B, sizes[0]) -> (B, sizes[-1])`` (ReLU after every hidden layer)."""
-    g = torch.Generator().manual_seed(int(seed))
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lin = nn.Linear(a, b, dtype=dtype)
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=dtype) * (2 / a) ** 0.5)
-            lin.bias.copy_(torch.randn(b, generator=g, dtype=dtype) * 0.1)
-        layers.append(lin)
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers).eval()
-
-
-def _load_mlp(arg: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    seed = _int_arg(arg or "0", "mlp:<seed>")
-    net = mlp_generator(seed, dtype=dtype).to(device)
-    return LoadedModel(G=net, latent_shape=(net[0].in_features,))
-
-
-SD_V1_VAE_CONFIG = dict(  # runwayml/stable-diffusion-v1-5, vae/config.json
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32, act_fn="silu",
-    block_out_channels=(128, 256, 512, 512), sample_size=512, scaling_factor=0.18215,
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-
-
-def sd_vae_random(seed: int = 0, dtype: torch.dtype = torch.float32):
-    """diffusers ``AutoencoderKL`` with the Stable Diffusion v1 VAE architecture and seeded random weights
-    (``kaiming_uniform`` convolutions/linears drawn from a local ``torch.Generator``; global RNG untouched)."""
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL(**SD_V1_VAE_CONFIG)
-    g = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        for m in vae.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=g)
-                if m.bias is not None:
-                    bound = 1 / math.sqrt(m.weight[0].numel())
-                    m.bias.copy_((torch.rand(m.bias.shape, generator=g) * 2 - 1) * bound)
-    return vae.to(dtype).eval()
-
-
-def _vae_model(vae, latent_shape: tuple[int, ...], image_size: tuple[int, int, int]) -> LoadedModel:
-    sf = float(vae.config.scaling_factor)
-    G = with_module(lambda z: vae.decode(z / sf).sample, vae)
-    return LoadedModel(G=G, latent_shape=latent_shape, image_size=image_size,
-                       encode=lambda x: vae.encode(x).latent_dist.mean * sf)
-
-
-def _load_sd_vae_random(arg: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    size = _int_arg(arg or "16", "sd-vae-random:<latent_size>")
-    if size < 1:
-        raise ValueError(f"sd-vae-random:<latent_size> needs a latent size >= 1, got {size}")
-    vae = sd_vae_random(0, dtype).to(device)
-    return _vae_model(vae, (4, size, size), (3, 8 * size, 8 * size))
-
-
-def _pipeline_model(pipe) -> LoadedModel:
-    """Wrap an object of ``geom.models.load_pipeline`` (``vae_decode``, ``latent_shape``, optional
-    ``vae_encode`` and ``image_size``)."""
-    G = pipe.vae_decode
-    if not isinstance(G, nn.Module) and not isinstance(getattr(G, "module", None), nn.Module):
-        module = next((getattr(pipe, a) for a in ("vae", "decoder", "module", "model")
-                       if isinstance(getattr(pipe, a, None), nn.Module)), None)
-        if module is not None:
-            G = with_module(lambda z: pipe.vae_decode(z), module)
-    latent_shape = tuple(int(s) for s in pipe.latent_shape)
-    image_size = getattr(pipe, "image_size", None)
-    if isinstance(image_size, int):
-        image_size = (image_size, image_size)
-    if image_size is None and len(latent_shape) == 3:
-        image_size = (8 * latent_shape[1], 8 * latent_shape[2])
-    if image_size is not None and len(image_size) == 2:
-        image_size = (3, *image_size)
-    return LoadedModel(G=G, latent_shape=latent_shape, encode=getattr(pipe, "vae_encode", None),
-                       image_size=tuple(int(s) for s in image_size) if image_size is not None else None)
-
-
-def _load_folder_vae(folder: Path, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    """Only the VAE of a diffusers folder (``vae/``): the decoder is all a sweep needs."""
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype,
-                                        local_files_only=True).to(device).eval()
-    down = 2 ** (len(vae.config.block_out_channels) - 1)
-    s = int(vae.config.sample_size)
-    latent = (int(vae.config.latent_channels), s // down, s // down)
-    unet_cfg = folder / "unet" / "config.json"
-    if unet_cfg.exists():  # the UNet's sample size is the latent size the model generates at
-        u = json.loads(unet_cfg.read_text()).get("sample_size")
-        if isinstance(u, int):
-            latent = (latent[0], u, u)
-    return _vae_model(vae, latent, (3, latent[1] * down, latent[2] * down))
-
-
-def _load_pipeline(name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    folder = Path(name)
-    if folder.is_dir() and (folder / "vae" / "config.json").exists():
-        return _load_folder_vae(folder, device, dtype)
-    try:
-        from .models import load_pipeline  # the latent diffusion issue's loader
-    except ImportError:
-        raise ValueError(f"model {name!r} needs geom.models.load_pipeline, which this checkout does not have") from None
-    return _pipeline_model(load_pipeline(name, device=device, dtype=dtype))
-
-
-def _load_tiny_ldm(arg: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    return _load_pipeline("tiny-ldm", device, dtype)
-
-
-register_model("mlp", _load_mlp)
-register_model("sd-vae-random", _load_sd_vae_random)
-register_model("tiny-ldm", _load_tiny_ldm)
-
-
-def _int_arg(s: str, form: str) -> int:
-    try:
-        return int(s)
-    except ValueError:
-        raise ValueError(f"expected {form} with an integer, got {s!r}") from None
-
-
-def check_model_spec(model: str) -> None:
-    """Raise ``ValueError`` for a model spec that names no registered model nor a local folder."""
-    if not isinstance(model, str) or not model:
-        raise ValueError(f"model spec must be a non-empty string, got {model!r}")
-    name, _, arg = model.partition(":")
-    if name in MODELS:
-        if name == "mlp" and arg:
-            _int_arg(arg, "mlp:<seed>")
-        if name == "sd-vae-random" and arg and _int_arg(arg, "sd-vae-random:<latent_size>") < 1:
-            raise ValueError(f"sd-vae-random:<latent_size> needs a latent size >= 1, got {arg}")
-        return
-    p = paths.resolve(model)
-    if p.is_dir():
-        return
-    known = ", ".join(["mlp:<seed>", "sd-vae-random:<latent_size>", "tiny-ldm", "<local Stable Diffusion folder>"]
-                      + [n for n in MODELS if n not in ("mlp", "sd-vae-random", "tiny-ldm")])
-    raise ValueError(f"unknown model spec {model!r} (and no folder {p}); known: {known}")
-
-
-def load_model(model: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> LoadedModel:
-    """Load a model spec (see the module docs) onto ``device`` in ``dtype``."""
-    check_model_spec(model)
-    device = torch.device(device)
-    dtype = _dtype(dtype)
-    name, _, arg = model.partition(":")
-    if name in MODELS:
-        return MODELS[name](arg, device, dtype)
-    return _load_pipeline(str(paths.resolve(model)), device, dtype)
-
-
-def _dtype(d: str | torch.dtype) -> torch.dtype:
-    if isinstance(d, torch.dtype):
-        return d
-    if d not in ("float32", "float64", "float16", "bfloat16"):
-        raise ValueError(f"dtype must be 'float32' or 'float64' (or float16/bfloat16 on GPU), got {d!r}")
-    return getattr(torch, d)
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -310,7 +136,10 @@ def parse_source(source: str) -> PlaneSource | tuple[str, Path]:
         parts = rest.split(":")
         if len(parts) not in (1, 3):
             raise ValueError(f"plane source must be 'plane:N' or 'plane:N:lo:hi', got {source!r}")
-        n = _int_arg(parts[0], "plane:N")
+        try:
+            n = int(parts[0])
+        except ValueError:
+            raise ValueError(f"plane source must be 'plane:N' with an integer N, got {source!r}") from None
         if n < 1:
             raise ValueError(f"plane grid size must be >= 1 (an N x N grid), got N={n}")
         if len(parts) == 3:
@@ -402,7 +231,7 @@ class ShardComputer:
     def __init__(self, spec: SweepSpec, device: str | None = None):
         self.spec = spec
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = _dtype(spec.dtype)
+        self.dtype = as_dtype(spec.dtype)
         self.model = load_model(spec.model, self.device, self.dtype)
         check_generator(self.model.G)  # before any forward pass: batch-coupled / stochastic / train mode
         self.E = math.prod(self.model.latent_shape)
@@ -478,7 +307,7 @@ class Sweep:
             raise ValueError(f"chunk_size must be >= 1 or None, got {spec.chunk_size}")
         if int(spec.shard_size) < 1 or int(spec.batch_size) < 1:
             raise ValueError(f"shard_size and batch_size must be >= 1, got {spec.shard_size}, {spec.batch_size}")
-        _dtype(spec.dtype)
+        as_dtype(spec.dtype)
         if spec.anchors is not None and not paths.resolve(spec.anchors).is_file():
             raise FileNotFoundError(f"anchors file {paths.resolve(spec.anchors)} does not exist")
         self.out = paths.resolve(out_dir)
@@ -502,7 +331,7 @@ class Sweep:
             raise FileNotFoundError(f"no sweep in {out} (missing {MANIFEST})")
         doc = json.loads(man.read_text())
         self = cls.__new__(cls)
-        self.spec = SweepSpec(**doc["settings"])
+        self.spec = SweepSpec(**{k: v for k, v in doc["settings"].items() if k != "engine_version"})
         self.out, self.shard_dir, self.overwrite, self.manifest = out, out / SHARD_DIR, False, doc
         kind, _, rest = self.spec.source.partition(":")
         self.source = parse_source(self.spec.source) if kind == "plane" else (kind, paths.resolve(rest))
@@ -538,7 +367,9 @@ class Sweep:
             if not overwrite:
                 diff = {k: (old.get("settings", {}).get(k), v) for k, v in self.spec.settings().items()
                         if old.get("settings", {}).get(k) != v}
-                raise ValueError(f"{self.out} holds a sweep with other settings (old, new): {diff}; use "
+                why = (" (engine_version: its rows were computed by another version of the descriptor code, "
+                       "geom.descriptors.ENGINE_VERSION)" if "engine_version" in diff else "")
+                raise ValueError(f"{self.out} holds a sweep with other settings (old, new): {diff}{why}; use "
                                  f"another output folder, or overwrite=True / --overwrite to start afresh")
             self._discard()
         elif "inputs" not in old:
@@ -620,12 +451,12 @@ class Sweep:
                 if model is None:
                     raise ValueError("the plane source needs the model's latent shape: pass the loaded model")
                 self._anchors = plane_anchors(model.latent_shape, self.spec.latent_seed, self.spec.anchors,
-                                              _dtype(self.spec.dtype))
+                                              as_dtype(self.spec.dtype))
             return
         if not self.load_cached_latents():
             if model is None:
                 raise ValueError("this latent source needs the model: pass the loaded model")
-            self._latents = _source_latents(self.source, model, _dtype(self.spec.dtype))
+            self._latents = _source_latents(self.source, model, as_dtype(self.spec.dtype))
             arr = self._latents.cpu().numpy()
             cache = paths.atomic_write(self.out / LATENTS, lambda tmp: np.save(tmp, arr))
             self.manifest["latents_sha256"] = file_digest(cache)
@@ -888,7 +719,7 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
         sweep.check_inputs(info["model_sha256"])
         if isinstance(sweep.source, PlaneSource):
             sweep._anchors = plane_anchors(tuple(info["latent_shape"]), sweep.spec.latent_seed, sweep.spec.anchors,
-                                           _dtype(sweep.spec.dtype))
+                                           as_dtype(sweep.spec.dtype))
         else:
             if probe is not None:  # the driver encodes the images: its copy of the weights must match too
                 sweep.check_inputs(probe)

@@ -214,6 +214,21 @@ def test_registered_loader_and_sweep_interface(monkeypatch):
     register_model("toy-legacy", MODELS["toy-legacy"])  # re-registering replaces (monkeypatch restores)
 
 
+def test_sweep_style_loader_in_training_mode_is_not_changed(monkeypatch):
+    """load_model hands a geom.sweep-style LoadedModel over as its loader returned it (geom.sweep checks it with
+    check_generator); load_generator refuses one in training mode before any forward pass: no BatchNorm
+    statistics updated, no .eval() on the caller's behalf."""
+    net = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8))  # training mode
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    legacy = LoadedModel(G=net, latent_shape=(16,))
+    monkeypatch.setitem(MODELS, "toy-train", lambda arg, device, dtype: legacy)
+    assert load_model("toy-train") is legacy
+    with pytest.raises(ValueError, match=r"training mode .*G\.eval\(\)"):
+        load_generator("toy-train")
+    assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    assert all(p.requires_grad for p in net.parameters())
+
+
 # ------------------------------------------------------------------------------------------- benchmarks/gpu.sh
 def test_gpu_benchmark_script_runs_at_a_tiny_size_on_cpu(tmp_path):
     """benchmarks/gpu.sh (written for one CUDA GPU) runs as is on the CPU at latent 2 x 2, k = 2, and its JSON

@@ -236,7 +236,7 @@ def test_cli_kill_and_resume_ray(tmp_path, reference):
 
 
 def test_bad_specs_fail_before_work(tmp_path):
-    with pytest.raises(ValueError, match="unknown model spec"):
+    with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
         run_sweep(SweepSpec(model="no-such-model", source="plane:4"), tmp_path / "a")
     assert not (tmp_path / "a").exists()
     with pytest.raises(ValueError, match="grid size must be >= 1"):
@@ -319,11 +319,15 @@ def test_npy_latents_and_encoded_images(tmp_path):
     np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-12)
 
 
-def test_diffusers_folder_and_pipeline_models(tmp_path, monkeypatch):
-    """A local diffusers folder loads only its VAE (decoder z -> decode(z / scaling_factor)); 'tiny-ldm' goes
-    through geom.models.load_pipeline (faked here: the checkpoint is another issue's)."""
+def test_diffusers_folder_and_pipeline_models(tmp_path):
+    """A local diffusers folder loads only its VAE (decoder z -> decode(z / scaling_factor)); 'tiny-ldm' is the
+    decoder of geom.models.load_pipeline. Both resolve through geom.models.load_generator, whose registry
+    geom.sweep re-exports."""
     from diffusers import AutoencoderKL
 
+    from geom.models import generators, load_pipeline
+
+    assert geom.sweep.MODELS is generators.MODELS and geom.sweep.load_model is generators.load_model
     vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
                         up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
                         sample_size=16, layers_per_block=1).eval()
@@ -337,23 +341,36 @@ def test_diffusers_folder_and_pipeline_models(tmp_path, monkeypatch):
     assert lat.shape == (4, 4, 8, 8)
     G = geom.with_module(lambda v: vae.decode(v / vae.config.scaling_factor).sample, vae)
     ref = geom.describe(G, lat, k=8, radius=0.01, dim=4, seed=0, batch_size=16, progress=False)
+    # float32: the registry's frozen weights may take another oneDNN convolution path (~1e-5 relative)
     np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-4)
     np.testing.assert_array_equal(df["delta"], ref["delta"])
 
-    class FakePipe:
-        latent_shape = (4, 8, 8)
-        image_size = (64, 64)
-
-        def __init__(self):
-            self.vae = vae
-            self.vae_decode = G
-
-    import geom.models as gm
-    monkeypatch.setattr(gm, "load_pipeline", lambda name, device="cpu", dtype=None: FakePipe(),
-                        raising=False)
     m = geom.sweep.load_model("tiny-ldm")
-    assert m.latent_shape == (4, 8, 8) and m.image_size == (3, 64, 64)
-    assert torch.equal(m.G(lat[:1]), G(lat[:1]))
+    pipe = load_pipeline("tiny-ldm")
+    assert m.latent_shape == (4, 8, 8) and m.image_size == (3, 32, 32)
+    zt = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(m.G(zt), pipe.vae_decode(zt))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_dcgan_faces_as_a_sweep_model(tmp_path):
+    """The pretrained dcgan-faces (geom.models.load_generator) is a sweep model spec: the sweep's rows are
+    geom.describe's of the loaded generator on the plane's latents, and its weights hash is recorded."""
+    from geom.models import load_generator
+
+    spec = SweepSpec(model="dcgan-faces", source="plane:2", k=8, dim=2, radius=1e-5, seed=1, shard_size=3,
+                     batch_size=2, latent_seed=4)
+    df = run_sweep(spec, tmp_path / "out", progress=False)
+    G = load_generator("dcgan-faces")
+    z = geom.sweep.plane_latents(geom.sweep.plane_anchors((100,), latent_seed=4), geom.sweep.PlaneSource(2),
+                                 np.arange(4))
+    ref = geom.describe(G, z, k=8, radius=1e-5, dim=2, seed=1, batch_size=2, progress=False)
+    for c in ("psi", "nu", "delta"):
+        np.testing.assert_array_equal(df[c].to_numpy(), ref[c].to_numpy())
+    assert np.isfinite(df["psi"]).all() and (df["nu"] > 1).all()
+    man = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert man["inputs"]["model"] == geom.sweep.model_digest(geom.sweep.load_model("dcgan-faces"))
 
 
 # ------------------------------------------------------------------------------------- resuming over changed inputs
@@ -490,3 +507,35 @@ def test_load_sweep_is_read_only(tmp_path):
     with pytest.raises(FileNotFoundError, match="no sweep"):
         load_sweep(tmp_path / "nothing")
     assert not (tmp_path / "nothing").exists()
+
+
+def test_sweep_of_another_descriptor_engine_is_refused(tmp_path, monkeypatch):
+    """Rows computed by other descriptor code (geom.descriptors.ENGINE_VERSION, recorded in the manifest's
+    settings) are never served: a complete or unfinished sweep is refused naming engine_version, an old
+    manifest without it too; overwrite recomputes. Reference: geom.describe on the same latents."""
+    import geom.descriptors
+
+    spec = SweepSpec(model="mlp:0", source="plane:2", k=8, shard_size=2, dtype="float64", radius=0.05)
+    out = tmp_path / "out"
+    ref = run_sweep(spec, out, progress=False)
+    assert json.loads((out / "sweep.json").read_text())["settings"]["engine_version"] == geom.descriptors.ENGINE_VERSION
+    monkeypatch.setattr(geom.descriptors, "ENGINE_VERSION", geom.descriptors.ENGINE_VERSION + 1)
+    with pytest.raises(ValueError, match="engine_version.*descriptor code"):
+        run_sweep(spec, out, progress=False)  # complete
+    (out / "shards" / "part-000001.parquet").unlink()
+    with pytest.raises(ValueError, match="engine_version"):
+        run_sweep(spec, out, progress=False)  # unfinished
+    got = run_sweep(spec, out, overwrite=True, progress=False)
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["settings"]["engine_version"] == geom.descriptors.ENGINE_VERSION
+    pd.testing.assert_frame_equal(got, ref)
+    pd.testing.assert_frame_equal(load_sweep(out), ref)  # the read-only view accepts the recorded version
+    monkeypatch.undo()
+    doc["settings"].pop("engine_version")  # a manifest written before the version was recorded
+    (out / "sweep.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"'engine_version': \(None, "):
+        run_sweep(spec, out, progress=False)
+    z = geom.sweep.plane_latents(geom.sweep.plane_anchors((16,), dtype=torch.float64), geom.sweep.PlaneSource(2),
+                                 np.arange(4))
+    desc = geom.describe(geom.sweep.load_model("mlp:0", dtype="float64").G, z, k=8, radius=0.05, progress=False)
+    np.testing.assert_allclose(ref["psi"], desc["psi"], rtol=1e-12)

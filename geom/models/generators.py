@@ -291,18 +291,28 @@ def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu",
 
     Raises ``ValueError`` for an unknown name (listing the known ones) or a bad argument,
     ``FileNotFoundError`` for a missing package, checkpoint or folder file (naming the fix)."""
+    spec, obj = _load(name_or_path, device, dtype)
+    return _finish(_as_generator(obj, spec, torch.device(device), as_dtype(dtype)), spec)
+
+
+def _finish(gen: Generator, spec: str) -> Generator:
+    """Name (the spec; ``mlp``/``sd-vae-random`` keep their loader's name), eval mode, frozen parameters."""
+    if spec.partition(":")[0] not in ("mlp", "sd-vae-random"):
+        gen.name = spec
+    return gen.eval().requires_grad_(False)
+
+
+def _load(name_or_path: str | Path, device: str | torch.device, dtype: str | torch.dtype
+          ) -> tuple[str, Generator | LoadedModel]:
+    """``(spec, what the loader returned)``; ``spec`` is the absolute path for a folder."""
     spec = str(name_or_path)
     check_model_spec(spec)
     device, dtype = torch.device(device), as_dtype(dtype)
     name, _, arg = spec.partition(":")
     if name in MODELS:
-        gen = _as_generator(MODELS[name](arg, device, dtype), spec, device, dtype)
-    else:
-        folder = paths.resolve(spec)
-        gen = _load_folder(folder, device, dtype)
-        spec = str(folder)
-    gen.name = spec if name not in ("mlp", "sd-vae-random") else gen.name
-    return gen.eval().requires_grad_(False)
+        return spec, MODELS[name](arg, device, dtype)
+    folder = paths.resolve(spec)
+    return str(folder), _load_folder(folder, device, dtype)
 
 
 # ------------------------------------------------------------------------------------------- geom.sweep
@@ -328,6 +338,10 @@ def _as_generator(obj, name: str, device: torch.device, dtype: torch.dtype) -> G
     if not isinstance(net, nn.Module):
         raise TypeError(f"the loader of {name!r} returned a LoadedModel whose G is neither an nn.Module nor a "
                         f"callable with a .module (geom.complexity.with_module)")
+    training = [n or type(net).__name__ for n, m in net.named_modules() if m.training]
+    if training:  # refused before any forward pass (it would update BatchNorm statistics): no .eval() for it
+        raise ValueError(f"the loader of {name!r} returned a generator with modules in training mode "
+                         f"({', '.join(training[:3])}); call G.eval() in the loader")
     with torch.no_grad():
         out = G(torch.zeros(1, *obj.latent_shape, dtype=dtype, device=device))
     return ModuleGenerator(name, net, obj.latent_shape, tuple(out.shape[1:]),
@@ -335,6 +349,11 @@ def _as_generator(obj, name: str, device: torch.device, dtype: torch.dtype) -> G
 
 
 def load_model(model: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> LoadedModel:
-    """``load_generator`` for ``geom.sweep``: the generator as a ``LoadedModel`` (``G`` is the ``Generator``)."""
-    gen = load_generator(model, device, dtype)
+    """``load_generator`` for ``geom.sweep``: the generator as a ``LoadedModel`` (``G`` is the ``Generator``).
+    A loader registered the ``geom.sweep`` way keeps its ``LoadedModel`` as it returned it (its module's mode
+    and parameters untouched: ``geom.sweep`` checks it with ``geom.jacobian.check_generator``)."""
+    spec, obj = _load(model, device, dtype)
+    if isinstance(obj, LoadedModel):
+        return obj
+    gen = _finish(_as_generator(obj, spec, torch.device(device), as_dtype(dtype)), spec)
     return LoadedModel(G=gen, latent_shape=gen.latent_shape, encode=gen.encode, image_size=gen.image_size)
