@@ -2,6 +2,7 @@
 tests and the runner agree whatever the current working directory is."""
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from pathlib import Path
@@ -19,6 +20,16 @@ def resolve(path: str | Path) -> Path:
     """Absolute path: relative paths are taken relative to the repository root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else ROOT / p
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks): the content hash behind checkpoint checks and
+    resumable caches."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:

@@ -193,13 +193,7 @@ def plane_latents(anchors: Tensor, src: PlaneSource, index: np.ndarray) -> Tenso
 
 
 # ----------------------------------------------------------------------------------------------- content hashes
-def file_digest(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_digest = paths.file_sha256  # SHA-256 (hex) of a file's bytes
 
 
 def folder_digest(folder: str | Path) -> str:

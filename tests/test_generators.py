@@ -91,7 +91,7 @@ def test_wrong_checksum_names_the_install_command(tmp_path):
     data = bytearray(bad.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one byte inside a weight tensor
     bad.write_bytes(bytes(data))
-    assert dcgan.sha256(bad) != dcgan.SHA256 and dcgan.sha256(dcgan.weights_path()) == dcgan.SHA256
+    assert paths.file_sha256(bad) != dcgan.SHA256 and paths.file_sha256(dcgan.weights_path()) == dcgan.SHA256
     with pytest.raises(ValueError, match="SHA-256") as e:
         dcgan.load_dcgan_faces(bad)
     assert "--force-reinstall" in str(e.value) and dcgan.SHA256 in str(e.value)

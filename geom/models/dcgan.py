@@ -17,13 +17,13 @@ mode (running statistics) the network before the Tanh is continuous piecewise li
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from ..paths import file_sha256
 from .generators import Generator
 
 PACKAGE = "gan_face_generate"
@@ -76,15 +76,6 @@ def weights_path() -> Path:
     return path
 
 
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_dcgan_faces(path: str | Path | None = None, device: str | torch.device = "cpu",
                      dtype: torch.dtype = torch.float32) -> DCGANGenerator:
     """The pretrained DigiFace-1M DCGAN as a ``DCGANGenerator`` (name ``"dcgan-faces"``) in eval mode with
@@ -97,7 +88,7 @@ def load_dcgan_faces(path: str | Path | None = None, device: str | torch.device 
     path = weights_path() if path is None else Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dcgan-faces weights {path} do not exist; install them: `{INSTALL}")
-    digest = sha256(path)
+    digest = file_sha256(path)
     if digest != SHA256:
         raise ValueError(f"dcgan-faces weights {path} have SHA-256 {digest}, expected {SHA256} "
                          f"({DISTRIBUTION}); reinstall: "

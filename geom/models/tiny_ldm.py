@@ -24,7 +24,6 @@ Checkpoints for resuming go to ``OUT/runs/`` (git-ignored); the final folder ``O
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import re
@@ -43,7 +42,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from .. import shapes
-from ..paths import CHECKPOINTS, atomic_write, resolve
+from ..paths import CHECKPOINTS, atomic_write, file_sha256, resolve
 
 DEFAULT_DIR = CHECKPOINTS / "tiny-ldm"
 PAD, BOS, UNK = "<pad>", "<bos>", "<unk>"
@@ -172,21 +171,13 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
             pe.lerp_(p, 1 - decay)
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_sha256sums(folder: Path) -> Path:
     """``SHA256SUMS`` (``sha256sum`` format) of every file in ``folder`` except ``runs/`` and itself."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and "runs" not in p.relative_to(folder).parts
                    and p.name != "SHA256SUMS")
     out = folder / "SHA256SUMS"
-    out.write_text("".join(f"{sha256(p)}  {p.relative_to(folder).as_posix()}\n" for p in files))
+    out.write_text("".join(f"{file_sha256(p)}  {p.relative_to(folder).as_posix()}\n" for p in files))
     return out
 
 
@@ -201,7 +192,7 @@ def verify_sha256sums(folder: Path) -> None:
         p = folder / name.strip()
         if not p.exists():
             raise FileNotFoundError(f"{p} (listed in SHA256SUMS) is missing")
-        if sha256(p) != digest:
+        if file_sha256(p) != digest:
             raise ValueError(f"{p} does not match its SHA-256 in SHA256SUMS (corrupted or modified checkpoint)")
 
 
