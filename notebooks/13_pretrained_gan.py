@@ -135,7 +135,8 @@ assert np.allclose(plane["u"], u) and np.allclose(plane["v"], v)
 zp = slices.plane_latents(anchors, u, v)
 plane["inside_hull"] = slices.in_hull(u, v)
 basis = polytope_basis(E, min(DIM, E), SEED)  # the polytope basis of geom.sweep and geom.describe
-plane["delta_large"] = geom.local_complexity(G, zp, radius=RADIUS_LARGE, dim=DIM, basis=basis).numpy()
+plane["delta_large"] = geom.local_complexity(G, zp, radius=RADIUS_LARGE, dim=DIM, basis=basis,
+                                             batch_size=64).numpy()  # 64 x 2P float64 forwards at a time
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(18, 4.0))
@@ -408,7 +409,7 @@ zd = z_pool[:min(N_DELTA, len(z_pool))]
 tanh_keys = {n for n, m in activation_modules(G).items() if isinstance(m, torch.nn.Tanh)}
 delta_rows, layer_rows = [], []
 for r in (RADIUS, RADIUS_LARGE):
-    tot, per = geom.local_complexity(G, zd, radius=r, dim=DIM, basis=basis, per_layer=True)
+    tot, per = geom.local_complexity(G, zd, radius=r, dim=DIM, basis=basis, per_layer=True, batch_size=64)
     tanh = sum((cnt for key, cnt in per.items() if key.split("#")[0] in tanh_keys), torch.zeros_like(tot))
     no_tanh = tot - tanh
     for name, x in (("with Tanh", tot), ("without Tanh", no_tanh)):
