@@ -367,7 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.time()
     for n in names:
-        run_notebook(n, params, smoke=a.smoke, inplace=a.inplace, output_dir=a.output_dir, timeout=a.timeout)
+        try:
+            run_notebook(n, params, smoke=a.smoke, inplace=a.inplace, output_dir=a.output_dir, timeout=a.timeout)
+        except KeyboardInterrupt:
+            print(f"[geom.run] {n}: interrupted. Run the same command again to restart it; notebooks with a "
+                  f"resumable cache or sweep (04, 05, 13) continue where they stopped.", file=sys.stderr, flush=True)
+            return 130
     print(f"[geom.run] {len(names)} notebook(s) in {time.time() - t0:.1f} s", flush=True)
     return 0
 

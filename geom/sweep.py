@@ -803,9 +803,13 @@ def _unwrap(ray, RayTaskError, fn):
 
 
 # ----------------------------------------------------------------------------------------------- CLI
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's line breaks and shows every option's default."""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m geom.sweep", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=_HelpFormatter)
     ap.add_argument("--model", required=True, help="mlp:<seed>, sd-vae-random:<latent_size>, tiny-ldm or a folder")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--plane", type=int, metavar="N", help="N x N grid on the plane through three latents")
@@ -822,18 +826,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--radius", type=float, default=1e-5, help="cross-polytope radius for delta")
     ap.add_argument("--seed", type=int, default=0, help="seed of the projection and polytope basis")
     ap.add_argument("--no-complexity", action="store_true", help="skip delta")
-    ap.add_argument("--shard-size", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--chunk-size", type=int, default=None, help="VJPs vmapped at once (memory); default all k")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
-    ap.add_argument("--executor", default="local", choices=["local", "ray"])
+    ap.add_argument("--shard-size", type=int, default=64, help="latents per resumable shard (one Parquet file)")
+    ap.add_argument("--batch-size", type=int, default=16, help="latents per Jacobian / delta batch")
+    ap.add_argument("--chunk-size", type=int, default=None, help="VJPs vmapped at once (memory); None: all k at once")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"],
+                    help="dtype of the model and latents (delta is always evaluated in float64)")
+    ap.add_argument("--executor", default="local", choices=["local", "ray"],
+                    help="local: this process; ray: one Ray actor per worker")
     ap.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://host:10001'); "
-                                                     "default: start a local Ray instance")
-    ap.add_argument("--workers", type=int, default=None, help="Ray workers (default: #GPUs, else #CPUs)")
+                                                     "None: start a local Ray instance")
+    ap.add_argument("--workers", type=int, default=None, help="Ray workers (None: #GPUs, else #CPUs)")
     ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ap.add_argument("--device", default=None, help="cpu or cuda (None: cuda when available)")
     ap.add_argument("--overwrite", action="store_true", help="discard a different sweep in --out")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     a = ap.parse_args(argv)
     if a.plane is not None:
         source = f"plane:{a.plane}" + (f":{a.extent[0]}:{a.extent[1]}" if a.extent else "")
@@ -852,6 +858,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError) as e:
         print(f"geom.sweep: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"geom.sweep: interrupted; the finished shards are kept in {paths.resolve(a.out) / SHARD_DIR}. Run the "
+              f"same command again to resume.", file=sys.stderr)
+        return 130
     print(f"geom.sweep: {len(df)} rows in {paths.resolve(a.out) / SHARD_DIR}")
     return 0
 

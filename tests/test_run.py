@@ -161,3 +161,13 @@ def test_every_smoke_parameter_is_a_notebook_parameter():
     for name in run.notebook_names():
         run.check_parameters(name, run.smoke_parameters(name), origin="smoke.yml")
     assert {"STEPS", "EARLY"} <= set(run.notebook_parameters("02_toy_ddpm"))
+
+
+def test_interrupt_says_how_to_rerun(monkeypatch, capsys):
+    def interrupted(name, params, check_only=False, **kw):
+        if not check_only:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(run, "run_notebook", interrupted)
+    assert run.main(["00_quickstart"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run the same command again" in err[0].lower()

@@ -539,3 +539,23 @@ def test_sweep_of_another_descriptor_engine_is_refused(tmp_path, monkeypatch):
                                  np.arange(4))
     desc = geom.describe(geom.sweep.load_model("mlp:0", dtype="float64").G, z, k=8, radius=0.05, progress=False)
     np.testing.assert_allclose(ref["psi"], desc["psi"], rtol=1e-12)
+
+
+def test_cli_interrupt_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(geom.sweep, "run_sweep", interrupted)
+    rc = geom.sweep.main(["--model", "mlp:0", "--plane", "2", "--out", str(tmp_path / "s"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and len(err) == 1 and "run the same command again to resume" in err[0].lower()
+
+
+def test_cli_help_shows_every_default_and_describes_every_option(capsys):
+    with pytest.raises(SystemExit):
+        geom.sweep.main(["--help"])
+    out = capsys.readouterr().out
+    options = [ln.split()[0] for ln in out.splitlines() if ln.strip().startswith("--") and ln.strip() != "--help"]
+    assert "--shard-size" in options and "--batch-size" in options and "(default: 64)" in out
+    blocks = out.split("\n  --")[1:]
+    undocumented = [b.split()[0] for b in blocks if len(b.split()) < 3 and "default" not in b]
+    assert not undocumented, undocumented
