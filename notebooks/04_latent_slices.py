@@ -219,10 +219,14 @@ print(f"nu within [1, {min(K, E)}]: {bool(df['nu'].between(1, min(K, E)).all())}
 # Committed full-size outputs (`figures/04_latent_slices/`, `data/results/04_latent_slices.json`) are from
 # `python -m geom.run 04_latent_slices` at the default $N = 40$ on tiny-ldm (1600 latents, 925 s = 0.54 s per
 # latent with two threads on an otherwise idle 2-core CPU; an earlier $N = 16$ run gave the same numbers to
-# within 0.01 AUROC). The smoke run above ($N = 5$) is too coarse to judge.
+# within 0.01 AUROC). Re-run on 2026-11-30 after the descriptor fixes of issue 12 (3170 s on a heavily loaded
+# machine): $\psi$ and $\nu$ are unchanged; $\delta$ is now evaluated in float64 (in float32, rounding near
+# the joints flipped neurons at $r = 10^{-5}$ and made $\delta$ depend on the batch size): at $r = 10^{-5}$ the
+# zero fraction went from 95.3% to 95.6% and the maximum from 2 to 1; at $r = 0.05$ the AUROC moved by 1e-4.
+# The smoke run above ($N = 5$) is too coarse to judge.
 #
 # | paper (SD v1.4, Sec. 3.3.1, Fig. 5, Figs. 21-26) | measured here (tiny-ldm, $N = 40$) | agree? |
 # | --- | --- | --- |
 # | the descriptors vary smoothly over the slice, with structure tied to the anchors and their convex hull | $\psi \in [-330, -180]$, $\nu \in [76, 92]$; $\psi$ is larger inside the hull (mean -238 vs -281 outside, AUROC 0.84) and lowest where the plane extrapolates far from the anchors ($u$ or $v = 1.5$); $\nu$ is smaller inside (AUROC 0.24), with a sharp minimum between $z_0$ and $z_1$ where the decoded images blend two shapes | yes, qualitatively |
 # | decoded images at high $\psi$ are more detailed / textured, at low $\psi$ smoother | the highest-$\psi$ points ($u \approx 0.4$, $v \approx 0.1$) decode to blends of two shapes over stripes, the lowest to washed-out extrapolations at the far corners; over the grid Spearman($\psi$, pixel roughness) = -0.33 | partly: high $\psi$ marks "in-between" images, not rougher ones |
-# | $\delta$ with $r = 10^{-5}$, $P = 4$ is informative | on tiny-ldm $\delta = 0$ at 95% of the grid (max 2, scattered single points); at $r = 0.05$, $\delta \in [63, 606]$ and it peaks where $\psi$ does (mean 359 inside vs 191 outside, AUROC 0.88) | not at the paper's radius; yes at $r = 0.05$ |
+# | $\delta$ with $r = 10^{-5}$, $P = 4$ is informative | on tiny-ldm $\delta = 0$ at 96% of the grid (max 1, scattered single points; AUROC inside 0.54): the finding survives the float64 fix; at $r = 0.05$, $\delta \in [63, 606]$ and it peaks where $\psi$ does (mean 359 inside vs 191 outside, AUROC 0.88) | not at the paper's radius; yes at $r = 0.05$ |
