@@ -76,3 +76,27 @@ def descriptor_hist(df, by: str, columns: Sequence[str] = ("psi", "nu", "delta")
         ax.set_xlabel(LABELS.get(col, col))
     fig.tight_layout()
     return fig
+
+
+def level_set_rows(images, levels: dict, n_show: int = 8, scale: float = 0.75):
+    """Fig. 9 of Humayun et al.: one panel per descriptor, one row per level set, ``n_show`` images per row.
+
+    ``images`` ``(N, C, H, W)`` / ``(N, H, W, C)`` in [0, 1]; ``levels`` ``{name: (level (N,) int, edges (L + 1,))}``
+    as returned by ``geom.trajectories.level_sets`` (level 0 = lowest)."""
+    x = _to_numpy_images(images)
+    H, W = x.shape[1:3]
+    L = max(len(edges) - 1 for _, edges in levels.values())
+    fig, axes = plt.subplots(1, len(levels), figsize=(len(levels) * n_show * scale, L * 0.8 + 0.8), squeeze=False)
+    for ax, (c, (lv, edges)) in zip(axes[0], levels.items()):
+        L = len(edges) - 1
+        canvas = np.ones((L * (H + 2), n_show * (W + 2), x.shape[-1]))
+        for l in range(L):
+            for j, i in enumerate(np.nonzero(np.asarray(lv) == l)[0][:n_show]):
+                canvas[l * (H + 2):l * (H + 2) + H, j * (W + 2):j * (W + 2) + W] = x[i]
+        ax.imshow(canvas.squeeze(-1) if canvas.shape[-1] == 1 else canvas, cmap="gray")
+        ax.set_xticks([])
+        ax.set_yticks([(l + 0.5) * (H + 2) for l in range(L)])
+        ax.set_yticklabels([f"L{l + 1} [{edges[l]:.3g}, {edges[l + 1]:.3g}]" for l in range(L)], fontsize=7)
+        ax.set_title(f"level sets of {c}")
+    fig.tight_layout()
+    return fig

@@ -49,7 +49,7 @@ import seaborn as sns
 import torch
 
 import geom
-from geom import shapes
+from geom import plots, shapes
 from geom import trajectories as tr
 from geom.models import load_pipeline
 from geom.run import Outputs
@@ -112,23 +112,7 @@ print("features", feats.shape)
 # %%
 DESC = ["psi", "nu", "delta"]
 levels = {c: tr.level_sets(df[c], LEVELS) for c in DESC}
-n_show = 8
-fig, axes = plt.subplots(1, 3, figsize=(3 * n_show * 0.75, LEVELS * 0.8 + 0.8))
-H, W = pipe.image_size
-show = ((imgs.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
-for ax, c in zip(axes, DESC):
-    lv, edges = levels[c]
-    L = len(edges) - 1
-    canvas = np.ones((L * (H + 2), n_show * (W + 2), 3))
-    for l in range(L):
-        for j, i in enumerate(np.nonzero(lv == l)[0][:n_show]):
-            canvas[l * (H + 2):l * (H + 2) + H, j * (W + 2):j * (W + 2) + W] = show[i]
-    ax.imshow(canvas)
-    ax.set_xticks([])
-    ax.set_yticks([(l + 0.5) * (H + 2) for l in range(L)])
-    ax.set_yticklabels([f"L{l + 1} [{edges[l]:.3g}, {edges[l + 1]:.3g}]" for l in range(L)], fontsize=7)
-    ax.set_title(f"level sets of {c}")
-fig.tight_layout()
+fig = plots.level_set_rows((imgs.clamp(-1, 1) + 1) / 2, levels, n_show=8)
 out.savefig(fig, "fig9_level_sets")
 plt.show()
 

@@ -81,7 +81,7 @@ from geom import inversion, paths, polarity, slices, sweep
 from geom import trajectories as tr
 from geom.complexity import activation_modules, polytope_basis
 from geom.models import load_generator, load_model
-from geom.plots import descriptor_hist, image_grid
+from geom.plots import descriptor_hist, image_grid, level_set_rows
 from geom.run import Outputs
 
 torch.set_num_threads(2)
@@ -250,23 +250,7 @@ plt.show()
 vendi_df.round(3)
 
 # %%
-n_show = 8
-fig, axes = plt.subplots(1, 3, figsize=(3 * n_show * 0.75, LEVELS * 0.8 + 0.8))
-H = W = G.output_shape[-1]
-img01 = show(imgs).transpose(0, 2, 3, 1)
-for ax, c in zip(axes, DESC):
-    lv, edges = levels[c]
-    L = len(edges) - 1
-    canvas = np.ones((L * (H + 2), n_show * (W + 2), 3))
-    for l in range(L):
-        for j, i in enumerate(np.nonzero(lv == l)[0][:n_show]):
-            canvas[l * (H + 2):l * (H + 2) + H, j * (W + 2):j * (W + 2) + W] = img01[i]
-    ax.imshow(canvas)
-    ax.set_xticks([])
-    ax.set_yticks([(l + 0.5) * (H + 2) for l in range(L)])
-    ax.set_yticklabels([f"L{l + 1} [{edges[l]:.3g}, {edges[l + 1]:.3g}]" for l in range(L)], fontsize=7)
-    ax.set_title(f"level sets of {c}")
-fig.tight_layout()
+fig = level_set_rows(show(imgs), {c: levels[c] for c in DESC}, n_show=8)
 out.savefig(fig, "fig9_level_sets")
 plt.show()
 

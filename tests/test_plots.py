@@ -31,3 +31,20 @@ def test_descriptor_maps_orientation_and_errors():
     assert grid[0, 1] == 1.0 and grid[1, 0] == n  # row-major, first coordinate fastest
     with pytest.raises(ValueError, match="grid"):
         plots.descriptor_maps(df.iloc[:5], n)
+
+
+def test_level_set_rows_places_each_image_in_its_level_row():
+    from geom.trajectories import level_sets
+    imgs = torch.rand(30, 3, 4, 5)
+    score = np.arange(30.0)[::-1].copy()  # image i has level set by its score
+    lv, edges = level_sets(score, 3)
+    fig = plots.level_set_rows(imgs, {"psi": (lv, edges), "nu": (lv, edges)}, n_show=4)
+    assert len(fig.axes) == 2 and [a.get_title() for a in fig.axes] == ["level sets of psi", "level sets of nu"]
+    canvas = np.asarray(fig.axes[0].images[0].get_array())
+    assert canvas.shape == (3 * (4 + 2), 4 * (5 + 2), 3)
+    for level in range(3):
+        members = np.nonzero(lv == level)[0][:4]
+        for j, i in enumerate(members):  # brute force: the tile at (level, j) is image i
+            tile = canvas[level * 6:level * 6 + 4, j * 7:j * 7 + 5]
+            np.testing.assert_allclose(tile, imgs[i].permute(1, 2, 0).numpy(), rtol=1e-6)
+    assert len(fig.axes[0].get_yticklabels()) == 3
