@@ -401,15 +401,17 @@ def _code_state() -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="mlp,tiny-ldm,dcgan-faces,sd-vae")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--models", default="mlp,tiny-ldm,dcgan-faces,sd-vae",
+                    help="comma-separated models to time")
     ap.add_argument("--reps", type=int, default=2, help="repetitions of each timing (tiny-ldm, dcgan-faces)")
-    ap.add_argument("--k", type=int, default=120)
+    ap.add_argument("--k", type=int, default=120, help="output projection dimension (paper: 120)")
     ap.add_argument("--sd-k", type=int, default=16,
                     help="k for the SD-VAE decoder (k=120 takes ~120 VJPs of ~2-10 s each on a shared 2-core CPU; "
                          "the k=120 figures are then extrapolated linearly in k, see results.json)")
     ap.add_argument("--sd-chunk", type=int, default=None, help="chunk_size of the SD-VAE engine run")
-    ap.add_argument("--out", default=str(HERE / "results.json"))
+    ap.add_argument("--out", default=str(HERE / "results.json"), help="JSON file the results are written to")
     ap.add_argument("--note", default=None, help="a remark stored in the results (e.g. the machine's load)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the other models' entries already in --out (replace only those run now)")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .complexity import local_complexity, polytope_basis
 from .jacobian import check_generator, check_latents, jacobian, output_dim, random_projection

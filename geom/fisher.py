@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = [
     "ParamGrid", "PosteriorNet", "make_bundles", "train_posterior", "predict_posterior", "LogPartitionNet",

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .descriptors import describe
 from .diffusion import DDIMResult, DDIMStep, sample

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .descriptors import local_rank, nonzero_mask, singular_values
 from .jacobian import check_latents, jacobian

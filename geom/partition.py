@@ -187,7 +187,7 @@ def partition(model: nn.Module | list, domain: tuple[float, float, float, float]
     Returns:
         ``Partition`` with ``R`` regions; ``A`` ``(R, D, 2)``, ``b`` ``(R, D)``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     layers = relu_layers(model)
     x0, x1, y0, y1 = map(float, domain)

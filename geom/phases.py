@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = [
     "seed_latents", "noise_plane", "plane_points", "generate_plane", "image_features", "kmeans_phases",
@@ -289,7 +289,7 @@ def path_length(metric_fn, path: torch.Tensor) -> float:
     d = p[1:] - p[:-1]
     g = torch.as_tensor(metric_fn(0.5 * (p[1:] + p[:-1]))).double()
     q = torch.einsum("ki,kij,kj->k", d, g, d)
-    return float(q.clamp_min(0).sqrt().sum())
+    return float(q.detach().clamp_min(0).sqrt().sum())
 
 
 def psd_metric(metric_fn, floor: float = 1e-6):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 __all__ = [
     "ising_chain_logz", "ising_chain_sample", "ising_chain_stats", "ising_chain_features",

@@ -100,3 +100,97 @@ def level_set_rows(images, levels: dict, n_show: int = 8, scale: float = 0.75):
         ax.set_title(f"level sets of {c}")
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------------------- layout check
+def _overlap(a, b, tol: float) -> bool:
+    """Whether two display-space bounding boxes overlap by more than ``tol`` pixels in both directions."""
+    return min(a.x1, b.x1) - max(a.x0, b.x0) > tol and min(a.y1, b.y1) - max(a.y0, b.y0) > tol
+
+
+def _axes_texts(ax):
+    """(what, Text) of the visible, non-empty labels an axes owns: titles, axis labels, tick labels."""
+    out = [(f"title '{t.get_text()}'", t) for t in (ax.title, ax._left_title, ax._right_title)]
+    out += [(f"x label '{ax.xaxis.label.get_text()}'", ax.xaxis.label),
+            (f"y label '{ax.yaxis.label.get_text()}'", ax.yaxis.label)]
+    if ax.axison:  # tick labels inside the view limits (the locator also returns ticks beyond them, not drawn)
+        for name, labels, lim, k in (("x", ax.get_xticklabels(), ax.get_xlim(), 0),
+                                     ("y", ax.get_yticklabels(), ax.get_ylim(), 1)):
+            lo, hi = sorted(lim)
+            pad = 1e-9 * max(1.0, abs(hi - lo))
+            out += [(f"{name} tick label '{t.get_text()}'", t) for t in labels
+                    if lo - pad <= t.get_position()[k] <= hi + pad]
+    return [(w, t) for w, t in out if t.get_visible() and t.get_text().strip()]
+
+
+def _data_points(ax) -> np.ndarray:
+    """Display coordinates of the data an axes draws in data coordinates: line vertices (sampled along each
+    segment), errorbar segments, scatter offsets. Reference lines in axes coordinates (axhline) are not data."""
+    pts = []
+    for line in ax.lines:
+        if line.get_visible() and line.get_transform() == ax.transData and len(line.get_xydata()):
+            xy = np.asarray(line.get_xydata(), float)
+            if len(xy) > 1:  # points along each segment, so a legend over a line between markers counts
+                s = np.linspace(0, 1, 16)[:, None, None]
+                xy = np.concatenate([xy, (xy[:-1] + s * (xy[1:] - xy[:-1])).reshape(-1, 2)])
+            pts.append(ax.transData.transform(xy))
+    for c in ax.collections:
+        if not c.get_visible():
+            continue
+        if hasattr(c, "get_segments") and c.get_transform() == ax.transData:
+            for seg in c.get_segments():
+                seg = np.asarray(seg, float)
+                if len(seg) > 1:
+                    s = np.linspace(0, 1, 16)[:, None, None]
+                    pts.append(ax.transData.transform((seg[:-1] + s * (seg[1:] - seg[:-1])).reshape(-1, 2)))
+        elif hasattr(c, "get_offsets") and c.get_offset_transform() == ax.transData and len(c.get_offsets()):
+            pts.append(ax.transData.transform(np.asarray(c.get_offsets(), float)))
+    pts = [p[np.isfinite(p).all(1)] for p in pts]
+    return np.concatenate(pts) if pts else np.zeros((0, 2))
+
+
+def layout_problems(fig, tol: float = 1.0) -> list[str]:
+    """What a reader of ``fig`` at its rendered size cannot read cleanly, as sentences (empty: none).
+
+    Checked after drawing: (1) a label of one axes (title, axis label, tick label) overlapping another axes'
+    plotting area or labels (a y label running into the panel on its left); (2) the figure's suptitle
+    overlapping an axes or its labels; (3) a legend covering data points, lines or error bars of its axes; (4)
+    a matplotlib layout-engine warning (tight/constrained layout that could not make room). Twin axes (same
+    plotting area) are not compared. ``tol``: overlaps of at most this many pixels are ignored."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    problems = [f"layout warning: {w.message}" for w in caught if "layout" in str(w.message).lower()]
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    texts = {id(ax): [(w, t.get_window_extent(r)) for w, t in _axes_texts(ax)] for ax in axes}
+    for i, a in enumerate(axes):
+        for b in axes:
+            if b is a or _overlap(a.bbox, b.bbox, tol) and (a.bbox.bounds == b.bbox.bounds):
+                continue  # the same plotting area: twinx / twiny
+            for what, box in texts[id(a)]:
+                if b.axison and _overlap(box, b.bbox, tol) and not _overlap(a.bbox, b.bbox, tol):
+                    problems.append(f"{what} of panel {i + 1} runs into panel {axes.index(b) + 1}")
+                for what_b, box_b in texts[id(b)]:
+                    if axes.index(b) > i and _overlap(box, box_b, tol):
+                        problems.append(f"{what} of panel {i + 1} overlaps {what_b} of panel {axes.index(b) + 1}")
+    sup = fig._suptitle
+    if sup is not None and sup.get_visible() and sup.get_text().strip():
+        box = sup.get_window_extent(r)
+        for i, a in enumerate(axes):
+            if _overlap(box, a.bbox, tol) or any(_overlap(box, bb, tol) for _, bb in texts[id(a)]):
+                problems.append(f"suptitle '{sup.get_text()}' overlaps panel {i + 1}")
+    for i, a in enumerate(axes):
+        leg = a.get_legend()
+        if leg is None or not leg.get_visible():
+            continue
+        box = leg.get_window_extent(r)
+        p = _data_points(a)
+        inside = ((p[:, 0] > box.x0 + tol) & (p[:, 0] < box.x1 - tol) & (p[:, 1] > box.y0 + tol)
+                  & (p[:, 1] < box.y1 - tol))
+        if inside.any():
+            problems.append(f"the legend of panel {i + 1} covers {int(inside.sum())} drawn data points: place it "
+                            "outside the axes (bbox_to_anchor) or where there is no data")
+    return problems

@@ -20,6 +20,7 @@ import ast
 import json
 import logging
 import math
+import os
 import platform
 import sys
 import tempfile
@@ -74,6 +75,7 @@ class Outputs:
         self.results: dict[str, Any] = {}
         self.params = dict(params or {})
         self.tables: dict[str, dict] = {}
+        self.layout_problems: list[str] = []
         self.fig_dir.mkdir(parents=True, exist_ok=True)
         self.results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -82,9 +84,17 @@ class Outputs:
         return self.results_dir / f"{self.name}.json"
 
     def savefig(self, fig, stem: str, dpi: int = 110) -> Path:
-        """Save a matplotlib figure as ``figures/<name>/<stem>.png``."""
+        """Save a matplotlib figure as ``figures/<name>/<stem>.png``, then check its layout
+        (``geom.plots.layout_problems``: overlapping labels, a suptitle over a panel, a legend over data). A
+        problem is printed at once and makes ``write`` raise ``FigureLayoutError`` after the results are
+        written, so a long run keeps its numbers and a smoke run (CI) fails."""
+        from .plots import layout_problems
+
         p = self.fig_dir / f"{stem}.png"
         fig.savefig(p, dpi=dpi, bbox_inches="tight")
+        for problem in layout_problems(fig):
+            self.layout_problems.append(f"{p.name}: {problem}")
+            print(f"figure layout problem in {p.name}: {problem}", flush=True)
         return p
 
     def table(self, df, stem: str) -> Path:
@@ -103,7 +113,16 @@ class Outputs:
                "platform": platform.platform(), "parameters": self.params, "results": self.results,
                "tables": self.tables}
         text = json.dumps(_jsonable(doc), indent=2, sort_keys=False) + "\n"
-        return paths.atomic_write(self.json_path, lambda tmp: tmp.write_text(text))
+        path = paths.atomic_write(self.json_path, lambda tmp: tmp.write_text(text))
+        if self.layout_problems:
+            raise FigureLayoutError(f"{len(self.layout_problems)} figure layout problem(s) in {self.name} "
+                                    f"(results were written to {path}); fix the plotting code:\n  "
+                                    + "\n  ".join(self.layout_problems))
+        return path
+
+
+class FigureLayoutError(RuntimeError):
+    """A figure saved through ``Outputs.savefig`` does not read cleanly at its rendered size."""
 
 
 # ----------------------------------------------------------------------------------------------- runner
@@ -251,6 +270,33 @@ class _DropUnknownParameterWarning(logging.Filter):
         return not record.getMessage().startswith("Passed unknown parameter")
 
 
+SMOKE_TAG = "smoke-label"
+
+
+def label_smoke(nb, name: str, params: dict) -> None:
+    """Insert the smoke-size labels into an executed notebook (in place): a banner at the top and one right
+    after papermill's injected-parameters cell, each a markdown cell tagged ``SMOKE_TAG`` (not part of the
+    paired ``.py``). A reader of the committed ``.ipynb`` (whose outputs are at the CI sizes of
+    ``notebooks/smoke.yml`` so that nbval can re-run it) is told that its printed numbers are not results and
+    where the full-size ones are."""
+    import nbformat
+
+    nb.cells = [c for c in nb.cells if SMOKE_TAG not in c.metadata.get("tags", [])]
+    sizes = ", ".join(f"`{k} = {v!r}`" for k, v in params.items() if k != "OUT_DIR") or "none"
+    where = (f"The full-size results are the verdict tables written in this notebook's text, "
+             f"[`data/results/{name}.json`](../data/results/{name}.json) and [`figures/{name}/`](../figures/{name}/)")
+    top = (f"> **Smoke-size outputs.** The outputs in this file come from a run at the CI sizes of "
+           f"`notebooks/smoke.yml` ({sizes}), so that the nbval tests can re-run it in minutes. Its printed "
+           f"numbers, tables and figures show that the code runs; **they are not results**. {where}. "
+           f"Run `.venv/bin/python -m geom.run {name}` for the full size.")
+    below = ("> **Smoke size from here on:** every output below comes from the smoke-size run (sizes above), "
+             "not from the full-size run that the verdict tables report.")
+    banner = [nbformat.v4.new_markdown_cell(t, metadata={"tags": [SMOKE_TAG]}) for t in (top, below)]
+    nb.cells.insert(0, banner[0])
+    at = next((i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", [])), 0)
+    nb.cells.insert(at + 1, banner[1])
+
+
 def run_notebook(name: str, parameters: dict | None = None, smoke: bool = False, inplace: bool = False,
                  output_dir: str | Path = "build/notebooks", timeout: int | None = None,
                  check_only: bool = False) -> Path:
@@ -282,6 +328,9 @@ def run_notebook(name: str, parameters: dict | None = None, smoke: bool = False,
     pm_log = logging.getLogger("papermill")
     quiet = _DropUnknownParameterWarning()
     pm_log.addFilter(quiet)
+    # progress bars in a saved notebook: one line per 30 s of a long loop instead of one per 0.1 s
+    tqdm_before = os.environ.get("TQDM_MININTERVAL")
+    os.environ.setdefault("TQDM_MININTERVAL", "30")
     try:
         with tempfile.TemporaryDirectory(prefix="geom-run-") as tmp:
             tmp_in = Path(tmp) / f"{src.stem}.input.ipynb"
@@ -296,11 +345,16 @@ def run_notebook(name: str, parameters: dict | None = None, smoke: bool = False,
                     km.shutdown_kernel(now=False)
     finally:
         pm_log.removeFilter(quiet)
-    if inplace:  # keep the pairing metadata of the source
+        if tqdm_before is None:
+            os.environ.pop("TQDM_MININTERVAL", None)
+    if inplace or smoke:
         import nbformat
         done = nbformat.read(out, as_version=4)
-        done.metadata["jupytext"] = nb.metadata.get("jupytext", {})
-        done.metadata["jupytext"].pop("text_representation", None)
+        if smoke:
+            label_smoke(done, src.stem, params)
+        if inplace:  # keep the pairing metadata of the source
+            done.metadata["jupytext"] = nb.metadata.get("jupytext", {})
+            done.metadata["jupytext"].pop("text_representation", None)
         nbformat.write(done, out)
     print(f"[geom.run] {src.stem}: {time.time() - t0:.1f} s -> {_shown(out)}"
           f"{' (smoke)' if smoke else ''} parameters={params}", flush=True)

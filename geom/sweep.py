@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import descriptors, paths, slices
 from .complexity import local_complexity, polytope_basis
@@ -116,6 +116,28 @@ class SweepSpec:
             d["anchors"] = str(paths.resolve(d["anchors"]))
         d["engine_version"] = descriptors.ENGINE_VERSION
         return d
+
+    def validate(self) -> PlaneSource | tuple[str, Path]:
+        """Check every field without side effects (reads only: a folder model or a file source must exist) and
+        return the parsed source (``parse_source``). Raises ``ValueError`` / ``FileNotFoundError`` naming the
+        field."""
+        spec = self
+        check_model_spec(spec.model)
+        source = parse_source(spec.source)
+        if spec.k is not None and int(spec.k) < 1:
+            raise ValueError(f"k must be >= 1 or None, got {spec.k}")
+        if int(spec.dim) < 1:
+            raise ValueError(f"dim must be >= 1, got {spec.dim}")
+        if not (spec.radius > 0 and math.isfinite(spec.radius)):
+            raise ValueError(f"radius must be a finite number > 0, got {spec.radius}")
+        if spec.chunk_size is not None and int(spec.chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {spec.chunk_size}")
+        if int(spec.shard_size) < 1 or int(spec.batch_size) < 1:
+            raise ValueError(f"shard_size and batch_size must be >= 1, got {spec.shard_size}, {spec.batch_size}")
+        as_dtype(spec.dtype)
+        if spec.anchors is not None and not paths.resolve(spec.anchors).is_file():
+            raise FileNotFoundError(f"anchors file {paths.resolve(spec.anchors)} does not exist")
+        return source
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -289,21 +311,7 @@ class Sweep:
         if not isinstance(spec, SweepSpec):
             raise TypeError(f"spec must be a geom.sweep.SweepSpec, got {type(spec).__name__}")
         self.spec = spec
-        check_model_spec(spec.model)
-        self.source = parse_source(spec.source)
-        if spec.k is not None and int(spec.k) < 1:
-            raise ValueError(f"k must be >= 1 or None, got {spec.k}")
-        if int(spec.dim) < 1:
-            raise ValueError(f"dim must be >= 1, got {spec.dim}")
-        if not (spec.radius > 0 and math.isfinite(spec.radius)):
-            raise ValueError(f"radius must be a finite number > 0, got {spec.radius}")
-        if spec.chunk_size is not None and int(spec.chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1 or None, got {spec.chunk_size}")
-        if int(spec.shard_size) < 1 or int(spec.batch_size) < 1:
-            raise ValueError(f"shard_size and batch_size must be >= 1, got {spec.shard_size}, {spec.batch_size}")
-        as_dtype(spec.dtype)
-        if spec.anchors is not None and not paths.resolve(spec.anchors).is_file():
-            raise FileNotFoundError(f"anchors file {paths.resolve(spec.anchors)} does not exist")
+        self.source = spec.validate()
         self.out = paths.resolve(out_dir)
         self.shard_dir = self.out / SHARD_DIR
         self.overwrite = bool(overwrite)
@@ -810,14 +818,16 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m geom.sweep", description=__doc__.split("\n\n")[0],
                                  formatter_class=_HelpFormatter)
-    ap.add_argument("--model", required=True, help="mlp:<seed>, sd-vae-random:<latent_size>, tiny-ldm or a folder")
+    ap.add_argument("--model", required=True,
+                    help="a geom.models.load_generator name (dcgan-faces, tiny-ldm, mlp:<seed>, "
+                         "sd-vae-random:<latent_size>) or a local Stable Diffusion folder")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--plane", type=int, metavar="N", help="N x N grid on the plane through three latents")
     src.add_argument("--latents", metavar="FILE.npy", help="latents (n, *latent_shape) or images to encode")
     src.add_argument("--images", metavar="FOLDER", help="a folder of images to encode")
     src.add_argument("--source", help="a source spec string (plane:N[:lo:hi], npy:<file>, images:<folder>)")
     ap.add_argument("--extent", type=float, nargs=2, metavar=("LO", "HI"), default=None,
-                    help="plane coordinates u, v in [LO, HI] (default -0.5 1.5)")
+                    help="plane coordinates u, v in [LO, HI] (None: -0.5 1.5)")
     ap.add_argument("--anchors", help=".npy (3, *latent_shape): the three latents of the plane")
     ap.add_argument("--latent-seed", type=int, default=0, help="seed of the plane's three latents")
     ap.add_argument("--out", required=True, help="output folder (resumed when it holds the same sweep)")
@@ -840,6 +850,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cpu or cuda (None: cuda when available)")
     ap.add_argument("--overwrite", action="store_true", help="discard a different sweep in --out")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    ap.add_argument("--check", action="store_true",
+                    help="validate the settings, the model name and the source, print the plan, compute nothing")
     a = ap.parse_args(argv)
     if a.plane is not None:
         source = f"plane:{a.plane}" + (f":{a.extent[0]}:{a.extent[1]}" if a.extent else "")
@@ -852,6 +864,15 @@ def main(argv: list[str] | None = None) -> int:
     spec = SweepSpec(model=a.model, source=source, k=a.k or None, dim=a.dim, radius=a.radius, seed=a.seed,
                      complexity=not a.no_complexity, shard_size=a.shard_size, batch_size=a.batch_size,
                      chunk_size=a.chunk_size, dtype=a.dtype, latent_seed=a.latent_seed, anchors=a.anchors)
+    if a.check:
+        try:
+            source = spec.validate()
+        except (ValueError, TypeError, FileNotFoundError, NotADirectoryError) as e:
+            print(f"geom.sweep: error: {e}", file=sys.stderr)
+            return 2
+        print(f"geom.sweep: would run {spec.model} on {spec.source} ({source}) -> {paths.resolve(a.out)} "
+              f"(k={spec.k}, dim={spec.dim}, radius={spec.radius:g}, seed={spec.seed}, executor={a.executor})")
+        return 0
     try:
         df = run_sweep(spec, a.out, executor=a.executor, address=a.address, workers=a.workers,
                        num_cpus=a.num_cpus, device=a.device, overwrite=a.overwrite, progress=not a.no_progress)

@@ -8,6 +8,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 
 from geom import plots  # noqa: E402
 
@@ -48,3 +49,49 @@ def test_level_set_rows_places_each_image_in_its_level_row():
             tile = canvas[level * 6:level * 6 + 4, j * 7:j * 7 + 5]
             np.testing.assert_allclose(tile, imgs[i].permute(1, 2, 0).numpy(), rtol=1e-6)
     assert len(fig.axes[0].get_yticklabels()) == 3
+
+
+# ------------------------------------------------------------------------------------------- layout check
+def test_layout_problems_finds_each_kind_and_passes_clean_figures():
+    """Each kind the check names is found on a figure built to have it, and the same figure laid out with
+    constrained layout (or the legend moved off the data) passes."""
+    x = np.arange(5)
+    fig, ax = plt.subplots(1, 2, figsize=(6, 3))
+    ax[1].set_ylabel("a very long y label that runs into the left panel", fontsize=20)
+    assert any("runs into panel 1" in p for p in plots.layout_problems(fig))
+    fig, ax = plt.subplots(1, 2, figsize=(6, 3))
+    ax[0].set_title("a long title that runs into the title of the panel beside it")
+    ax[1].set_title("second title")
+    assert any("overlaps title 'second title'" in p for p in plots.layout_problems(fig))
+    fig = plt.figure()
+    fig.suptitle("suptitle", y=0.85, fontsize=30)
+    fig.add_subplot(111)
+    assert plots.layout_problems(fig) == ["suptitle 'suptitle' overlaps panel 1"]
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.errorbar(x, 0.1 + 0 * x, yerr=0.05, fmt="o", label="a")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower center")
+    assert any("legend of panel 1 covers" in p for p in plots.layout_problems(fig))
+    ax.legend(loc="upper right")
+    ax.axhline(0.5)  # a reference line in axes coordinates is not data
+    assert plots.layout_problems(fig) == []
+    fig, ax = plt.subplots(1, 2, figsize=(6, 3), layout="constrained")
+    ax[0].plot([0, 1], [0, 1])
+    ax[1].set_ylabel("label")
+    assert plots.layout_problems(fig) == []
+    plt.close("all")
+
+
+def test_outputs_write_keeps_the_results_and_then_raises_on_a_layout_problem(tmp_path):
+    from geom import run
+
+    out = run.Outputs("99_layout", tmp_path)
+    out.results["x"] = 1.0
+    fig, ax = plt.subplots(1, 2, figsize=(6, 3))
+    ax[1].set_ylabel("a very long y label that runs into the left panel", fontsize=20)
+    out.savefig(fig, "bad")
+    with pytest.raises(run.FigureLayoutError, match="bad.png: .*runs into panel 1"):
+        out.write()
+    assert (tmp_path / "data" / "results" / "99_layout.json").exists()
+    assert (tmp_path / "figures" / "99_layout" / "bad.png").exists()
+    plt.close("all")

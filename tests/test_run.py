@@ -171,3 +171,23 @@ def test_interrupt_says_how_to_rerun(monkeypatch, capsys):
     assert run.main(["00_quickstart"]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run the same command again" in err[0].lower()
+
+
+def test_smoke_labels_are_placed_once():
+    """label_smoke puts one banner on top and one after the injected parameters; labelling twice (a notebook
+    re-run in place) does not stack them."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("N = 100", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("N = 4", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("print(N)")])
+    for _ in range(2):
+        run.label_smoke(nb, "99_x", {"N": 4, "OUT_DIR": "build/smoke"})
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    assert [i for i, t in enumerate(tags) if run.SMOKE_TAG in t] == [0, 4]
+    assert "`N = 4`" in nb.cells[0].source and "OUT_DIR" not in nb.cells[0].source
+    assert "data/results/99_x.json" in nb.cells[0].source and "not results" in nb.cells[0].source
+    assert [c.source for c in nb.cells if run.SMOKE_TAG not in c.metadata.get("tags", [])] == \
+        ["# title", "N = 100", "N = 4", "print(N)"]

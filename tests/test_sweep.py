@@ -559,3 +559,13 @@ def test_cli_help_shows_every_default_and_describes_every_option(capsys):
     blocks = out.split("\n  --")[1:]
     undocumented = [b.split()[0] for b in blocks if len(b.split()) < 3 and "default" not in b]
     assert not undocumented, undocumented
+
+
+def test_cli_check_validates_without_computing_or_creating_anything(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert geom.sweep.main(["--model", "mlp:0", "--plane", "3", "--out", str(out), "--check"]) == 0
+    assert "would run mlp:0 on plane:3" in capsys.readouterr().out and not out.exists()
+    assert geom.sweep.main(["--model", "no-such-model", "--plane", "3", "--out", str(out), "--check"]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert geom.sweep.main(["--model", "mlp:0", "--plane", "3", "--radius", "-1", "--out", str(out), "--check"]) == 2
+    assert "radius must be" in capsys.readouterr().err and not out.exists()

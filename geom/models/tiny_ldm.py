@@ -362,16 +362,39 @@ def train(out: str | Path = DEFAULT_DIR, cfg: TrainConfig | None = None, progres
     return out
 
 
+TRAIN_HELP = {  # one line per TrainConfig field that the CLI exposes
+    "seed": "seed of the data set, the initialisation and the training batches",
+    "size": "image side in pixels (the latent is size / 4)",
+    "n_per_combo": "training images per (shape, colour, background) prompt",
+    "copies": "copies of each memorised prompt's single image in the training set",
+    "vae_steps": "Adam steps of the VAE stage",
+    "vae_batch": "images per VAE batch",
+    "vae_lr": "VAE learning rate",
+    "kl_weight": "weight of the VAE's KL term",
+    "text_hidden": "width of the prompt encoder (the UNet's cross-attention dimension)",
+    "unet_steps": "Adam steps of the UNet (denoiser) stage",
+    "unet_batch": "latents per UNet batch",
+    "unet_lr": "UNet learning rate",
+    "p_uncond": "probability of dropping the prompt (classifier-free guidance training)",
+    "ema_decay": "decay of the UNet's exponential moving average",
+    "threads": "torch CPU threads",
+    "checkpoint_every": "steps between resumable checkpoints (OUT/runs/state.pt)",
+}
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m geom.models.tiny_ldm", description=__doc__.splitlines()[0])
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="python -m geom.models.tiny_ldm", description=__doc__.splitlines()[0],
+                                formatter_class=fmt)
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train tiny-ldm (resumes from OUT/runs/state.pt)")
-    t.add_argument("--out", default=str(DEFAULT_DIR))
+    t = sub.add_parser("train", help="train tiny-ldm (resumes from OUT/runs/state.pt)", formatter_class=fmt)
+    t.add_argument("--out", default=str(DEFAULT_DIR), help="checkpoint folder (relative: to the repository root)")
     for f in TrainConfig.__dataclass_fields__.values():
         if f.type in ("int", "float"):
-            t.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=f.default)
-    v = sub.add_parser("verify", help="check a checkpoint folder against its SHA256SUMS")
-    v.add_argument("--out", default=str(DEFAULT_DIR))
+            t.add_argument("--" + f.name.replace("_", "-"), type=int if f.type == "int" else float, default=f.default,
+                           help=TRAIN_HELP[f.name])
+    v = sub.add_parser("verify", help="check a checkpoint folder against its SHA256SUMS", formatter_class=fmt)
+    v.add_argument("--out", default=str(DEFAULT_DIR), help="checkpoint folder (relative: to the repository root)")
     a = p.parse_args(argv)
     if a.cmd == "train":
         kw = {k: getattr(a, k) for k in TrainConfig.__dataclass_fields__ if hasattr(a, k)}
