@@ -69,7 +69,7 @@ df["z1"], df["z2"] = zz[:, 0].numpy(), zz[:, 1].numpy()
 df.describe().loc[["mean", "std", "min", "max"]].round(3)
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
 for ax, col, cmap in zip(axes, ["psi", "nu", "delta"], ["viridis", "magma", "rocket"]):
     grid = df[col].to_numpy().reshape(N, N)[::-1]  # image rows: top = largest z2
     sns.heatmap(grid, ax=ax, cmap=cmap, xticklabels=False, yticklabels=False, cbar_kws={"shrink": 0.8})

@@ -74,13 +74,24 @@ print(f"{DATA_NAME}: train {x_train.shape}, test {x_test.shape}, {x_train.dtype}
 
 # %%
 SEEDS = [SEED + i for i in range(N_SEEDS)]
+
+
+def descriptor_means(seed):
+    """What train_vae records: the mean psi, nu, delta (cross-polytope of dimension LATENT) of the decoder at the
+    test points' posterior means, with the training run's seed for the projection and the polytope."""
+    def record(decoder, z):
+        df = geom.describe(decoder, z, k=K, radius=RADIUS, dim=None, seed=seed, batch_size=256, progress=False)
+        return {c: df[c].mean() for c in ("psi", "nu", "delta")}
+    return record
+
+
 models, records = {}, []
 t0 = time.time()
 for seed in SEEDS:
     for s in NOISES:
         m, rec = train_vae(x_train, x_test, seed=seed, steps=STEPS, noise_std=s, batch_size=BATCH, lr=LR,
                            latent=LATENT, width=WIDTH, depth=DEPTH, sigma_x=SIGMA_X, record_every=RECORD_EVERY,
-                           n_record=N_RECORD, radius=RADIUS, k=K)
+                           n_record=N_RECORD, record=descriptor_means(seed))
         if seed == SEED:
             models[s] = m  # level sets and class-wise distributions use the first seed
         records.append(rec.assign(seed=seed))
@@ -210,7 +221,11 @@ for ax, col in zip(axes, ("psi", "delta", "nu")):
 fig.tight_layout()
 out.savefig(fig, "fig27_vendi_levels")
 plt.show()
-vendi_df.round(2)
+empty = vendi_df[vendi_df.n < 2]
+if len(empty):  # Vendi needs at least two samples; say which level sets are (nearly) empty instead of showing NaN
+    print("level sets with fewer than 2 samples (no Vendi score):",
+          ", ".join(f"{r.descriptor} L{r.level} {r.samples} (n = {r.n})" for r in empty.itertuples()))
+vendi_df[vendi_df.n >= 2].round(2)
 
 # %% [markdown]
 # ## Class-wise descriptor distributions (Fig. 28)

@@ -119,7 +119,7 @@ df.groupby("source")[["psi", "nu", "delta", "recon_error", "latent_norm"]].agg([
 for col in ("psi", "nu"):
     for label, mask in (("ID", ~is_ood), ("all", np.ones(len(df), bool))):
         idx = np.flatnonzero(mask)[slices.rank_picks(df.loc[mask, col].to_numpy(), min(N_GRID, mask.sum()))]
-        titles = [(f"{df.source.iloc[i][:8]}\n" if label == "all" else "") + f"{df[col].iloc[i]:.1f}" for i in idx]
+        titles = [(f"{df.source.iloc[i]}\n" if label == "all" else "") + f"{df[col].iloc[i]:.1f}" for i in idx]
         fig = image_grid(images[idx], ncols=8, titles=titles, scale=1.3,
                          suptitle=f"{label} images ordered by {col} (low -> high)")
         out.savefig(fig, f"ordered_by_{col}_{label}")
@@ -136,7 +136,7 @@ from scipy.stats import spearmanr  # noqa: E402
 df["roughness"] = (np.abs(np.diff(images, axis=-1)).mean((1, 2, 3)) + np.abs(np.diff(images, axis=-2)).mean((1, 2, 3)))
 rho = {f"{c}|{label}": spearmanr(df.loc[m, c], df.loc[m, "roughness"]).statistic
        for label, m in (("ID", ~is_ood), ("all", np.ones(len(df), bool))) for c in ("psi", "nu")}
-print("Spearman(descriptor, image roughness):", {k: round(v, 2) for k, v in rho.items()})
+print("Spearman(descriptor, image roughness):", {k: round(float(v), 2) for k, v in rho.items()})
 by_background = (df.loc[~is_ood, ["psi", "nu", "roughness"]]
                  .assign(background=[p.split(" on ")[-1] for p in id_prompts]).groupby("background").mean())
 by_background.round(3)
@@ -170,7 +170,7 @@ aurocs = pd.concat([tab, *per_kind], ignore_index=True)
 aurocs.pivot(index="score", columns="ood", values="auroc").round(2)
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.6))
+fig, ax = plt.subplots(figsize=(7.5, 3.8), layout="constrained")
 for k, (sc, g) in enumerate(aurocs.groupby("score", sort=False)):
     xs = np.arange(len(g)) + 0.13 * (k - 2)
     ax.errorbar(xs, g.auroc, yerr=[g.auroc - g.lo, g.hi - g.auroc], fmt="o", capsize=2, label=sc)
@@ -178,7 +178,7 @@ ax.axhline(0.5, color="grey", lw=0.8, ls="--")
 ax.set_xticks(range(len(["all", *OOD_KINDS])), ["all", *OOD_KINDS])
 ax.set_ylabel("AUROC (larger = OOD)")
 ax.set_ylim(-0.02, 1.02)
-ax.legend(fontsize=7, ncol=5, loc="lower center")
+ax.legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5), title="score")  # outside the data
 ax.set_title("ID (held-out shapes) vs OOD, 95% bootstrap CIs")
 out.savefig(fig, "auroc")
 plt.show()

@@ -149,18 +149,18 @@ for rho in RHOS:
 summary = pd.DataFrame(summary)
 out.table(summary, "psi_vs_rho")
 sp = stats.spearmanr(samples["rho"], samples["dpsi"])
-fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+fig, ax = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
 ax[0].errorbar(summary.rho, summary.dpsi_mean, yerr=[summary.dpsi_mean - summary.dpsi_low,
                                                      summary.dpsi_high - summary.dpsi_mean], marker="o", capsize=3)
 ax[0].axhline(0, color="k", lw=0.5)
 ax[0].set(xlabel=r"guidance strength $\rho$", ylabel=r"$\psi(\rho) - \psi(0)$ (same seed)",
-          title=r"exact $\psi$ of final samples, mean $\pm$ 95% CI")
+          title="exact $\\psi$ of final samples:\npaired difference vs $\\rho = 0$, mean and 95% CI")
 ax[1].errorbar(summary.rho, summary.dvendi_mean, yerr=[summary.dvendi_mean - summary.dvendi_low,
                                                        summary.dvendi_high - summary.dvendi_mean],
                marker="o", capsize=3, color="C1")
 ax[1].axhline(0, color="k", lw=0.5)
-ax[1].set(xlabel=r"$\rho$", ylabel=r"Vendi($\rho$) - Vendi(0) (same prompt)",
-          title="diversity (random-conv features), mean, 95% CI")
+ax[1].set(xlabel=r"guidance strength $\rho$", ylabel=r"Vendi($\rho$) - Vendi(0) (same prompt)",
+          title="diversity (Vendi, random-conv features):\npaired difference vs $\\rho = 0$, mean and 95% CI")
 out.savefig(fig, "fig11_psi_vendi_vs_rho")
 plt.show()
 summary.round(3)

@@ -210,8 +210,8 @@ rough = (np.abs(np.diff(show(imgs), axis=-1)).mean((1, 2, 3)) + np.abs(np.diff(s
 pool["roughness"] = rough
 rho_rough = {c: spearmanr(pool[c], rough).statistic for c in ("psi", "nu")}
 rho_norm = {c: spearmanr(pool[c], pool["latent_norm"]).statistic for c in ("psi", "nu")}
-print("Spearman with image roughness:", {k: round(x, 2) for k, x in rho_rough.items()},
-      "with |z|:", {k: round(x, 2) for k, x in rho_norm.items()})
+print("Spearman with image roughness:", {k: round(float(x), 2) for k, x in rho_rough.items()},
+      "with |z|:", {k: round(float(x), 2) for k, x in rho_norm.items()})
 
 # %%
 feats = {"pixels": pix, "random_conv": tr.random_conv_features(imgs, seed=SEED)}

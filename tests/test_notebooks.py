@@ -9,14 +9,15 @@ import pytest
 import yaml
 
 from geom import paths
-from geom.run import notebook_names, parse_value, smoke_parameters
+from geom.run import SMOKE_TAG, notebook_names, parse_value, smoke_parameters
 
 NAMES = notebook_names()
 
 
 def cells(nb):
-    """(cell_type, source) of every cell but papermill's injected-parameters cell."""
-    return [(c.cell_type, c.source.strip()) for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    """(cell_type, source) of every cell but papermill's injected-parameters cell and the runner's smoke labels."""
+    return [(c.cell_type, c.source.strip()) for c in nb.cells
+            if not {"injected-parameters", SMOKE_TAG} & set(c.metadata.get("tags", []))]
 
 
 def test_there_are_notebooks():
@@ -37,6 +38,11 @@ def test_pair_in_sync(name):
     assert len(injected) == 1, "the committed .ipynb must come from a smoke run (one injected-parameters cell)"
     assert all(c.get("execution_count") or c.cell_type != "code" or not c.source.strip() for c in nb.cells), \
         "the committed .ipynb has unexecuted code cells"
+    labels = [i for i, c in enumerate(nb.cells) if SMOKE_TAG in c.metadata.get("tags", [])]
+    at = nb.cells.index(injected[0])
+    assert labels == [0, at + 1], "the committed .ipynb must say at the top and after its parameters that its " \
+        "outputs are smoke size (geom.run --smoke adds the labels)"
+    assert f"data/results/{name}.json" in nb.cells[0].source
 
 
 @pytest.mark.parametrize("name", NAMES)

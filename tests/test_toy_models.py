@@ -88,8 +88,14 @@ def test_cpwl_generator_fits_bumps_and_is_full_rank():
 def test_vae_training_records():
     from geom.datasets import digits
     d = digits()
+    import geom
+
+    def record(decoder, z):
+        assert not decoder.training and z.shape == (16, 8)
+        return geom.describe(decoder, z, k=None, radius=1e-2, dim=None, seed=0, progress=False)[["psi", "nu", "delta"]].mean()
+
     model, rec = vae.train_vae(d["x_train"], d["x_test"], seed=0, steps=60, record_every=30, n_record=16,
-                               width=32, progress=False)
+                               width=32, record=record, progress=False)
     assert rec["step"].tolist() == [0, 30, 60]
     assert {"psi", "delta", "nu", "loss", "noise_std"} <= set(rec.columns)
     assert np.isfinite(rec[["psi", "nu", "delta"]].to_numpy()).all()

@@ -3,20 +3,20 @@
 Encoder and decoder are ReLU MLPs of ``width`` 128 and ``depth`` 5 (5 linear layers, 4 hidden ReLU layers).
 The decoder ``(B, latent) -> (B, D)`` has a linear output (Gaussian likelihood with fixed std ``sigma_x``) so it
 is a CPWL generator for ``geom.describe``. Training adds Gaussian noise of std ``noise_std`` to every training
-batch (the noise levels of Fig. 4) and records psi and delta of the decoder, averaged over the test points
-(posterior means of the test images), every ``record_every`` steps.
+batch (the noise levels of Fig. 4) and, every ``record_every`` steps, calls a ``record`` function of the
+decoder and the posterior means of the test images (the notebook passes the descriptors' means: this model
+layer does not import the geometry layer).
 """
 from __future__ import annotations
 
 import math
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
-
-from ..descriptors import describe
 
 
 def mlp(sizes: list[int], gen: torch.Generator) -> nn.Sequential:
@@ -65,14 +65,15 @@ def elbo_loss(x: Tensor, xhat: Tensor, mu: Tensor, logvar: Tensor, sigma_x: floa
 
 def train_vae(x_train: np.ndarray, x_test: np.ndarray, seed: int = 0, steps: int = 3000, noise_std: float = 0.0,
               batch_size: int = 128, lr: float = 1e-3, latent: int = 8, width: int = 128, depth: int = 5,
-              sigma_x: float = 0.1, record_every: int = 100, n_record: int = 128, radius: float = 1e-2,
-              k: int | None = None, progress: bool = True) -> tuple[VAE, pd.DataFrame]:
+              sigma_x: float = 0.1, record_every: int = 100, n_record: int = 128,
+              record: Callable[[nn.Module, Tensor], Mapping[str, float]] | None = None,
+              progress: bool = True) -> tuple[VAE, pd.DataFrame]:
     """Train a ``VAE`` on ``x_train`` ``(N, D)`` (Adam), adding ``N(0, noise_std^2)`` noise to each batch.
 
-    Every ``record_every`` steps (and at step 0) the decoder's psi and delta (``geom.describe``, cross-polytope
-    of ``radius`` and dimension ``min(4, latent)``, output projection ``k``) are averaged over the posterior means
-    of the first ``n_record`` test images (Humayun et al. Fig. 4).
-    Returns (model in eval mode, DataFrame with columns step, loss, psi, nu, delta, noise_std).
+    Every ``record_every`` steps (and at step 0) ``record(decoder, z)`` is called with the decoder in eval mode
+    and ``z`` ``(n_record, latent)``, the posterior means of the first ``n_record`` test images; it returns
+    named numbers (e.g. the means of psi, nu, delta from ``geom.describe``: Humayun et al. Fig. 4).
+    Returns (model in eval mode, DataFrame with columns step, loss, the names ``record`` returns, noise_std).
     """
     x_tr = torch.as_tensor(x_train, dtype=torch.float32)
     x_te = torch.as_tensor(x_test[:n_record], dtype=torch.float32)
@@ -81,16 +82,15 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, seed: int = 0, steps: int
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rows, running = [], float("nan")
 
-    def record(step: int):
+    def take_record(step: int):
         model.eval()
         with torch.no_grad():
             z = model.encode(x_te)[0]
-        df = describe(model.decoder, z, k=k, radius=radius, dim=None, seed=seed, batch_size=256, progress=False)
-        rows.append(dict(step=step, loss=running, psi=df["psi"].mean(), nu=df["nu"].mean(),
-                         delta=df["delta"].mean(), noise_std=noise_std))
+        rows.append(dict(step=step, loss=running, **(record(model.decoder, z) if record else {}),
+                         noise_std=noise_std))
         model.train()
 
-    record(0)
+    take_record(0)
     for step in tqdm(range(1, steps + 1), desc=f"train VAE (noise {noise_std:g})", disable=not progress):
         xb = x_tr[torch.randint(len(x_tr), (batch_size,), generator=gen)]
         if noise_std > 0:
@@ -102,5 +102,5 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, seed: int = 0, steps: int
         opt.step()
         running = loss.item() if math.isnan(running) else 0.95 * running + 0.05 * loss.item()
         if step % record_every == 0 or step == steps:
-            record(step)
+            take_record(step)
     return model.eval(), pd.DataFrame(rows)

@@ -1,0 +1,120 @@
+"""The package's layers, as a test can see them: data -> models -> geometry -> analysis (-> notebooks).
+Every module of geom/ has a layer; a module imports only from its own layer or the layers below, and never a
+private name (``_x``) of another module, by ``from m import _x`` or by ``m._x``. See CONTRIBUTING.md,
+"Architecture"."""
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+
+import pytest
+
+import geom
+from geom import paths
+
+LAYERS = ["data", "models", "geometry", "analysis"]
+LAYER = {
+    # data: paths, data sets, exactly solvable reference models and their samplers
+    "paths": "data", "datasets": "data", "shapes": "data", "physics": "data",
+    # models: generators, pipelines, sampling procedures of the models
+    "models": "models", "diffusion": "models",
+    # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry
+    "jacobian": "geometry", "complexity": "geometry", "descriptors": "geometry", "lid": "geometry",
+    "partition": "geometry", "fisher": "geometry",
+    # analysis: what the notebooks run (slices, trajectories, guidance, sweeps, statistics, figures, runner)
+    "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",
+    "polarity": "analysis", "phases": "analysis", "sweep": "analysis", "plots": "analysis", "run": "analysis",
+}
+
+
+def modules() -> list[str]:
+    """Every module of the package, as dotted names relative to ``geom`` ("models.vae", "sweep", ...)."""
+    out = []
+    for m in pkgutil.walk_packages(geom.__path__, prefix="geom."):
+        out.append(m.name.removeprefix("geom."))
+    return sorted(out)
+
+
+def layer_of(name: str) -> str:
+    top = name.split(".")[0]
+    if top not in LAYER:
+        raise AssertionError(f"geom.{name} has no layer: add it to LAYER in tests/test_architecture.py "
+                             f"(and to CONTRIBUTING.md, Architecture)")
+    return LAYER[top]
+
+
+def source_path(name: str):
+    rel = name.replace(".", "/")
+    p = paths.ROOT / "geom" / f"{rel}.py"
+    return p if p.exists() else paths.ROOT / "geom" / rel / "__init__.py"
+
+
+def imports(name: str, source: str):
+    """(imported geom module, imported names, line) of every import of geom code in ``source``, the text of
+    module ``name``."""
+    tree = ast.parse(source)
+    is_pkg = source_path(name).name == "__init__.py" and source_path(name).exists()
+    pkg = name.split(".") if is_pkg else name.split(".")[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg[:len(pkg) - (node.level - 1)]
+                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            elif node.module and (node.module == "geom" or node.module.startswith("geom.")):
+                target = node.module.removeprefix("geom").lstrip(".")
+            else:
+                continue
+            names = [a.name for a in node.names]
+            folder = paths.ROOT / "geom" / target.replace(".", "/")
+            if not target or (folder.is_dir() and all((folder / f"{n}.py").exists() for n in names)):
+                for n in names:  # "from . import paths", "from .models import vae": modules
+                    yield ".".join(filter(None, [target, n])), [], node.lineno
+            else:
+                yield target, names, node.lineno
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("geom."):
+                    yield a.name.removeprefix("geom."), [], node.lineno
+
+
+def violations(name: str, source: str) -> list[str]:
+    """Upward imports and private names imported from other modules, in module ``name`` with text ``source``."""
+    out = []
+    mine = LAYERS.index(layer_of(name))
+    imported = {}
+    for target, names, line in imports(name, source):
+        theirs = LAYERS.index(layer_of(target))
+        if theirs > mine:
+            out.append(f"geom/{name} (layer {LAYERS[mine]}) imports geom.{target} (layer {LAYERS[theirs]}) at "
+                       f"line {line}: an upward import; pass a function in, or move the code down a layer")
+        private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+        if private and target != name:
+            out.append(f"geom/{name} imports private {private} from geom.{target} (line {line})")
+        imported.update({n: target for n in names} if names else {target.split(".")[-1]: target})
+    for node in ast.walk(ast.parse(source)):  # m._x where m is a geom module imported by name
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in imported
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            out.append(f"geom/{name} line {node.lineno}: {node.value.id}.{node.attr} is a private name of "
+                       f"geom.{imported[node.value.id]}")
+    return out
+
+
+@pytest.mark.parametrize("name", modules())
+def test_module_imports_respect_the_layers(name):
+    importlib.import_module(f"geom.{name}")
+    if name == "models":
+        return  # the models package __init__ only re-exports its own modules
+    assert violations(name, source_path(name).read_text()) == []
+
+
+def test_the_checker_finds_each_kind_of_violation():
+    """The checker itself, on sources written to break each rule."""
+    assert "upward import" in " ".join(violations("models.vae", "from ..descriptors import describe\n"))
+    assert "upward import" in " ".join(violations("datasets", "from geom.models import vae\n"))
+    assert "private ['_call']" in " ".join(violations("complexity", "from .jacobian import _call\n"))
+    assert "jacobian._call is a private" in " ".join(
+        violations("complexity", "from . import jacobian\nx = jacobian._call\n"))
+    assert violations("sweep", "from . import descriptors, paths\nfrom .models.generators import load_model\n") == []
+    with pytest.raises(AssertionError, match="has no layer"):
+        violations("newmodule", "")
