@@ -263,11 +263,12 @@ def _shown(p: Path) -> str:
 
 
 class _DropUnknownParameterWarning(logging.Filter):
-    """papermill's "Passed unknown parameter" comes from its line-regex inspection, which misses parameters
-    whose comment holds ``=``; names are checked before the run by ``check_parameters`` instead."""
+    """papermill's "Passed unknown parameter" and "Unable to parse line" come from its line-regex inspection,
+    which misses parameters whose comment holds ``=``; names are checked before the run by
+    ``check_parameters`` (which reads the cell with ``ast``) instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Passed unknown parameter")
+        return not record.getMessage().startswith(("Passed unknown parameter", "Unable to parse line"))
 
 
 SMOKE_TAG = "smoke-label"
@@ -325,9 +326,10 @@ def run_notebook(name: str, parameters: dict | None = None, smoke: bool = False,
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    pm_log = logging.getLogger("papermill")
+    pm_logs = [logging.getLogger(n) for n in ("papermill", "papermill.translators")]
     quiet = _DropUnknownParameterWarning()
-    pm_log.addFilter(quiet)
+    for log in pm_logs:
+        log.addFilter(quiet)
     # progress bars in a saved notebook: one line per 30 s of a long loop instead of one per 0.1 s
     tqdm_before = os.environ.get("TQDM_MININTERVAL")
     os.environ.setdefault("TQDM_MININTERVAL", "30")
@@ -344,7 +346,8 @@ def run_notebook(name: str, parameters: dict | None = None, smoke: bool = False,
                 if km.has_kernel:
                     km.shutdown_kernel(now=False)
     finally:
-        pm_log.removeFilter(quiet)
+        for log in pm_logs:
+            log.removeFilter(quiet)
         if tqdm_before is None:
             os.environ.pop("TQDM_MININTERVAL", None)
     if inplace or smoke:
