@@ -201,3 +201,16 @@ def test_memorised_prompts_reproduce_their_image(tiny):
     r0 = memorisation_check(tiny, seeds=(0,), scale=0.0)
     assert (r0["got"][r0["is_mem"]] == r0["want"][r0["is_mem"]]).mean() <= 0.25, r0
     # (the absolute distance d1 does not separate them: samples on plain backgrounds are close to many images)
+
+
+def test_train_cli_interrupt_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during training ends with one line naming the kept checkpoint and how to resume, exit code 130."""
+    from geom.models import tiny_ldm
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tiny_ldm, "train", interrupted)
+    with pytest.raises(SystemExit) as e:
+        tiny_ldm.main(["train", "--out", str(tmp_path / "ckpt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 130 and len(err) == 1 and "run the same command again to resume" in err[0].lower()

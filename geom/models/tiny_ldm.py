@@ -398,7 +398,12 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.cmd == "train":
         kw = {k: getattr(a, k) for k in TrainConfig.__dataclass_fields__ if hasattr(a, k)}
-        train(a.out, TrainConfig(**kw))
+        try:
+            train(a.out, TrainConfig(**kw))
+        except KeyboardInterrupt:
+            print(f"tiny_ldm train: interrupted; the last checkpoint (every {a.checkpoint_every} steps) is kept in "
+                  f"{resolve(a.out) / 'runs'}. Run the same command again to resume.", file=sys.stderr, flush=True)
+            sys.exit(130)
     else:
         verify_sha256sums(resolve(a.out))
         print(f"{a.out}: all files match SHA256SUMS")
