@@ -484,4 +484,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # one line, no traceback: nothing is half-written (results.json is written at the end)
+        print("benchmarks/run.py: interrupted; results.json is unchanged. Run the same command again (a run is not "
+              "resumable; --models <names> --merge adds single models to the existing results).", file=sys.stderr)
+        sys.exit(130)
