@@ -25,13 +25,13 @@
 # no pretrained weights are available offline). Two embeddings because the direction of a diversity effect
 # depended on the embedding in notebook 07.
 #
-# **Runtime (2-core CPU):** descriptors cost ~0.65 s per latent on a quiet machine (forward-mode Jacobian,
-# $E = 100 < k$, plus $2P = 8$ float64 forwards for $\delta$) and 2-3 s under the load of the shared development
-# machine; inversion ~6 ms per image and Adam step. Smoke (`smoke.yml`: $k = 16$, a 4 x 4 plane, 24 pool
-# latents, 4 ID + 2 x 4 OOD images, 20 inversion steps): measured 110-120 s under a load average of 13 on the
-# 2 cores (~45 s quiet). Full (defaults: 2,304 plane + 2,000 pool + 160 inverted latents, 2 x 151 inversion
-# steps per image, per-layer $\delta$ of 300 latents at two radii) ~55-60 min quiet, 2-3 h under heavy load;
-# the plane sweep and the descriptor chunks resume after an interruption.
+# **Runtime (2-core CPU):** descriptors cost 0.3-0.45 s per latent (measured in the full run: forward-mode
+# Jacobian, $E = 100 < k$, plus $2P = 8$ float64 forwards for $\delta$) and 2-3 s under heavy load; inversion
+# ~6 ms per image and Adam step. Smoke (`smoke.yml`: $k = 16$, a 4 x 4 plane, 24 pool latents, 4 ID + 2 x 4 OOD
+# images, 20 inversion steps): ~25 s. Full (defaults: 2,304 plane + 2,000 pool + 160 inverted latents,
+# 2 x 151 inversion steps per image, per-layer $\delta$ of 300 latents at two radii): 1,967 s (33 min) measured on
+# 2026-12-01 with other jobs on the machine; the plane sweep and the descriptor chunks resume after an
+# interruption.
 
 # %% tags=["parameters"]
 SEED = 0
@@ -502,3 +502,23 @@ with pd.option_context("display.max_colwidth", 400):
     display(claims)
 out.results["claims"] = claims.to_dict(orient="records")
 _ = out.write()
+
+# %% [markdown]
+# **Verdicts for the committed run** (`data/results/13_pretrained_gan.json`, full size: a 48 x 48 plane, 2,000
+# sampled latents, 80 ID + 80 OOD inverted images, $k = 120$, $P = 4$, $r = 10^{-5}$; 95% CIs as above):
+#
+# | Paper claim | Measured on dcgan-faces | Verdict |
+# |---|---|---|
+# | Sec. 3.3.1: $\psi$ is higher inside the convex hull of the anchors | the opposite: AUROC(inside > outside) 0.25 [0.23, 0.28], mean $\psi$ -199.7 inside vs -181.3 outside | not reproduced (untested explanation: points inside the hull have a smaller latent norm, ~5.8 at the centroid against ~10 for $z \sim N(0, I_{100})$) |
+# | Sec. 3.3.1: $\nu$ is lower inside the hull | the opposite: AUROC 0.60 [0.57, 0.64] (> 0.5: higher inside) | not reproduced |
+# | Sec. 3.3.1: $\delta$ on the slice | at $r = 10^{-5}$ zero on 86% of the plane (max 3): almost no neuron boundary within $10^{-5}$; at $r = 0.05$ clearly higher inside the hull, AUROC 0.97 [0.97, 0.98] (1,070 vs 725 neurons) | $r = 10^{-5}$: uninformative on this network; larger radius: structured |
+# | Sec. 3.3.2: ordering by $\psi$ orders images by detail | Spearman($\psi$, pixel roughness) 0.74 over 2,000 samples ($\nu$: 0.32); $\psi$ is unrelated to $\lvert z \rvert$ (-0.01) | agree |
+# | Sec. 3.3.2, Fig. 9/27: diversity differs between level sets | pixels: Vendi of the $\psi$ level sets 5.19, 4.31, 3.87, 3.61, 3.80 (low to high $\psi$) against 3.97-4.37 for random subsets of the same size; $\nu$ levels 5.46 -> 3.23; random-conv features: 1.58-1.66 against 1.64-1.72 | agree in pixels (lowest $\psi$ most diverse); weak in the second embedding |
+# | Sec. 3.3.3: OOD inputs have distinct descriptors | AUROC (larger = OOD) $\psi$ 0.41 [0.32, 0.51], $\nu$ 0.44 [0.35, 0.53], $\delta$ 0.47 [0.42, 0.53]; per kind, $\psi$ is *lower* for photos (0.30) and digits (0.27); baselines: inversion error 0.90 [0.85, 0.95], latent norm 0.81 [0.74, 0.88]. Inversion reconstructs ID images to MSE 0.007 (OOD 0.026-0.058) but not their latents (median relative latent error 1.06), and inverted ID latents already differ from sampled ones ($\psi$ AUROC 0.28) | not reproduced with descriptors of inverted latents; the inversion error is the better detector here |
+# | Sec. 4 / polarity sampling (CVPR 2022): $\rho < 0$ gives lower $\psi$ and less diversity, $\rho > 0$ higher $\psi$ and more | $\psi$ shift is monotone in $\rho$ (-88 at $\rho = -0.06$, +33 at $+0.06$; ESS 8 and 397 of 2,000); Vendi (pixels) goes the other way: 4.80 [4.45, 5.15] at $\rho = -0.06$, 3.75 at 0, 3.50 [3.38, 3.70] at $+0.06$; random-conv features flat (1.58-1.68, CIs overlap) | $\psi$ control: agree; diversity: opposite direction in pixels |
+# | $\delta$ on an exactly CPWL network | at $r = 10^{-5}$: mean 0.14 with the Tanh, 0.12 without, zero on 87% / 89% of 300 latents; at $r = 0.05$: 766 / 689, never zero; per layer it grows with depth (35, 71, 177, 406 neurons changing at $r = 0.05$) | the paper's radius sees almost no knots on this generator; the count is meaningful at larger radii |
+#
+# On a real third-party generator, then, the descriptors order images by detail and control diversity through
+# level sets and polarity, but the slice-hull and OOD claims do not carry over, and the direction of the diversity
+# effects is the reverse of the paper's (as in 03 on MNIST; 07 on tiny-ldm found the paper's direction in one of
+# two embeddings).
