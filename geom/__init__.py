@@ -6,6 +6,8 @@ Descriptors (Humayun et al., "Understanding the Local Geometry of Generative Mod
 ``check_generator`` / ``find_module`` / ``call_generator`` (``geom.jacobian``), ``zero_threshold``
 (``geom.descriptors``), ``polytope_basis``, ``joints``, ``smallest_radius`` (``geom.complexity``).
 Generators come from the model layer, ``geom.models.load_generator`` (not re-exported here).
+``geom.report`` (``geom.detectors.report``): every signal of each sample, descriptors beside the baselines, in one
+call (imported on first use).
 """
 from .complexity import (activation_modules, cross_polytope, joints, local_complexity, polytope_basis,
                          smallest_radius, with_module)
@@ -19,3 +21,10 @@ __all__ = [
     "smallest_radius",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "report":  # analysis layer: imported on first use so that `import geom` stays light
+        from .detectors import report
+        return report
+    raise AttributeError(f"module 'geom' has no attribute {name!r}")

@@ -25,6 +25,7 @@ LAYER = {
     # analysis: what the notebooks run (slices, trajectories, guidance, sweeps, statistics, figures, runner)
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",
     "polarity": "analysis", "phases": "analysis", "sweep": "analysis", "plots": "analysis", "run": "analysis",
+    "detectors": "analysis",
 }
 
 
