@@ -23,6 +23,7 @@ LAYER = {
     "jacobian": "geometry", "complexity": "geometry", "descriptors": "geometry", "lid": "geometry",
     "partition": "geometry", "fisher": "geometry",
     # analysis: what the notebooks run (slices, trajectories, guidance, sweeps, statistics, figures, runner)
+    "stats": "analysis", "planes": "analysis",
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",
     "polarity": "analysis", "phases": "analysis", "sweep": "analysis", "plots": "analysis", "run": "analysis",
     "detectors": "analysis",

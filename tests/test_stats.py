@@ -1,0 +1,299 @@
+"""geom.stats against independent references: scikit-learn's AUROC and ROC curve, a brute-force pair count and
+threshold loop, scipy's t intervals, a brute-force level-set loop, closed-form Vendi scores; and bit-identical to
+the formulas the notebooks' published numbers were computed with (geom.slices.auroc(positive, negative),
+geom.trajectories.auroc(scores, labels), the positives-first stratified bootstrap), copied here as references."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from geom import stats
+
+
+# ------------------------------------------------------------------------------------------ old formulas
+def _old_auroc_pos_neg(positive, negative):
+    """geom.slices.auroc before geom.stats (notebooks 04, 05, 13)."""
+    from scipy.stats import rankdata
+    x = np.asarray(positive, dtype=float).reshape(-1)
+    y = np.asarray(negative, dtype=float).reshape(-1)
+    r = rankdata(np.concatenate([x, y]))
+    u = r[:x.size].sum() - x.size * (x.size + 1) / 2
+    return float(u / (x.size * y.size))
+
+
+def _old_auroc_ci(positive, negative, n_boot, level=0.95, seed=0):
+    """geom.slices.auroc_ci before geom.stats."""
+    x = np.asarray(positive, dtype=float).reshape(-1)
+    y = np.asarray(negative, dtype=float).reshape(-1)
+    rng = np.random.default_rng(seed)
+    boots = np.array([_old_auroc_pos_neg(x[rng.integers(0, x.size, x.size)], y[rng.integers(0, y.size, y.size)])
+                      for _ in range(int(n_boot))])
+    q = (1 - level) / 2
+    lo, hi = np.quantile(boots, [q, 1 - q])
+    return _old_auroc_pos_neg(x, y), float(lo), float(hi)
+
+
+def _old_mean_ci(x, level=0.95):
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    m = float(x.mean())
+    h = float(st.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return m, m - h, m + h
+
+
+def _old_diff_ci(a, b, level=0.95):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    dfree = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    d = float(a.mean() - b.mean())
+    h = float(st.t.ppf(0.5 + level / 2, dfree) * se)
+    return d, d - h, d + h
+
+
+def _data(seed, n=None, ties=False):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(4, 300)) if n is None else n
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    s = rng.normal(size=n) + 0.7 * y
+    return (s.round(1) if ties else s), y
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bit_identical_to_the_old_formulas(seed):
+    s, y = _data(seed, ties=seed % 2 == 1)
+    pos = y.astype(bool)
+    assert stats.auroc(s, y) == _old_auroc_pos_neg(s[pos], s[~pos])
+    assert stats.auroc(s, pos) == stats.auroc(s, y)
+    assert stats.auroc_ci(s, y, n_boot=40, level=0.9, seed=seed) == _old_auroc_ci(s[pos], s[~pos], 40, 0.9, seed)
+    tab = stats.auroc_table({"s": s, "-s": -s}, pos, n_boot=30, seed=seed)
+    for name, x in (("s", s), ("-s", -s)):
+        a, lo, hi = _old_auroc_ci(x[pos], x[~pos], 30, seed=seed)
+        row = tab.set_index("score").loc[name]
+        assert (row.auroc, row.lo, row.hi) == (a, lo, hi)
+    assert stats.mean_ci(s, 0.9) == _old_mean_ci(s, 0.9)
+    assert stats.diff_ci(s[pos], s[~pos]) == _old_diff_ci(s[pos], s[~pos])
+
+
+# ------------------------------------------------------------------------------------------ AUROC
+def _brute_auroc(x, y):
+    x, y = np.asarray(x)[:, None], np.asarray(y)[None, :]
+    return ((x > y).sum() + 0.5 * (x == y).sum()) / (x.size * y.size)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("ties", [False, True])
+def test_auroc_vs_sklearn_and_pairs(seed, ties):
+    s, y = _data(seed, 200, ties)
+    a = stats.auroc(s, y)
+    assert a == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert a == pytest.approx(_brute_auroc(s[y == 1], s[y == 0]), abs=1e-12)
+    assert stats.auroc(-s, y) == pytest.approx(1 - a, abs=1e-12)
+    assert stats.auroc(s, 1 - y) == pytest.approx(1 - a, abs=1e-12)
+
+
+def test_auroc_with_many_ties_matches_sklearn():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300).astype(bool)
+    s = rng.integers(0, 5, 300).astype(float)
+    assert stats.auroc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_auroc_extremes_and_errors():
+    assert stats.auroc([0, 1, 2, 3], [0, 0, 1, 1]) == 1.0
+    assert stats.auroc([3, 2, 1, 0], [0, 0, 1, 1]) == 0.0
+    assert stats.auroc([1, 1, 1, 1, 1], [0, 1, 0, 1, 0]) == 0.5
+    with pytest.raises(ValueError, match="both classes"):
+        stats.auroc([1, 2], [1, 1])
+    with pytest.raises(ValueError, match="both classes"):
+        stats.auroc([], [])
+    with pytest.raises(ValueError, match="NaN"):
+        stats.auroc([np.nan, 2], [0, 1])
+    with pytest.raises(ValueError, match="binary"):
+        stats.auroc([1, 2, 3], [0, 1, 2])
+    with pytest.raises(ValueError, match="length"):
+        stats.auroc([1, 2, 3], [0, 1])
+
+
+def test_auroc_ci_covers_and_is_seeded():
+    rng = np.random.default_rng(0)
+    s = np.r_[rng.normal(1, 1, 200), rng.normal(0, 1, 200)]
+    y = np.r_[np.ones(200), np.zeros(200)]
+    a, lo, hi = stats.auroc_ci(s, y, n_boot=300, seed=0)
+    assert lo < a < hi and hi - lo < 0.2
+    assert lo < 0.760 < hi  # true AUROC of N(1,1) vs N(0,1) is Phi(1/sqrt 2) = 0.760
+    assert stats.auroc_ci(s, y, n_boot=300, seed=0) == (a, lo, hi)
+    with pytest.raises(ValueError, match="n_boot"):
+        stats.auroc_ci(s, y, n_boot=0)
+    tab = stats.auroc_table({"good": s, "flipped": -s}, y > 0, n_boot=100)
+    assert list(tab.columns) == ["score", "auroc", "lo", "hi", "best_direction"]
+    assert list(tab.best_direction) == ["higher", "lower"]
+    assert tab.auroc.iloc[0] == pytest.approx(1 - tab.auroc.iloc[1])
+    with pytest.raises(ValueError, match="labels"):
+        stats.auroc_table({"s": np.zeros(3)}, np.ones(4, bool))
+
+
+# ------------------------------------------------------------------------------------------ TPR at FPR
+def _tpr_at_fpr_sklearn(s, y, fpr):
+    """The ROC curve of scikit-learn (every threshold kept), read at ``fpr``: the largest TPR of the
+    vertices at that FPR, else linear interpolation between the neighbouring vertices."""
+    f, t, _ = roc_curve(y, s, drop_intermediate=False)
+    at = t[f == fpr]
+    if at.size:
+        return at.max()
+    k = np.flatnonzero(f < fpr).max()
+    return t[k] + (t[k + 1] - t[k]) * (fpr - f[k]) / (f[k + 1] - f[k])
+
+
+def _tpr_brute(s, y, fpr):
+    """Best TPR of any threshold rule ``s >= c`` with FPR <= fpr (c over the scores and +inf)."""
+    pos, neg = s[y == 1], s[y == 0]
+    best = 0.0
+    for c in np.r_[s, np.inf]:
+        if (neg >= c).mean() <= fpr:
+            best = max(best, (pos >= c).mean())
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tpr_at_fpr_vs_sklearn_roc_curve_and_brute_force(seed):
+    s, y = _data(seed, 120, ties=seed % 2 == 1)
+    for fpr in (0.0, 0.01, 0.05, 0.1, 0.333, 0.5, 0.95, 1.0):
+        assert stats.tpr_at_fpr(s, y, fpr) == pytest.approx(_tpr_at_fpr_sklearn(s, y, fpr), abs=1e-12)
+    for c in np.r_[s, np.inf]:  # at the FPR of a threshold: the best TPR of a threshold with at most that FPR
+        fpr = float((s[y == 0] >= c).mean())
+        assert stats.tpr_at_fpr(s, y, fpr) == pytest.approx(_tpr_brute(s, y, fpr), abs=1e-12)
+
+
+def test_tpr_at_fpr_extremes_and_errors():
+    assert stats.tpr_at_fpr([0, 1, 2, 3], [0, 0, 1, 1], 0.0) == 1.0
+    assert stats.tpr_at_fpr([3, 2, 1, 0], [0, 0, 1, 1], 0.0) == 0.0
+    assert stats.tpr_at_fpr([3, 2, 1, 0], [0, 0, 1, 1], 1.0) == 1.0
+    assert stats.tpr_at_fpr([1, 1, 1, 1], [0, 1, 0, 1], 0.25) == 0.25  # one tie: the chance diagonal
+    with pytest.raises(ValueError, match="fpr"):
+        stats.tpr_at_fpr([0, 1], [0, 1], 1.5)
+    with pytest.raises(ValueError, match="both classes"):
+        stats.tpr_at_fpr([0, 1], [1, 1])
+
+
+# ------------------------------------------------------------------------------------------ intervals
+def test_mean_ci_matches_scipy():
+    x = np.random.default_rng(0).normal(2.0, 3.0, 17)
+    m, lo, hi = stats.mean_ci(x, 0.95)
+    ref = st.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=st.sem(x))
+    assert m == pytest.approx(x.mean())
+    assert (lo, hi) == pytest.approx(ref, rel=1e-12)
+    assert math.isnan(stats.mean_ci([1.0])[1])
+
+
+def test_diff_ci_matches_scipy_welch():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0, 1, 20), rng.normal(0.5, 3, 35)
+    d, lo, hi = stats.diff_ci(a, b)
+    ci = st.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d == pytest.approx(a.mean() - b.mean())
+    assert (lo, hi) == pytest.approx((ci.low, ci.high), rel=1e-10)
+
+
+def test_band_groups():
+    df = pd.DataFrame(dict(step=[0, 0, 0, 1, 1, 1], g=["a"] * 6, v=[1.0, 2.0, 3.0, 5.0, 5.0, 5.0]))
+    b = stats.band(df, "step", "v", by=["g"])
+    assert list(b["n"]) == [3, 3]
+    assert b["mean"].tolist() == [2.0, 5.0]
+    assert b.loc[1, "low"] == b.loc[1, "high"] == 5.0
+
+
+# ------------------------------------------------------------------------------------------ level sets
+@pytest.mark.parametrize("n_levels", [1, 3, 5])
+def test_level_sets_match_brute_force(n_levels):
+    v = np.random.default_rng(n_levels).normal(size=101)
+    lv, edges = stats.level_sets(v, n_levels)
+    qs = [np.quantile(v, q) for q in np.linspace(0, 1, n_levels + 1)]
+    for i, x in enumerate(v):  # brute force: the last quantile interval [q_l, q_{l+1}) holding x
+        expect = n_levels - 1
+        for lvl in range(n_levels):
+            if qs[lvl] <= x < qs[lvl + 1]:
+                expect = lvl
+                break
+        assert lv[i] == expect
+    counts = np.bincount(lv, minlength=n_levels)
+    assert counts.sum() == 101 and counts.max() - counts.min() <= 2  # quantile bins are balanced
+
+
+def test_level_sets_constant_and_ties():
+    lv, edges = stats.level_sets(np.ones(10), 4)
+    assert (lv == 0).all()
+    lv, edges = stats.level_sets(np.r_[np.zeros(8), 1.0, 2.0], 4)  # duplicate quantiles collapse
+    assert lv.max() < len(edges) - 1 and lv[-1] == len(edges) - 2
+
+
+# ------------------------------------------------------------------------------------------ Vendi
+def test_vendi_identical_is_one_and_orthogonal_is_n():
+    x = np.random.default_rng(0).normal(size=(1, 16))
+    assert stats.vendi(np.repeat(x, 7, 0)) == pytest.approx(1.0, abs=1e-9)
+    assert stats.vendi(np.eye(5)[:, :]) == pytest.approx(5.0, abs=1e-9)
+    assert stats.vendi(np.eye(8)[:6] * np.arange(1, 7)[:, None]) == pytest.approx(6.0, abs=1e-9)  # scale-free
+
+
+def test_vendi_primal_equals_dual():
+    X = np.abs(np.random.default_rng(0).normal(size=(12, 5)))
+    Y = np.abs(np.random.default_rng(1).normal(size=(5, 12)))
+    from vendi_score import vendi as v
+    assert stats.vendi(X) == pytest.approx(v.score_X(X), rel=1e-8)  # d < n: dual path vs n x n kernel
+    assert stats.vendi(Y) == pytest.approx(v.score_dual(Y), rel=1e-8)  # d > n: n x n path vs dual
+
+
+def test_vendi_two_groups_closed_form():
+    # m copies of e1 and m copies of e2: eigenvalues (1/2, 1/2) -> Vendi 2
+    X = np.r_[np.tile(np.eye(3)[0], (4, 1)), np.tile(np.eye(3)[1], (4, 1))]
+    assert stats.vendi(X) == pytest.approx(2.0, abs=1e-9)
+    df = stats.vendi_per_level(X, np.r_[np.zeros(4), np.ones(4)])
+    assert df["vendi"].tolist() == pytest.approx([1.0, 1.0])
+    assert df["n"].tolist() == [4, 4]
+    with pytest.raises(ValueError, match="zero"):
+        stats.vendi(np.zeros((2, 3)))
+
+
+def test_vendi_closed_forms_in_both_modes():
+    """Friedman & Dieng: VS = exp(H(eig(K / n))) with K(x, x) = 1: one item -> 1, n copies -> 1, n orthogonal -> n."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 5))
+    u = x / np.linalg.norm(x)
+    for normalize, one in ((True, x), (False, u)):
+        assert stats.vendi(one, normalize=normalize) == pytest.approx(1.0, abs=1e-12)
+        assert stats.vendi(np.repeat(one, 4, 0), normalize=normalize) == pytest.approx(1.0, abs=1e-9)
+        assert stats.vendi(np.eye(3, 10), normalize=normalize) == pytest.approx(3.0, abs=1e-9)
+    assert stats.vendi(np.r_[x, 3 * x, 0.1 * x]) == pytest.approx(1.0, abs=1e-9)  # scaled copies: one direction
+    assert stats.vendi(5 * np.eye(4)) == pytest.approx(4.0, abs=1e-9)
+
+
+def test_vendi_equals_vendi_score_kernel_on_unit_rows():
+    """Unit-norm rows: geom (dual / primal eigenproblem) equals vendi-score's score_K on the kernel built
+    entry by entry (vendi_score.vendi.score with k = dot product), for d < n and d > n."""
+    from vendi_score import vendi as v
+    rng = np.random.default_rng(1)
+    for n, d in ((12, 5), (6, 20)):
+        X = rng.normal(size=(n, d)) + 0.5
+        U = X / np.linalg.norm(X, axis=1, keepdims=True)
+        ref = v.score(list(U), np.dot)
+        assert stats.vendi(U, normalize=False) == pytest.approx(ref, rel=1e-9)
+        assert stats.vendi(X, normalize=True) == pytest.approx(ref, rel=1e-9)
+        assert 1.0 <= ref <= n
+
+
+def test_vendi_refuses_kernels_without_unit_diagonal_and_zero_rows():
+    with pytest.raises(ValueError, match=r"unit diagonal.*norms in \[2, 2\].*normalize=True"):
+        stats.vendi(2 * np.eye(3), normalize=False)  # K(x, x) = 4: the old code returned 0.32, outside [1, 3]
+    with pytest.raises(ValueError, match="unit diagonal"):
+        stats.vendi(np.r_[np.eye(3)[:2], [[0.0, 0.0, 1.1]]], normalize=False)
+    stats.vendi(np.eye(3) * (1 + 1e-7), normalize=False)  # float32-level rounding of unit rows is accepted
+    for normalize in (True, False):
+        with pytest.raises(ValueError, match=r"rows \[1\] are zero.*no direction"):
+            stats.vendi(np.r_[np.eye(3)[:1], np.zeros((1, 3)), np.eye(3)[1:2]], normalize=normalize)
+    with pytest.raises(ValueError, match="shape"):
+        stats.vendi(np.zeros((0, 3)))
