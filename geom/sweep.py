@@ -38,6 +38,7 @@ Latent sources:
                                  seeded by ``latent_seed``, or ``anchors``: a ``.npy`` of shape ``(3, *latent_shape)``):
                                  ``z(u, v) = z0 + u (z1 - z0) + v (z2 - z0)``, ``u, v`` in ``linspace(lo, hi, N)``
                                  (default ``lo=-0.5, hi=1.5``); row ``index = i * N + j`` has ``u = t[i], v = t[j]``
+                                 (``geom.planes``: ``plane_anchors``, ``grid_coords``, ``plane_latents``)
     ``npy:<file>``               an array of latents ``(n, *latent_shape)``, or of images ``(n, C, H, W)`` in
                                  ``[-1, 1]`` that the model encodes (its posterior mean)
     ``images:<folder>``          the images of a folder (sorted by name), resized to the model's image size and
@@ -64,7 +65,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from . import descriptors, paths, slices
+from . import descriptors, paths, planes, slices
 from .complexity import local_complexity, polytope_basis
 from .descriptors import local_rank, local_scaling, singular_values
 from .jacobian import check_generator, jacobian, random_projection
@@ -72,7 +73,7 @@ from .models.generators import (MODELS, LoadedModel, as_dtype, check_model_spec,
                                 register_model, sd_vae_random)
 
 __all__ = ["SweepSpec", "Sweep", "ShardComputer", "run_sweep", "load_sweep", "main", "model_digest", "file_digest",
-           "folder_digest", "parse_source", "plane_anchors", "plane_coords", "plane_latents", "PlaneSource",
+           "folder_digest", "parse_source", "PlaneSource",
            # the model registry (geom.models.generators), re-exported for existing callers
            "MODELS", "LoadedModel", "check_model_spec", "load_model", "mlp_generator", "register_model",
            "sd_vae_random"]
@@ -92,7 +93,7 @@ class SweepSpec:
     (the unit of resumption and of work sent to a Ray worker), ``batch_size`` latents per Jacobian batch,
     ``chunk_size`` VJPs vmapped at once (``geom.jacobian``; ``None``: all ``k``; set it for large decoders).
     ``dtype`` of the model and latents (``"float32"`` or ``"float64"``); ``latent_seed`` and ``anchors``
-    define the plane (see ``plane_latents``)."""
+    define the plane (``geom.planes.plane_anchors``)."""
 
     model: str
     source: str
@@ -143,9 +144,14 @@ class SweepSpec:
 # ----------------------------------------------------------------------------------------------- sources
 @dataclass(frozen=True)
 class PlaneSource:
+    """``plane:N:lo:hi``: the ``N x N`` grid of ``geom.planes`` on ``[lo, hi]^2``."""
     n: int
     lo: float = -0.5
     hi: float = 1.5
+
+    def coords(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """``i, j, u, v`` of flat grid indices (``geom.planes.grid_coords``)."""
+        return planes.grid_coords(self.n, self.lo, self.hi, index)
 
 
 def parse_source(source: str) -> PlaneSource | tuple[str, Path]:
@@ -185,33 +191,6 @@ def parse_source(source: str) -> PlaneSource | tuple[str, Path]:
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def plane_anchors(latent_shape: tuple[int, ...], latent_seed: int = 0, anchors: str | None = None,
-                  dtype: torch.dtype = torch.float32) -> Tensor:
-    """The three latents ``(3, *latent_shape)`` spanning the plane: from ``anchors`` (``.npy``) or standard
-    normal drawn from ``torch.Generator().manual_seed(latent_seed)``."""
-    if anchors is not None:
-        a = torch.as_tensor(np.load(paths.resolve(anchors)))
-        if tuple(a.shape) != (3, *latent_shape):
-            raise ValueError(f"anchors must have shape (3, *latent_shape) = {(3, *latent_shape)}, got {tuple(a.shape)}")
-        return a.to(dtype)
-    g = torch.Generator().manual_seed(int(latent_seed))
-    return torch.randn(3, *latent_shape, generator=g, dtype=torch.float64).to(dtype)
-
-
-def plane_coords(src: PlaneSource, index: np.ndarray) -> dict[str, np.ndarray]:
-    """Grid coordinates of flat indices: ``i = index // N``, ``j = index % N``, ``u = t[i]``, ``v = t[j]`` with
-    ``t = linspace(lo, hi, N)``."""
-    t = np.linspace(src.lo, src.hi, src.n)
-    i, j = index // src.n, index % src.n
-    return {"i": i.astype(np.int64), "j": j.astype(np.int64), "u": t[i], "v": t[j]}
-
-
-def plane_latents(anchors: Tensor, src: PlaneSource, index: np.ndarray) -> Tensor:
-    """``z(u, v) = z0 + u (z1 - z0) + v (z2 - z0)`` at flat grid indices -> ``(len(index), *latent_shape)``."""
-    c = plane_coords(src, index)
-    return slices.plane_latents(anchors, c["u"], c["v"])
 
 
 # ----------------------------------------------------------------------------------------------- content hashes
@@ -452,7 +431,7 @@ class Sweep:
             if self._anchors is None:
                 if model is None:
                     raise ValueError("the plane source needs the model's latent shape: pass the loaded model")
-                self._anchors = plane_anchors(model.latent_shape, self.spec.latent_seed, self.spec.anchors,
+                self._anchors = planes.plane_anchors(model.latent_shape, self.spec.latent_seed, self.spec.anchors,
                                               as_dtype(self.spec.dtype))
             return
         if not self.load_cached_latents():
@@ -484,7 +463,8 @@ class Sweep:
 
     def latents(self, index: np.ndarray) -> Tensor:
         if isinstance(self.source, PlaneSource):
-            return plane_latents(self._anchors, self.source, index)
+            c = self.source.coords(index)
+            return planes.plane_latents(self._anchors, c["u"], c["v"])
         return self._latents[torch.as_tensor(index)]
 
     # -- shards
@@ -507,7 +487,7 @@ class Sweep:
         idx = rows["index"].to_numpy()
         cols: dict[str, Any] = {"index": idx}
         if isinstance(self.source, PlaneSource):
-            cols.update(plane_coords(self.source, idx))
+            cols.update(self.source.coords(idx))
         for c in rows.columns:
             if c != "index":
                 cols[c] = rows[c].to_numpy()
@@ -720,7 +700,7 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
         _unwrap(ray, RayTaskError, lambda: ray.get(first.check.remote()))
         sweep.check_inputs(info["model_sha256"])
         if isinstance(sweep.source, PlaneSource):
-            sweep._anchors = plane_anchors(tuple(info["latent_shape"]), sweep.spec.latent_seed, sweep.spec.anchors,
+            sweep._anchors = planes.plane_anchors(tuple(info["latent_shape"]), sweep.spec.latent_seed, sweep.spec.anchors,
                                            as_dtype(sweep.spec.dtype))
         else:
             if probe is not None:  # the driver encodes the images: its copy of the weights must match too

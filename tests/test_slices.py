@@ -25,23 +25,6 @@ def test_plane_passes_through_anchors():
     torch.testing.assert_close(z, a, rtol=0, atol=1e-12)
 
 
-def test_plane_is_affine_and_matches_sweep():
-    from geom.sweep import PlaneSource, plane_latents as sweep_plane
-
-    a = _anchors(dtype=torch.float32)
-    n, lo, hi = 7, -0.5, 1.5
-    u, v = slices.plane_uv(n, lo, hi)
-    ours = slices.plane_latents(a, u, v)
-    theirs = sweep_plane(a, PlaneSource(n, lo, hi), np.arange(n * n))
-    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
-    # affine: the midpoint of z1 and z2 is z(1/2, 1/2); centroid is z(1/3, 1/3)
-    a64 = a.double()
-    mid = slices.plane_latents(a64, [0.5], [0.5])[0]
-    torch.testing.assert_close(mid, (a64[1] + a64[2]) / 2)
-    cen = slices.plane_latents(a64, [1 / 3], [1 / 3])[0]
-    torch.testing.assert_close(cen, a64.mean(0))
-
-
 def test_plane_coordinates_roundtrip():
     a = _anchors()
     rng = np.random.default_rng(0)

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import geom
+import geom.planes
 import geom.sweep
 from geom import paths
 from geom.sweep import (MODELS, LoadedModel, ShardComputer, Sweep, SweepSpec, load_sweep, mlp_generator,
@@ -363,8 +364,7 @@ def test_dcgan_faces_as_a_sweep_model(tmp_path):
                      batch_size=2, latent_seed=4)
     df = run_sweep(spec, tmp_path / "out", progress=False)
     G = load_generator("dcgan-faces")
-    z = geom.sweep.plane_latents(geom.sweep.plane_anchors((100,), latent_seed=4), geom.sweep.PlaneSource(2),
-                                 np.arange(4))
+    z = geom.planes.plane_latents(geom.planes.plane_anchors((100,), latent_seed=4), *geom.planes.plane_uv(2))
     ref = geom.describe(G, z, k=8, radius=1e-5, dim=2, seed=1, batch_size=2, progress=False)
     for c in ("psi", "nu", "delta"):
         np.testing.assert_array_equal(df[c].to_numpy(), ref[c].to_numpy())
@@ -535,8 +535,7 @@ def test_sweep_of_another_descriptor_engine_is_refused(tmp_path, monkeypatch):
     (out / "sweep.json").write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=r"'engine_version': \(None, "):
         run_sweep(spec, out, progress=False)
-    z = geom.sweep.plane_latents(geom.sweep.plane_anchors((16,), dtype=torch.float64), geom.sweep.PlaneSource(2),
-                                 np.arange(4))
+    z = geom.planes.plane_latents(geom.planes.plane_anchors((16,), dtype=torch.float64), *geom.planes.plane_uv(2))
     desc = geom.describe(geom.sweep.load_model("mlp:0", dtype="float64").G, z, k=8, radius=0.05, progress=False)
     np.testing.assert_allclose(ref["psi"], desc["psi"], rtol=1e-12)
 
