@@ -1,15 +1,26 @@
-"""Small datasets used by the toy-model notebooks (Humayun et al., Secs. 3.1 and 3.2).
+"""Small datasets (Humayun et al., Secs. 3.1, 3.2 and 3.3.2-3.3.3), nothing downloaded.
+
+Toy-model data:
 
 * ``dino()``: the datasauRus "dino" 2D point cloud (142 points), shipped in ``data/datasaurus_dino.csv``.
 * ``digits()``: scikit-learn's 8x8 handwritten digits (1,797 images, shipped with scikit-learn), in [0, 1].
 * ``mnist(path)``: MNIST from local IDX files (``data/mnist/`` in this repository), 28x28 in [0, 1].
 
-Every loader returns ``numpy`` arrays; image loaders return flattened images ``X`` ``(N, H*W)`` float32 in
+These loaders return ``numpy`` arrays; image loaders return flattened images ``X`` ``(N, H*W)`` float32 in
 ``[0, 1]`` and labels ``y`` ``(N,)`` int64. Splits are seeded (``numpy.random.default_rng(seed)``).
+
+Out-of-distribution and held-out image sets for the OOD studies (notebooks 05 and 13): ``ood_images(kind, n)``
+with ``kind`` in ``OOD_KINDS``: crops of scikit-learn's two sample photographs (``photo_crops``), upscaled and
+coloured scikit-learn digits (``coloured_digits``), 1/f "natural-image-like" noise textures
+(``noise_textures``), crops of pydicom's bundled CT/MR scans (``medical_scans``); ``id_images``: fresh
+``geom.shapes`` renders (the training distribution of the embedded ``tiny-ldm``, another seed). These are
+float32 arrays ``(n, 3, S, S)`` in ``[0, 1]`` (channels first, like ``geom.shapes``; use
+``geom.shapes.to_model_range`` before ``pipe.vae_encode``), each a deterministic function of ``seed``.
 """
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from pathlib import Path
 
@@ -19,6 +30,7 @@ from . import paths
 
 DINO_CSV = paths.DATA / "datasaurus_dino.csv"
 MNIST_DIR = paths.DATA / "mnist"
+OOD_KINDS: tuple[str, ...] = ("photos", "digits", "textures", "medical")
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -122,3 +134,138 @@ def mnist(path: str | Path = MNIST_DIR, split_name: str | None = None) -> dict[s
         out[f"x_{s}"] = (X.reshape(len(X), -1).astype(np.float32) / 255.0)
         out[f"y_{s}"] = y.astype(np.int64)
     return out
+
+
+# --------------------------------------------------------------------------------------------- OOD / ID image sets
+def _resize(x: np.ndarray, size: int) -> np.ndarray:
+    """``(n, C, h, w)`` float -> ``(n, C, size, size)`` (antialiased bilinear)."""
+    import torch
+
+    t = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
+                                        antialias=t.shape[-1] > size)
+    return t.clamp(0, 1).numpy()
+
+
+def _check_n_size(n: int, size: int) -> None:
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if not isinstance(size, (int, np.integer)) or size < 4:
+        raise ValueError(f"size must be an int >= 4, got {size!r}")
+
+
+def _random_crops(img: np.ndarray, n: int, size: int, rng: np.random.Generator, min_frac: float = 0.15,
+                  max_frac: float = 0.5) -> np.ndarray:
+    """``n`` random square crops of ``img`` ``(C, H, W)`` in [0, 1], side a random fraction of ``min(H, W)``,
+    resized to ``size``."""
+    C, H, W = img.shape
+    out = []
+    for _ in range(n):
+        s = max(4, int(rng.uniform(min_frac, max_frac) * min(H, W)))
+        y, x = rng.integers(0, H - s + 1), rng.integers(0, W - s + 1)
+        out.append(_resize(img[None, :, y:y + s, x:x + s], size)[0])
+    return np.stack(out)
+
+
+def photo_crops(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Random crops of scikit-learn's two bundled photographs (``load_sample_images``: a Chinese temple,
+    a flower), resized to ``size`` -> ``(n, 3, size, size)`` in [0, 1]."""
+    from sklearn.datasets import load_sample_images
+
+    _check_n_size(n, size)
+    rng = np.random.default_rng([seed, 11])
+    photos = [im.astype(np.float32).transpose(2, 0, 1) / 255.0 for im in load_sample_images().images]
+    which = rng.integers(0, len(photos), n)
+    return np.concatenate([_random_crops(photos[w], 1, size, rng) for w in which]).astype(np.float32)
+
+
+def coloured_digits(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """scikit-learn's 8x8 handwritten digits (``load_digits``), upscaled to ``size`` and coloured with a
+    random foreground and background colour each -> ``(n, 3, size, size)`` in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    _check_n_size(n, size)
+    rng = np.random.default_rng([seed, 12])
+    d = load_digits().images.astype(np.float32) / 16.0  # (1797, 8, 8)
+    idx = rng.choice(len(d), n, replace=n > len(d))
+    m = _resize(d[idx][:, None], size)  # (n, 1, S, S) stroke intensity
+    fg = rng.uniform(0, 1, (n, 3, 1, 1)).astype(np.float32)
+    bg = rng.uniform(0, 1, (n, 3, 1, 1)).astype(np.float32)
+    return (bg * (1 - m) + fg * m).astype(np.float32)
+
+
+def noise_textures(n: int, size: int = 32, seed: int = 0, exponent: float = 2.0) -> np.ndarray:
+    """Natural-image-like random textures: Gaussian noise with power spectrum ``1 / f^exponent``
+    (``exponent = 2``: the spectrum of natural images), per channel with correlated colours, rescaled to
+    [0, 1] -> ``(n, 3, size, size)``."""
+    _check_n_size(n, size)
+    rng = np.random.default_rng([seed, 13])
+    f = np.sqrt(np.fft.fftfreq(size)[:, None] ** 2 + np.fft.fftfreq(size)[None, :] ** 2)
+    f[0, 0] = 1.0
+    amp = f ** (-exponent / 2)
+    amp[0, 0] = 0.0
+    out = np.empty((n, 3, size, size), np.float32)
+    for k in range(n):
+        base = np.fft.ifft2(amp * np.fft.fft2(rng.standard_normal((size, size)))).real
+        own = np.fft.ifft2(amp[None] * np.fft.fft2(rng.standard_normal((3, size, size)))).real
+        x = 0.7 * base[None] + 0.3 * own
+        x = (x - x.min()) / max(x.max() - x.min(), 1e-12)
+        tint = rng.uniform(0.4, 1.0, (3, 1, 1))
+        out[k] = (x * tint).astype(np.float32)
+    return out
+
+
+MEDICAL_FILES: tuple[str, ...] = ("CT_small.dcm", "MR_small.dcm", "examples_overlay.dcm")
+
+
+def medical_scans(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Random crops of the CT and MR scans bundled with pydicom (``pydicom/data/test_files``:
+    ``MEDICAL_FILES``; read from the installed package, nothing is downloaded), each scan windowed to its
+    1st-99th percentile, grey replicated to RGB -> ``(n, 3, size, size)`` in [0, 1]. Raises ``ImportError``
+    when pydicom is missing and ``FileNotFoundError`` when its test files are."""
+    _check_n_size(n, size)
+    try:
+        import pydicom
+    except ImportError as e:
+        raise ImportError("medical_scans needs pydicom (pip install pydicom)") from e
+    folder = Path(pydicom.__file__).parent / "data" / "test_files"
+    scans = []
+    for name in MEDICAL_FILES:
+        p = folder / name
+        if not p.is_file():
+            raise FileNotFoundError(f"pydicom test file {p} is missing (medical_scans reads {MEDICAL_FILES})")
+        a = pydicom.dcmread(p).pixel_array.astype(np.float32)
+        lo, hi = np.percentile(a, [1, 99])
+        scans.append(np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)[None])
+    rng = np.random.default_rng([seed, 14])
+    which = rng.integers(0, len(scans), n)
+    grey = np.concatenate([_random_crops(scans[w], 1, size, rng, 0.4, 0.9) for w in which])
+    return np.repeat(grey, 3, axis=1).astype(np.float32)
+
+
+def ood_images(kind: str, n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """An out-of-distribution image set ``(n, 3, size, size)`` float32 in [0, 1] of one ``kind`` in
+    ``OOD_KINDS``: ``"photos"`` (``photo_crops``), ``"digits"`` (``coloured_digits``), ``"textures"``
+    (``noise_textures``), ``"medical"`` (``medical_scans``, needs pydicom)."""
+    makers = {"photos": photo_crops, "digits": coloured_digits, "textures": noise_textures, "medical": medical_scans}
+    if kind not in makers:
+        raise ValueError(f"unknown OOD image kind {kind!r}; expected one of {OOD_KINDS}")
+    x = makers[kind](n, size, seed)
+    if x.shape != (n, 3, size, size) or not np.isfinite(x).all():
+        raise RuntimeError(f"ood_images({kind!r}) made an array of shape {x.shape}")  # a bug, never bad input
+    return x
+
+
+def id_images(n: int, size: int = 32, seed: int = 1) -> tuple[np.ndarray, list[str]]:
+    """``n`` held-out in-distribution images of ``geom.shapes`` (the training distribution of tiny-ldm, drawn
+    with a seed other than the training seed 0; no memorised images), evenly spread over the (shape, colour,
+    background) combinations -> ``(images (n, 3, size, size) in [0, 1], prompts)``."""
+    from . import shapes
+
+    _check_n_size(n, size)
+    if int(seed) == 0:
+        raise ValueError("seed 0 is the training set of tiny-ldm; use another seed for held-out images")
+    combos = len(shapes.SHAPES) * len(shapes.COLOURS) * len(shapes.BACKGROUNDS)
+    ds = shapes.make_dataset(n_per_combo=math.ceil(n / combos), size=size, seed=seed, memorised=False)
+    idx = np.sort(np.random.default_rng([seed, 15]).choice(len(ds), n, replace=False))
+    return ds.images[idx], [ds.prompts[i] for i in idx]

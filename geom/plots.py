@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from . import planes
+
 LABELS = {"psi": r"local scaling $\psi$", "nu": r"local rank $\nu$", "delta": r"local complexity $\delta$"}
 CMAPS = {"psi": "viridis", "nu": "magma", "delta": "rocket"}
 
@@ -67,6 +69,36 @@ def descriptor_maps(df, n: int, columns: Sequence[str] = ("psi", "nu", "delta"),
     return fig
 
 
+def slice_maps(df, n: int, lo: float = -0.5, hi: float = 1.5, columns: Sequence[str] = ("psi", "nu", "delta"),
+               labels: Sequence[str] = ("z0", "z1", "z2"), suptitle: str | None = None, axes=None):
+    """Heatmaps of descriptor columns of a plane sweep table ``df`` (``N*N`` rows in ``geom.planes`` grid order,
+    ``u, v`` in ``[lo, hi]``) with ``u`` on x and ``v`` on y, the three anchors marked and their convex hull
+    (triangle) outlined (Humayun et al. Fig. 5). Returns the Figure."""
+    if len(df) != int(n) ** 2:
+        raise ValueError(f"slice_maps: {len(df)} rows is not an {n} x {n} grid")
+    if axes is None:
+        fig, axes = plt.subplots(1, len(columns), figsize=(4.4 * len(columns), 3.9), squeeze=False)
+        axes = axes[0]
+    fig = axes[0].figure
+    tri = np.vstack([planes.ANCHOR_UV, planes.ANCHOR_UV[:1]])
+    half = (hi - lo) / (2 * max(int(n) - 1, 1))  # pixel centres sit on the grid points
+    for ax, col in zip(axes, columns):
+        im = ax.imshow(planes.grid_image(df[col], n), origin="lower", cmap=CMAPS.get(col, "viridis"),
+                       extent=(lo - half, hi + half, lo - half, hi + half), interpolation="nearest", aspect="equal")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.plot(tri[:, 0], tri[:, 1], color="white", lw=1.2, ls="--")
+        ax.scatter(planes.ANCHOR_UV[:, 0], planes.ANCHOR_UV[:, 1], s=30, c="white", edgecolors="black", zorder=3)
+        for (x, y), lab in zip(planes.ANCHOR_UV, labels):
+            ax.annotate(lab, (x, y), xytext=(4, 4), textcoords="offset points", color="white", fontsize=8)
+        ax.set_title(LABELS.get(col, col))
+        ax.set_xlabel("u")
+        ax.set_ylabel("v")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
 def descriptor_hist(df, by: str, columns: Sequence[str] = ("psi", "nu", "delta"), bins: int = 40):
     """Overlaid histograms of descriptor columns split by the categorical column ``by``."""
     fig, axes = plt.subplots(1, len(columns), figsize=(4.3 * len(columns), 3.3), squeeze=False)
@@ -82,7 +114,7 @@ def level_set_rows(images, levels: dict, n_show: int = 8, scale: float = 0.75):
     """Fig. 9 of Humayun et al.: one panel per descriptor, one row per level set, ``n_show`` images per row.
 
     ``images`` ``(N, C, H, W)`` / ``(N, H, W, C)`` in [0, 1]; ``levels`` ``{name: (level (N,) int, edges (L + 1,))}``
-    as returned by ``geom.trajectories.level_sets`` (level 0 = lowest)."""
+    as returned by ``geom.stats.level_sets`` (level 0 = lowest)."""
     x = _to_numpy_images(images)
     H, W = x.shape[1:3]
     L = max(len(edges) - 1 for _, edges in levels.values())

@@ -22,6 +22,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .stats import vendi
+
 
 def _check_psi_rho(psi, rho: float) -> np.ndarray:
     a = np.asarray(psi, dtype=np.float64).reshape(-1)
@@ -86,11 +88,9 @@ def polarity_table(psi, rhos) -> pd.DataFrame:
 def polarity_diversity(features, psi, rhos, n: int, draws: int = 20, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
     """Diversity of polarity samples: for each ``rho``, ``draws`` sets of ``n`` distinct pool latents
     (``polarity_resample(..., replace=False)``, seeds ``seed + d``); the Vendi score
-    (``geom.trajectories.vendi``, cosine kernel) of their ``features`` ``(N, d)`` and their mean ``psi``.
+    (``geom.stats.vendi``, cosine kernel) of their ``features`` ``(N, d)`` and their mean ``psi``.
     Returns one row per rho: ``rho, vendi, vendi_lo, vendi_hi, psi_mean, psi_lo, psi_hi`` (mean over draws and
     the ``level`` percentile interval over draws: the spread of a polarity sample of size ``n`` from this pool)."""
-    from .trajectories import vendi
-
     X = np.asarray(features, dtype=np.float64)
     a = _check_psi_rho(psi, 0.0)
     if X.ndim != 2 or len(X) != a.size:

@@ -1,4 +1,5 @@
-"""Data loaders: shapes, dtypes, ranges, seeded splits, clear errors."""
+"""Data loaders and image sets: shapes, dtypes, ranges, seeded splits and draws, clear errors; the noise
+textures' power spectrum; held-out images that are not training images."""
 import gzip
 import shutil
 
@@ -84,3 +85,48 @@ def test_mnist_bad_file(tmp_path):
         (tmp_path / name).write_bytes(b"garbage!")
     with pytest.raises(ValueError, match="not an IDX file"):
         datasets.mnist(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- OOD / ID image sets
+@pytest.mark.parametrize("kind", datasets.OOD_KINDS)
+def test_ood_images_shape_range_determinism(kind):
+    if kind == "medical":
+        pytest.importorskip("pydicom")
+    x = datasets.ood_images(kind, 5, size=16, seed=3)
+    assert x.shape == (5, 3, 16, 16) and x.dtype == np.float32
+    assert x.min() >= 0 and x.max() <= 1 and x.std() > 0.01
+    np.testing.assert_array_equal(x, datasets.ood_images(kind, 5, size=16, seed=3))
+    assert not np.array_equal(x, datasets.ood_images(kind, 5, size=16, seed=4))
+    assert len({im.tobytes() for im in x}) == 5  # distinct images
+
+
+def test_ood_images_errors():
+    with pytest.raises(ValueError, match="unknown OOD"):
+        datasets.ood_images("cats", 3)
+    with pytest.raises(ValueError, match="n must"):
+        datasets.ood_images("digits", 0)
+    with pytest.raises(ValueError, match="size"):
+        datasets.ood_images("textures", 2, size=2)
+
+
+def test_noise_textures_have_natural_spectrum():
+    # radially averaged power falls off about as 1/f^2 (log-log slope near -2)
+    x = datasets.noise_textures(16, size=64, seed=0, exponent=2.0).mean(1)
+    p = np.abs(np.fft.fft2(x - x.mean(axis=(1, 2), keepdims=True))) ** 2
+    f = np.sqrt(np.fft.fftfreq(64)[:, None] ** 2 + np.fft.fftfreq(64)[None, :] ** 2)
+    band = (f > 0.03) & (f < 0.3)
+    slope = np.polyfit(np.log(f[band]), np.log(p.mean(0)[band]), 1)[0]
+    assert -2.6 < slope < -1.4
+
+
+def test_id_images():
+    from geom import shapes
+
+    x, prompts = datasets.id_images(12, size=16, seed=1)
+    assert x.shape == (12, 3, 16, 16) and len(prompts) == 12
+    assert x.min() >= 0 and x.max() <= 1
+    assert all(p not in shapes.MEMORISED_PROMPTS for p in prompts)
+    train = shapes.make_dataset(n_per_combo=1, size=16, seed=0, memorised=False).images
+    assert shapes.nearest_neighbour(x, train)[0].min() > 0  # held out, not copies of training images
+    with pytest.raises(ValueError, match="training"):
+        datasets.id_images(3, seed=0)

@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-from geom import plots  # noqa: E402
+from geom import planes, plots  # noqa: E402
 
 
 def test_image_grid_layouts():
@@ -34,8 +34,20 @@ def test_descriptor_maps_orientation_and_errors():
         plots.descriptor_maps(df.iloc[:5], n)
 
 
+def test_slice_maps_draws_hull():
+    n = 6
+    u, v = planes.plane_uv(n)
+    df = pd.DataFrame(dict(psi=u + v, nu=u, delta=np.zeros(n * n)))
+    fig = plots.slice_maps(df, n)
+    assert len(fig.axes) == 6  # three maps + three colour bars
+    line = fig.axes[0].lines[0]
+    np.testing.assert_allclose(np.c_[line.get_xdata(), line.get_ydata()][:3], planes.ANCHOR_UV)
+    with pytest.raises(ValueError):
+        plots.slice_maps(df.iloc[:-1], n)
+
+
 def test_level_set_rows_places_each_image_in_its_level_row():
-    from geom.trajectories import level_sets
+    from geom.stats import level_sets
     imgs = torch.rand(30, 3, 4, 5)
     score = np.arange(30.0)[::-1].copy()  # image i has level set by its score
     lv, edges = level_sets(score, 3)

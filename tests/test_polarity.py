@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from geom import polarity
-from geom.trajectories import vendi
+from geom.stats import vendi
 
 # toy pool: products of singular values 1, 2, 3, 4 -> psi = log of them
 SIGMA_PROD = np.array([1.0, 2.0, 3.0, 4.0])

@@ -77,18 +77,6 @@ def test_grid_image_orientation():
         slices.grid_image(u[:-1], n)
 
 
-def test_slice_maps_draws_hull():
-    n = 6
-    u, v = slices.plane_uv(n)
-    df = pd.DataFrame(dict(psi=u + v, nu=u, delta=np.zeros(n * n)))
-    fig = slices.slice_maps(df, n)
-    assert len(fig.axes) == 6  # three maps + three colour bars
-    line = fig.axes[0].lines[0]
-    np.testing.assert_allclose(np.c_[line.get_xdata(), line.get_ydata()][:3], slices.ANCHOR_UV)
-    with pytest.raises(ValueError):
-        slices.slice_maps(df.iloc[:-1], n)
-
-
 # ------------------------------------------------------------------------------------------- orderings
 def test_extremes_and_rank_picks():
     vals = np.array([3.0, -1.0, 7.0, 2.0, 7.5, 0.0])
@@ -146,51 +134,6 @@ def test_auroc_ci_covers_and_is_seeded():
     assert tab.auroc.iloc[0] == pytest.approx(1 - tab.auroc.iloc[1])
     with pytest.raises(ValueError, match="labels"):
         slices.auroc_table({"s": np.zeros(3)}, np.ones(4, bool))
-
-
-# ------------------------------------------------------------------------------------------- image sets
-@pytest.mark.parametrize("kind", slices.OOD_KINDS)
-def test_ood_images_shape_range_determinism(kind):
-    if kind == "medical":
-        pytest.importorskip("pydicom")
-    x = slices.ood_images(kind, 5, size=16, seed=3)
-    assert x.shape == (5, 3, 16, 16) and x.dtype == np.float32
-    assert x.min() >= 0 and x.max() <= 1 and x.std() > 0.01
-    np.testing.assert_array_equal(x, slices.ood_images(kind, 5, size=16, seed=3))
-    assert not np.array_equal(x, slices.ood_images(kind, 5, size=16, seed=4))
-    assert len({im.tobytes() for im in x}) == 5  # distinct images
-
-
-def test_ood_images_errors():
-    with pytest.raises(ValueError, match="unknown OOD"):
-        slices.ood_images("cats", 3)
-    with pytest.raises(ValueError, match="n must"):
-        slices.ood_images("digits", 0)
-    with pytest.raises(ValueError, match="size"):
-        slices.ood_images("textures", 2, size=2)
-
-
-def test_noise_textures_have_natural_spectrum():
-    # radially averaged power falls off about as 1/f^2 (log-log slope near -2)
-    x = slices.noise_textures(16, size=64, seed=0, exponent=2.0).mean(1)
-    p = np.abs(np.fft.fft2(x - x.mean(axis=(1, 2), keepdims=True))) ** 2
-    f = np.sqrt(np.fft.fftfreq(64)[:, None] ** 2 + np.fft.fftfreq(64)[None, :] ** 2)
-    band = (f > 0.03) & (f < 0.3)
-    slope = np.polyfit(np.log(f[band]), np.log(p.mean(0)[band]), 1)[0]
-    assert -2.6 < slope < -1.4
-
-
-def test_id_images():
-    from geom import shapes
-
-    x, prompts = slices.id_images(12, size=16, seed=1)
-    assert x.shape == (12, 3, 16, 16) and len(prompts) == 12
-    assert x.min() >= 0 and x.max() <= 1
-    assert all(p not in shapes.MEMORISED_PROMPTS for p in prompts)
-    train = shapes.make_dataset(n_per_combo=1, size=16, seed=0, memorised=False).images
-    assert shapes.nearest_neighbour(x, train)[0].min() > 0  # held out, not copies of training images
-    with pytest.raises(ValueError, match="training"):
-        slices.id_images(3, seed=0)
 
 
 # ------------------------------------------------------------------------------------------- cached describe
