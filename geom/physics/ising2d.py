@@ -1,0 +1,198 @@
+"""The periodic L x L Ising model (``geom.physics``), exactly: log Z by the row transfer matrix (any field) and by
+Kaufman's finite-lattice formula (zero field), Onsager's thermodynamic limit, exact moments and energies,
+enumeration, exact samples by the transfer matrix; sufficient statistics and the posterior network's features.
+Markov-chain samplers are in ``geom.physics.mcmc``."""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+from ._common import check_finite, holds, make_rng, to_tensor
+
+T_CRITICAL = 2.0 / math.log(1.0 + math.sqrt(2.0))  # Onsager's critical temperature (J = 1), 2.2692
+
+
+def _rows(L: int) -> np.ndarray:
+    """All 2^L rows of spins, (2^L, L), row r has spin j = +1 iff bit j of r is 0."""
+    r = np.arange(2 ** L)[:, None]
+    return 1 - 2 * ((r >> np.arange(L)[None, :]) & 1)
+
+
+def _transfer_log(L: int, K: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Log of the symmetric row transfer matrix, (..., 2^L, 2^L)."""
+    rows = torch.as_tensor(_rows(L), dtype=torch.float64)
+    intra = (rows * rows.roll(-1, 1)).sum(1)  # (S,)
+    mag = rows.sum(1)
+    inter = rows @ rows.T  # (S, S)
+    K, B = K[..., None, None], B[..., None, None]
+    half = (K * intra[:, None] + B * mag[:, None]) / 2
+    return half + half.transpose(-1, -2) + K * inter
+
+
+def ising2d_logz(L: int, K, B=0.0) -> torch.Tensor:
+    """Exact log Z of the periodic L x L Ising model by the row transfer matrix, ``log tr T^L`` (any field).
+
+    ``K``, ``B``: broadcastable tensors; returns their broadcast shape, differentiable (float64).
+    Cost ``O(L * 8^L)`` per point (L products of 2^L x 2^L matrices): fine for L <= 8, slow beyond 10."""
+    if not 2 <= L <= 12:
+        raise ValueError(f"transfer matrix log Z supports 2 <= L <= 12, got L={L}")
+    K, B = torch.broadcast_tensors(to_tensor(K).double(), to_tensor(B).double())
+    check_finite("K, B", torch.stack([K, B]))
+    lt = _transfer_log(L, K, B)
+    c = lt.amax(dim=(-1, -2), keepdim=True)
+    A = torch.exp(lt - c)
+    logscale = L * c[..., 0, 0]
+    P = A
+    for _ in range(L - 1):  # A^L with renormalisation (the scale is a constant: no gradient needed)
+        m = P.amax(dim=(-1, -2), keepdim=True).detach()
+        P = (P / m) @ A
+        logscale = logscale + torch.log(m[..., 0, 0])
+    return logscale + torch.log(torch.diagonal(P, dim1=-2, dim2=-1).sum(-1))
+
+
+def ising2d_logz_kaufman(L: int, K) -> torch.Tensor:
+    """Exact log Z of the periodic L x L Ising model at zero field, Kaufman (1949) finite-lattice formula:
+    ``Z = 1/2 (2 sinh 2K)^{L^2/2} (Z1 + Z2 + Z3 + Z4)`` with ``Z1,2 = prod_r 2 cosh|sinh(L g_{2r+1} / 2)``,
+    ``Z3,4 = prod_r 2 cosh|sinh(L g_{2r} / 2)``, ``cosh g_l = cosh 2K coth 2K - cos(pi l / L)`` and
+    ``g_0 = 2K + log tanh K`` (its sign makes Z4 negative above T_c). ``K > 0`` tensor, any shape; differentiable."""
+    K = to_tensor(K).double()
+    check_finite("K", K)
+    if not holds(K > 0):
+        raise ValueError("Kaufman's formula is implemented for ferromagnetic K > 0")
+    Ke = K[..., None]
+    l = torch.arange(2 * L, dtype=torch.float64)
+    arg = torch.cosh(2 * Ke) / torch.tanh(2 * Ke) - torch.cos(math.pi * l / L)
+    g = torch.acosh(arg[..., 1:])
+    g0 = 2 * Ke + torch.log(torch.tanh(Ke))
+    x = L * torch.cat([g0, g], dim=-1) / 2  # (..., 2L), x_l = L gamma_l / 2
+    xo, xe = x[..., 1::2], x[..., 0::2]
+
+    def log2cosh(v):
+        return v.abs() + torch.log1p(torch.exp(-2 * v.abs()))
+
+    def log2sinh_abs(v):
+        return v.abs() + torch.log(-torch.expm1(-2 * v.abs()))
+
+    l1, l2 = log2cosh(xo).sum(-1), log2sinh_abs(xo).sum(-1)
+    l3, rest4 = log2cosh(xe).sum(-1), log2sinh_abs(xe[..., 1:]).sum(-1)
+    m = torch.maximum(torch.maximum(l1, l2), l3)  # Z4 <= Z3 (|sinh| < cosh)
+    # Z4 = 2 sinh(x_0) * prod_{r>=1} 2 sinh(x_2r). Its factor 2 sinh(x_0) changes sign at K_c (g_0 = 0); written
+    # as sign(x_0) exp(log|2 sinh x_0|) its derivatives cancel catastrophically there (coth^2 - csch^2 = 1), so
+    # near K_c it is kept as 2 sinh(x_0). Both branches get safe inputs so that where's gradient has no NaN.
+    x0 = xe[..., 0]
+    small = x0.abs() < 1
+    xs = torch.where(small, x0, torch.zeros_like(x0))
+    xb = torch.where(small, torch.ones_like(x0), x0)
+    term4 = torch.where(small, 2 * torch.sinh(xs) * torch.exp(rest4 - m),
+                        torch.sign(xb) * torch.exp(log2sinh_abs(xb) + rest4 - m))
+    total = torch.exp(l1 - m) + torch.exp(l2 - m) + torch.exp(l3 - m) + term4
+    return math.log(0.5) + L * L / 2 * torch.log(2 * torch.sinh(2 * K)) + m + torch.log(total)
+
+
+@functools.lru_cache(maxsize=8)
+def _leggauss(n: int):
+    return np.polynomial.legendre.leggauss(n)
+
+
+def ising2d_free_energy_onsager(K, n_nodes: int = 512) -> torch.Tensor:
+    """Onsager's thermodynamic limit ``lim log Z / L^2`` at zero field (Onsager 1944), evaluated as
+    ``log(2 cosh 2K) + 1/pi int_0^{pi/2} log[(1 + sqrt(1 - k^2 sin^2 phi)) / 2] dphi``, ``k = 2 sinh 2K / cosh^2 2K``,
+    by Gauss-Legendre quadrature with ``n_nodes`` nodes. ``K`` any shape; differentiable away from K_c."""
+    K = to_tensor(K).double()
+    check_finite("K", K)
+    x, w = _leggauss(n_nodes)
+    phi = torch.as_tensor((x + 1) * math.pi / 4, dtype=torch.float64)
+    w = torch.as_tensor(w * math.pi / 4, dtype=torch.float64)
+    k = 2 * torch.sinh(2 * K) / torch.cosh(2 * K) ** 2
+    inner = torch.log((1 + torch.sqrt(torch.clamp(1 - (k[..., None] * torch.sin(phi)) ** 2, min=0))) / 2)
+    return torch.log(2 * torch.cosh(2 * K)) + (inner * w).sum(-1) / math.pi
+
+
+def ising2d_stats(s) -> np.ndarray:
+    """Sufficient statistics ``(sum_<ij> s_i s_j, sum_i s_i)`` (2 L^2 bonds on the torus), (size, L, L) -> (size, 2)."""
+    s = np.asarray(s, dtype=np.float64)
+    if s.ndim != 3 or s.shape[1] != s.shape[2]:
+        raise ValueError(f"configurations must have shape (size, L, L), got {s.shape}")
+    nn = (s * np.roll(s, -1, 1)).sum((1, 2)) + (s * np.roll(s, -1, 2)).sum((1, 2))
+    return np.stack([nn, s.sum((1, 2))], axis=1)
+
+
+def ising2d_features(s) -> np.ndarray:
+    """Per-sample features for the posterior network, (size, L, L) -> (size, 5): bond energy per bond, diagonal
+    (next-nearest) correlation, magnetisation, |m| and m^2 per spin (the first and third are sufficient)."""
+    s = np.asarray(s, dtype=np.float64)
+    n = s.shape[1] * s.shape[2]
+    st = ising2d_stats(s)
+    diag = (s * np.roll(np.roll(s, -1, 1), -1, 2)).sum((1, 2)) / n
+    m = st[:, 1] / n
+    return np.stack([st[:, 0] / (2 * n), diag, m, np.abs(m), m * m], axis=1)
+
+
+def ising2d_enumerate(L: int) -> np.ndarray:
+    """All ``2^(L^2)`` configurations of the L x L torus, (2^(L^2), L, L) int8 (L <= 4)."""
+    if not 1 <= L <= 4:
+        raise ValueError(f"enumeration is limited to L <= 4 (2^16 states), got L={L}")
+    n = L * L
+    idx = np.arange(2 ** n, dtype=np.int64)[:, None]
+    return (1 - 2 * ((idx >> np.arange(n)) & 1)).astype(np.int8).reshape(-1, L, L)
+
+
+def ising2d_exact_moments(L: int, K: float, B: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact mean (2,) and covariance (2, 2) of the sufficient statistics ``(sum s_i s_j, sum s_i)`` at (K, B):
+    gradient and Hessian of the transfer-matrix log Z (exponential-family identities)."""
+    f = lambda t: ising2d_logz(L, t[0], t[1])  # noqa: E731
+    t = torch.tensor([K, B], dtype=torch.float64)
+    return torch.func.grad(f)(t), torch.func.hessian(f)(t)
+
+
+def ising2d_sample(L: int, K: float, B: float, size: int, seed=0) -> np.ndarray:
+    """Exact samples of the periodic L x L Ising model, (size, L, L) int8, by the row transfer matrix:
+    forward powers ``T^k`` then sequential sampling of rows, ``r_1 ~ (T^L)_{r1 r1}`` and
+    ``r_{i+1} ~ T(r_i, r_{i+1}) (T^{L-i})_{r_{i+1} r_1}`` (forward-filter / backward-sample on the periodic chain
+    of rows). Memory ``L * 4^L`` doubles: L <= 10."""
+    if not 2 <= L <= 10:
+        raise ValueError(f"transfer-matrix sampling supports 2 <= L <= 10, got L={L}")
+    if not (np.isfinite(K) and np.isfinite(B)):
+        raise ValueError(f"K, B must be finite, got {K}, {B}")
+    rng = make_rng(seed)
+    rows = _rows(L)
+    lt = _transfer_log(L, torch.tensor(float(K), dtype=torch.float64),
+                       torch.tensor(float(B), dtype=torch.float64)).numpy()
+    T = np.exp(lt - lt.max())
+    P = [np.eye(len(T))]
+    for _ in range(L):
+        Q = P[-1] @ T
+        P.append(Q / Q.max())
+
+    def draw(w):
+        c = np.cumsum(w, axis=-1)
+        u = rng.random(len(c)) * c[:, -1]
+        return np.minimum((c < u[:, None]).sum(1), w.shape[1] - 1)
+
+    d = np.diag(P[L])
+    r = np.empty((size, L), dtype=np.int64)
+    r[:, 0] = draw(np.broadcast_to(d, (size, len(d))))
+    r1 = r[:, 0]
+    for i in range(1, L):
+        r[:, i] = draw(T[r[:, i - 1]] * P[L - i][:, r1].T)
+    return rows[r].astype(np.int8)
+
+
+def ising2d_energy_kaufman(L: int, K) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact zero-field internal energy per spin ``u = -<sum_<ij> s_i s_j> / L^2`` (J = 1) and specific heat per
+    spin ``c = K^2 Var(sum_<ij> s_i s_j) / L^2`` of the periodic L x L model, from the first and second
+    derivatives of Kaufman's log Z (:func:`ising2d_logz_kaufman`) by autograd. ``K > 0``: any shape; returns
+    two tensors of that shape (float64)."""
+    if int(L) != L or L < 2:
+        raise ValueError(f"L must be an integer >= 2, got {L}")
+    K = to_tensor(K).double()
+    flat = K.reshape(-1)
+    f = lambda k: ising2d_logz_kaufman(L, k)  # noqa: E731
+    mean = torch.func.vmap(torch.func.grad(f))(flat)
+    var = torch.func.vmap(torch.func.hessian(f))(flat)
+    n = L * L
+    return (-mean / n).reshape(K.shape), (flat ** 2 * var / n).reshape(K.shape)
+
