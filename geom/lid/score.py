@@ -1,5 +1,6 @@
-"""Local intrinsic dimension (LID): FLIPD from a diffusion model's noise predictor, the numerical rank of a
-generator's Jacobian, and the classical kNN estimators (MLE, TwoNN) of ``scikit-dimension``.
+"""FLIPD: the local intrinsic dimension of data points from a diffusion model's noise predictor (``geom.lid``),
+with the wrappers that turn a diffusers UNet, a ``LatentDiffusion``, the toy DDPM or a callable and its noise
+schedule into one ``EpsModel``.
 
 FLIPD (Kamkari et al., "A Geometric View of Data Complexity", NeurIPS 2024, arXiv 2406.03537, Sec. 3: the
 FLIPD estimator; derived here in full). Write the forward process as ``x_t = psi(t) x_0 + sigma(t) e``,
@@ -39,10 +40,9 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm import tqdm
 
-from .descriptors import local_rank, nonzero_mask, singular_values
-from .jacobian import check_latents, jacobian
+from ..diffusion import PREDICTION_TYPES
+from ..jacobian import check_latents
 
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 NOISE = ("rademacher", "gaussian")
 
 
@@ -142,6 +142,8 @@ class EpsModel:
         if out.shape != x_t.shape:
             raise ValueError(f"{self.name} returned shape {tuple(out.shape)} for x_t of shape {tuple(x_t.shape)}; "
                              f"a noise predictor returns the input's shape")
+        # geom.diffusion.to_eps_x0's formulas, but with psi and sigma from math.sqrt: torch's float64 sqrt can
+        # differ from it by one ulp (e.g. at abar = 0.5720397101981094), which would move FLIPD in the last bits
         psi, sigma = level.psi, level.sigma
         if self.prediction_type == "v_prediction":  # eps = sqrt(abar) v + sqrt(1 - abar) x_t
             out = psi * out + sigma * x_t
@@ -174,8 +176,8 @@ def as_eps_model(model, schedule=None, encoder_hidden_states: Tensor | None = No
         return model
     from diffusers import UNet2DConditionModel, UNet2DModel
 
-    from .models.ddpm import Denoiser, Schedule, linear_schedule
-    from .models.pipeline import LatentDiffusion
+    from ..models.ddpm import Denoiser, Schedule, linear_schedule
+    from ..models.pipeline import LatentDiffusion
 
     if isinstance(model, LatentDiffusion):
         schedule = model.scheduler if schedule is None else schedule
@@ -228,7 +230,7 @@ def as_eps_model(model, schedule=None, encoder_hidden_states: Tensor | None = No
 
 
 def _schedule(schedule) -> tuple[Tensor | None, str | None]:
-    from .models.ddpm import Schedule
+    from ..models.ddpm import Schedule
     if schedule is None:
         return None, None
     if isinstance(schedule, Schedule):
@@ -360,133 +362,3 @@ def flipd_curve(model, x: Tensor, t0s: Sequence[float], schedule=None, encoder_h
               for t0 in tqdm(t0s, desc="FLIPD curve", disable=not progress)]
     return pd.concat(frames, ignore_index=True)
 
-
-# ------------------------------------------------------------------------------------------- generators
-def jacobian_rank(sv: Tensor, rtol: float | None = None, dtype: torch.dtype = torch.float32,
-                  shape: tuple[int, int] | None = None) -> Tensor:
-    """Numerical rank of each Jacobian from its singular values ``sv`` ``(B, m)`` -> ``(B,)`` int64: the number
-    of singular values counted non-zero by ``geom.descriptors.nonzero_mask`` (the same threshold as psi),
-    the LID of the generator's image at that latent (rank theorem). ``dtype``/``shape`` are the Jacobian's."""
-    if not isinstance(sv, Tensor) or sv.ndim != 2:
-        raise ValueError(f"singular values must have shape (B, m), got "
-                         f"{tuple(sv.shape) if isinstance(sv, Tensor) else type(sv).__name__}")
-    if not torch.isfinite(sv).all() or (sv < 0).any():
-        raise ValueError("singular values must be finite and non-negative")
-    return nonzero_mask(sv, rtol, dtype, shape).sum(-1).to(torch.int64)
-
-
-def generator_lid(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = None, seed: int = 0,
-                  rtol: float | None = None, chunk_size: int | None = None) -> pd.DataFrame:
-    """LID of a generator's image at each latent of ``z`` ``(N, *latent_shape)``: the numerical rank of the
-    (optionally ``k``-projected) Jacobian ``A = P^T J_G(z)`` and the local rank ``nu`` (Humayun et al., Def. 3)
-    beside it. A random projection to ``k >= rank`` preserves the rank almost surely.
-
-    Returns:
-        DataFrame, ``N`` rows: ``rank`` (int64), ``nu`` (float64).
-    """
-    J = jacobian(G, z, k=k, seed=seed, chunk_size=chunk_size)
-    sv = singular_values(J)
-    rank = jacobian_rank(sv, rtol, dtype=J.dtype, shape=tuple(J.shape[1:]))
-    return pd.DataFrame({"rank": rank.numpy(), "nu": local_rank(sv).numpy()})
-
-
-# ------------------------------------------------------------------------------------------ kNN (skdim)
-KNN_METHODS = ("mle", "twonn")
-
-
-def knn_lid(X, method: str = "mle", n_neighbors: int = 20, pointwise: bool = False, n_jobs: int = 1,
-            **kwargs) -> float | np.ndarray:
-    """Classical nearest-neighbour intrinsic dimension of a point cloud ``X`` ``(N, D)``, from
-    ``scikit-dimension``: ``"mle"`` (Levina & Bickel 2004, ``skdim.id.MLE``; Haro et al.'s approximation) or
-    ``"twonn"`` (Facco et al. 2017, ``skdim.id.TwoNN``). ``kwargs`` go to the estimator's constructor.
-
-    Returns:
-        the global estimate (float), or with ``pointwise=True`` one estimate per point ``(N,)`` from its
-        ``n_neighbors``-neighbourhood.
-    """
-    if method not in KNN_METHODS:
-        raise ValueError(f"method must be one of {KNN_METHODS}, got {method!r}")
-    X = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
-    if X.ndim != 2 or X.shape[0] < 3 or X.shape[1] < 2:
-        raise ValueError(f"X must be a point cloud (N, D) with N >= 3 and D >= 2, got shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.number) or not np.isfinite(X).all():
-        raise ValueError("X must be finite numbers (NaN/inf found)")
-    if not isinstance(n_neighbors, int) or not 2 <= n_neighbors < X.shape[0]:
-        raise ValueError(f"n_neighbors must be an int in [2, N) = [2, {X.shape[0]}), got {n_neighbors!r}")
-    import skdim
-
-    X = X.astype(np.float64)
-    if method == "mle":
-        est = skdim.id.MLE(**kwargs).fit(X, n_neighbors=n_neighbors, n_jobs=n_jobs)
-        return np.asarray(est.dimension_pw_, dtype=np.float64) if pointwise else float(est.dimension_)
-    est = skdim.id.TwoNN(**kwargs)
-    if pointwise:
-        return np.asarray(est.fit_pw(X, n_neighbors=n_neighbors, n_jobs=n_jobs).dimension_pw_, dtype=np.float64)
-    return float(est.fit(X).dimension_)
-
-
-# ---------------------------------------------------------------- validation: manifolds of known dimension
-MANIFOLDS = ("subspace", "sphere", "torus")
-
-
-def manifold_sample(kind: str, n: int, d: int, D: int, seed: int = 0) -> Tensor:
-    """``n`` points ``(n, D)`` float32 drawn uniformly from a ``d``-dimensional manifold in ``R^D``, every
-    intrinsic coordinate of unit variance, rotated by a random orthonormal embedding (seeded):
-
-    * ``"subspace"``: the cube ``[-sqrt 3, sqrt 3]^d`` in a random ``d``-plane (flat);
-    * ``"sphere"``: the sphere ``S^d`` of radius ``sqrt(d + 1)`` in a random ``(d + 1)``-plane (needs ``D > d``);
-    * ``"torus"``: the flat torus, a product of ``d`` circles of radius ``sqrt 2``, in a random ``2d``-plane
-      (needs ``D >= 2d``).
-
-    The LID is ``d`` at every point (ground truth for FLIPD and the kNN estimators, like Kamkari et al.'s
-    synthetic benchmarks).
-    """
-    if kind not in MANIFOLDS:
-        raise ValueError(f"kind must be one of {MANIFOLDS}, got {kind!r}")
-    need = {"subspace": d, "sphere": d + 1, "torus": 2 * d}[kind]
-    if not (isinstance(n, int) and n >= 1 and isinstance(d, int) and d >= 1 and isinstance(D, int)) or D < need:
-        raise ValueError(f"need ints n >= 1, d >= 1 and D >= {need} for a {d}-dimensional {kind}; got n={n}, "
-                         f"d={d}, D={D}")
-    g = torch.Generator().manual_seed(int(seed))
-    Q = torch.linalg.qr(torch.randn(D, need, generator=g, dtype=torch.float64))[0]  # (D, need) orthonormal
-    if kind == "subspace":
-        y = (torch.rand(n, d, generator=g, dtype=torch.float64) * 2 - 1) * math.sqrt(3)
-    elif kind == "sphere":
-        y = torch.randn(n, d + 1, generator=g, dtype=torch.float64)
-        y = y / y.norm(dim=1, keepdim=True) * math.sqrt(d + 1)
-    else:
-        a = torch.rand(n, d, generator=g, dtype=torch.float64) * 2 * math.pi
-        y = torch.stack([torch.cos(a), torch.sin(a)], dim=-1).reshape(n, 2 * d) * math.sqrt(2)
-    return (y @ Q.T).to(torch.float32)
-
-
-def log_sigma_schedule(T: int = 20, sigma_min: float = 0.02, sigma_max: float = 0.995):
-    """A short discrete VP schedule for FLIPD studies: ``sigma_k = sqrt(1 - abar_k)`` log-uniform from
-    ``sigma_min`` (step 1) to ``sigma_max`` (step ``T``), so that every step is a noise level worth
-    probing (``betas_k = 1 - abar_k / abar_{k-1}``). Returns a ``geom.models.ddpm.Schedule``."""
-    from .models.ddpm import Schedule
-    if not (isinstance(T, int) and T >= 2 and 0 < sigma_min < sigma_max < 1):
-        raise ValueError(f"need T >= 2 and 0 < sigma_min < sigma_max < 1, got T={T}, {sigma_min}, {sigma_max}")
-    sig = torch.logspace(math.log10(sigma_min), math.log10(sigma_max), T, dtype=torch.float64)
-    abar = 1 - sig ** 2
-    return Schedule(1 - abar / torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]]))
-
-
-def train_manifold_ddpm(x: Tensor, T: int = 20, steps: int = 1000, width: int = 64, depth: int = 3,
-                        lr: float = 2e-3, batch_size: int = 256, seed: int = 0, progress: bool = False):
-    """Train the toy DDPM's MLP noise predictor (``geom.models.ddpm.train_ddpm``, Ho et al. Eq. 14) on points
-    ``x`` ``(N, D)`` with ``log_sigma_schedule(T)``. Returns ``(denoiser, schedule)``, ready for
-    ``flipd(denoiser, x, t0, schedule=schedule)`` (``t0 = k / T`` selects ``sigma_k``).
-
-    Measured (one CPU core, 4000 points in ``R^10``, FLIPD averaged over 32 points and steps 5-10, i.e.
-    ``sigma`` 0.05-0.13): ``steps=600`` (~4 s) gives 1.8-2.1 for ``d = 2`` and 3.8-4.2 for ``d = 4``
-    (subspaces, two seeds). Curved manifolds need longer training: the flat torus ``T^2`` gives ~4 after 1000
-    steps at width 64, 1.9-2.5 after 5000 steps at width 128, ``lr = 1e-3``."""
-    from .models.ddpm import train_ddpm
-    check_latents(x, "x")
-    if x.ndim != 2:
-        raise ValueError(f"x must be points (N, D), got shape {tuple(x.shape)}")
-    sched = log_sigma_schedule(T)
-    model, _, _ = train_ddpm(x.float(), seed=seed, steps=steps, batch_size=batch_size, lr=lr, sched=sched,
-                             width=width, depth=depth, progress=progress)
-    return model, sched
