@@ -1,17 +1,16 @@
 """Phases of a diffusion model over a 2D plane of initial noises (Lobashev et al., "Hessian Geometry of Latent
 Space in Generative Models", ICML 2025, the diffusion-model experiments): the noise plane, DDIM images on a
 grid of it, image features, phase labels, the image-space Lipschitz estimate, distances to phase boundaries,
-path lengths and linearity of curves under a metric, and a box-counting dimension of boundaries under zoom.
+endpoints of geodesics within and across phases, and a box-counting dimension of boundaries under zoom.
 
-The Fisher metric itself (posterior network, log-partition fit, Hessian, geodesics) is ``geom.fisher``; this
-module supplies what is specific to a generator's latent plane and the measurements around it.
+The Fisher metric itself (posterior network, log-partition fit, Hessian) is ``geom.fisher``; geodesics, path
+lengths and linearity of curves under a metric are ``geom.metric``. This module supplies what is specific to a
+generator's latent plane and the measurements around it.
 
 Conventions: a grid of plane coordinates is ``a`` (n1,) x ``b`` (n2,), row-major (``i = i1 * n2 + i2``) like
 ``geom.fisher.ParamGrid``; per-point arrays on the grid have shape ``(n1, n2, ...)``.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -20,8 +19,7 @@ from tqdm import tqdm
 __all__ = [
     "seed_latents", "noise_plane", "plane_points", "generate_plane", "image_features", "kmeans_phases",
     "dominant_colour_phases", "edge_lipschitz", "lipschitz_map", "boundary_mask", "boundary_points",
-    "boundary_distance", "path_length", "linearity", "choose_endpoints", "segment_labels",
-    "box_counting_dimension", "psd_metric", "mosaic",
+    "boundary_distance", "choose_endpoints", "segment_labels", "box_counting_dimension", "mosaic",
 ]
 
 
@@ -278,52 +276,7 @@ def box_counting_dimension(labels, factors=(1, 2, 4, 8)) -> tuple[float, np.ndar
     return float(-slope), counts
 
 
-# ------------------------------------------------------------------------------------------------- curves
-def path_length(metric_fn, path: torch.Tensor) -> float:
-    """Length of a polygonal path (n, 2) under a metric: ``sum_k sqrt(dt_k^T g(m_k) dt_k)`` with ``g`` at the
-    segment midpoints ``m_k`` (the discretisation of ``geom.fisher.geodesic``). ``metric_fn``: (m, 2) ->
-    (m, 2, 2). Negative quadratic forms (a learned Hessian need not be positive) count as zero."""
-    p = torch.as_tensor(path, dtype=torch.float64)
-    if p.ndim != 2 or p.shape[1] != 2 or len(p) < 2:
-        raise ValueError(f"path must have shape (n >= 2, 2), got {tuple(p.shape)}")
-    d = p[1:] - p[:-1]
-    g = torch.as_tensor(metric_fn(0.5 * (p[1:] + p[:-1]))).double()
-    q = torch.einsum("ki,kij,kj->k", d, g, d)
-    return float(q.detach().clamp_min(0).sqrt().sum())
-
-
-def psd_metric(metric_fn, floor: float = 1e-6):
-    """Wrap a metric (m, 2) -> (m, 2, 2) so that it is positive definite: ``g + max(0, floor - lambda_min) I``
-    with the smallest eigenvalue ``lambda_min`` of the symmetrised 2x2 ``g`` in closed form (differentiable,
-    unlike ``eigh`` at degenerate eigenvalues). A learned Hessian of ``F`` may be indefinite where the fit is
-    poor; geodesic energy is unbounded below there without this projection."""
-    def g_psd(x):
-        g = metric_fn(x)
-        g = 0.5 * (g + g.transpose(-1, -2))
-        half_tr = 0.5 * (g[:, 0, 0] + g[:, 1, 1])
-        rad = torch.sqrt((0.5 * (g[:, 0, 0] - g[:, 1, 1])) ** 2 + g[:, 0, 1] ** 2 + 1e-30)
-        shift = torch.relu(floor - (half_tr - rad))
-        return g + shift[:, None, None] * torch.eye(2, dtype=g.dtype, device=g.device)
-    return g_psd
-
-
-def linearity(path: torch.Tensor) -> dict:
-    """How straight a path (n, 2) is, in plane coordinates: ``chord_ratio`` = endpoint distance / Euclidean
-    arc length (1 for a straight segment, smaller when bent) and ``max_deviation`` = largest distance of a path
-    point from the chord, divided by the chord length."""
-    p = torch.as_tensor(path, dtype=torch.float64)
-    if p.ndim != 2 or p.shape[1] != 2 or len(p) < 2:
-        raise ValueError(f"path must have shape (n >= 2, 2), got {tuple(p.shape)}")
-    chord = p[-1] - p[0]
-    c = float(chord.norm())
-    arc = float((p[1:] - p[:-1]).norm(dim=1).sum())
-    if c == 0:
-        raise ValueError("path endpoints coincide")
-    r = p - p[0]
-    dev = (r[:, 0] * chord[1] - r[:, 1] * chord[0]).abs() / c
-    return dict(chord_ratio=c / arc, max_deviation=float(dev.max()) / c)
-
-
+# ------------------------------------------------------------------------------ mosaic, segments, endpoints
 def mosaic(images: torch.Tensor, a_step: int = 1, b_step: int = 1) -> np.ndarray:
     """One picture of a grid of images ``(n1, n2, 3, H, W)`` in ``[-1, 1]`` (every ``a_step``-th / ``b_step``-th
     one): ``a`` grows to the right, ``b`` upwards. Returns (rows * H, cols * W, 3) in ``[0, 1]``."""

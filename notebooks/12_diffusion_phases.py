@@ -57,6 +57,7 @@ import torch
 from scipy.stats import spearmanr
 
 from geom import fisher as Fi
+from geom import metric as Me
 from geom import phases as Ph
 from geom.models import load_pipeline
 from geom.run import Outputs
@@ -258,12 +259,12 @@ print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in zoom_result.i
 # ## Geodesics vs straight lines
 # Endpoints are parameter points (cell centres, away from the edge of the plane): the longest sampled pair whose
 # straight segment stays inside one phase, and the longest whose segment crosses exactly one boundary. Geodesics
-# minimise the discrete curve energy under the learned metric (`geom.fisher.geodesic`), made positive definite
-# where the learned Hessian is not (`geom.phases.psd_metric`; the same metric measures the straight lines).
+# minimise the discrete curve energy under the learned metric (`geom.metric.geodesic`), made positive definite
+# where the learned Hessian is not (`geom.metric.psd_metric`; the same metric measures the straight lines).
 # Linearity: chord / Euclidean arc length (1 = straight) and the largest deviation from the chord / chord.
 
 # %%
-metric_fn = Ph.psd_metric(lambda x: Fi.metric(geo.fit.F, x), floor=1e-3 * float(np.median(np.abs(trace))))
+metric_fn = Me.psd_metric(lambda x: Me.metric(geo.fit.F, x), floor=1e-3 * float(np.median(np.abs(trace))))
 inner = grid.points.reshape(GRID, GRID, 2)[1:-1, 1:-1].reshape(-1, 2).numpy() if GRID > 3 else grid.points.numpy()
 pairs = Ph.choose_endpoints(labels, a.numpy(), b.numpy(), inner, np.random.default_rng(SEED), n_pairs=3000,
                             min_length=0.25 * (A_RANGE[1] - A_RANGE[0]))
@@ -275,11 +276,11 @@ for kind, pair in pairs.items():
         continue
     p0, p1 = (torch.as_tensor(p, dtype=torch.float64) for p in pair)
     straight = (1 - s) * p0 + s * p1
-    path, energy, length = Fi.geodesic(metric_fn, p0, p1, n_points=GEO_POINTS, steps=GEO_STEPS)
+    path, energy, length = Me.geodesic(metric_fn, p0, p1, n_points=GEO_POINTS, steps=GEO_STEPS)
     paths[kind] = (straight, path)
-    lin = Ph.linearity(path)
+    lin = Me.linearity(path)
     rows.append(dict(kind=kind, start_a=float(p0[0]), start_b=float(p0[1]), end_a=float(p1[0]), end_b=float(p1[1]),
-                     straight_length=Ph.path_length(metric_fn, straight), geodesic_length=length,
+                     straight_length=Me.path_length(metric_fn, straight), geodesic_length=length,
                      chord_ratio=lin["chord_ratio"], max_deviation=lin["max_deviation"],
                      phases_on_geodesic=int(len(np.unique(Ph.segment_labels(labels, a.numpy(), b.numpy(), p0, p1))))))
 geodesics = pd.DataFrame(rows)

@@ -19,9 +19,9 @@ LAYER = {
     "paths": "data", "datasets": "data", "shapes": "data", "physics": "data",
     # models: generators, pipelines, sampling procedures of the models
     "models": "models", "diffusion": "models",
-    # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry
+    # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves
     "jacobian": "geometry", "complexity": "geometry", "descriptors": "geometry", "lid": "geometry",
-    "partition": "geometry", "fisher": "geometry",
+    "partition": "geometry", "fisher": "geometry", "metric": "geometry",
     # analysis: what the notebooks run (slices, trajectories, guidance, sweeps, statistics, figures, runner)
     "stats": "analysis", "planes": "analysis",
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",

@@ -1,5 +1,5 @@
 """geom.fisher against closed forms: the univariate Gaussian family (F, Fisher metric and posteriors known
-analytically), quadratic F (Bregman divergence = Mahalanobis), Euclidean and hyperbolic geodesics."""
+analytically), quadratic F (Bregman divergence = Mahalanobis). Geodesics are tested in tests/test_metric.py."""
 from __future__ import annotations
 
 import math
@@ -128,28 +128,6 @@ def test_fluctuation_fisher_and_remove_affine():
     res, coef = Fi.remove_affine(f, ref, coords)
     torch.testing.assert_close(res, ref)
     torch.testing.assert_close(coef, torch.tensor([3.0, -2.0, 0.5], dtype=torch.float64))
-
-
-def test_geodesic_euclidean_is_straight():
-    eye = lambda x: torch.eye(2, dtype=x.dtype).expand(len(x), 2, 2)  # noqa: E731
-    a, b = torch.tensor([0.0, 0.0]), torch.tensor([2.0, 1.0])
-    init = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None] * torch.tensor([2.0, 1.0], dtype=torch.float64)
-    init[1:-1] += 0.3 * torch.sin(torch.arange(1, 8, dtype=torch.float64))[:, None]
-    path, energy, length = Fi.geodesic(eye, a, b, n_points=9, init=init)
-    s = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None]
-    torch.testing.assert_close(path, s * b.double(), atol=1e-5, rtol=0)
-    assert energy == pytest.approx(5.0, rel=1e-8) and length == pytest.approx(math.sqrt(5.0), rel=1e-8)
-
-
-def test_geodesic_poincare_half_plane():
-    """g = I / y^2: the geodesic between (-1, 1) and (1, 1) is the arc of radius sqrt(2) centred at the origin,
-    of length arccosh(3)."""
-    half_plane = lambda x: torch.eye(2, dtype=x.dtype) / x[:, 1, None, None] ** 2  # noqa: E731
-    path, energy, length = Fi.geodesic(half_plane, [-1.0, 1.0], [1.0, 1.0], n_points=65)
-    r = path.norm(dim=1)
-    assert (r - math.sqrt(2)).abs().max() < 2e-3
-    assert length == pytest.approx(math.acosh(3.0), rel=1e-3)
-    assert energy == pytest.approx(math.acosh(3.0) ** 2, rel=2e-3)  # constant speed: E = length^2
 
 
 def test_train_posterior_learns_gaussian_parameters():

@@ -1,6 +1,6 @@
 """geom.phases against independent references: the noise plane's construction, Lipschitz estimates of linear
-image maps (analytic operator action), boundary distances of synthetic half-planes (analytic), path lengths
-under constant metrics (closed form), geodesic bending under a conformally flat metric, box counting."""
+image maps (analytic operator action), boundary distances of synthetic half-planes (analytic), box counting.
+Curves under a metric (path lengths, geodesics, linearity) are tested in tests/test_metric.py."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from geom import fisher as Fi
 from geom import phases as Ph
 
 from conftest import tol
@@ -138,52 +137,6 @@ def test_boundary_distance_single_phase_is_inf():
     assert np.isinf(Ph.boundary_distance(np.zeros((3, 4), int), np.arange(3), np.arange(4))).all()
 
 
-def test_path_length_constant_metric():
-    G = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
-    metric = lambda x: G.expand(len(x), 2, 2)  # noqa: E731
-    path = torch.tensor([[0.0, 0.0], [1.0, 0.5], [1.5, 2.0], [-1.0, 1.0]], dtype=torch.float64)
-    dt = path[1:] - path[:-1]
-    ref = sum(math.sqrt(float(d @ G @ d)) for d in dt)
-    assert Ph.path_length(metric, path) == pytest.approx(ref, rel=1e-12)
-    # a straight line, finely subdivided, has the length sqrt(D^T G D) of its chord
-    s = torch.linspace(0, 1, 17, dtype=torch.float64)[:, None]
-    D = torch.tensor([1.5, -0.5], dtype=torch.float64)
-    assert Ph.path_length(metric, s * D) == pytest.approx(math.sqrt(float(D @ G @ D)), rel=1e-12)
-
-
-def test_linearity_straight_and_bent():
-    s = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None]
-    line = s * torch.tensor([2.0, 1.0], dtype=torch.float64)
-    lin = Ph.linearity(line)
-    assert lin["chord_ratio"] == pytest.approx(1.0, abs=1e-12) and lin["max_deviation"] == pytest.approx(0, abs=1e-12)
-    corner = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]], dtype=torch.float64)
-    lin = Ph.linearity(corner)
-    assert lin["chord_ratio"] == pytest.approx(2 / (2 * math.sqrt(2)), rel=1e-12)
-    assert lin["max_deviation"] == pytest.approx(0.5, rel=1e-12)
-
-
-def test_geodesic_bends_away_from_high_metric_region():
-    """g = (1 + 20 exp(-|x|^2 / 0.1)) I, a bump at the origin; between (-1, 0.1) and (1, 0.1) the geodesic
-    moves to larger b (away from the bump) and is shorter under g than the straight line."""
-    def metric(x):
-        w = 1 + 20 * torch.exp(-(x ** 2).sum(-1) / 0.1)
-        return w[:, None, None] * torch.eye(2, dtype=x.dtype)
-    a, b = torch.tensor([-1.0, 0.1]), torch.tensor([1.0, 0.1])
-    path, _, length = Fi.geodesic(metric, a, b, n_points=33)
-    s = torch.linspace(0, 1, 33, dtype=torch.float64)[:, None]
-    straight = (1 - s) * a.double() + s * b.double()
-    L_straight = Ph.path_length(metric, straight)
-    assert Ph.path_length(metric, path) == pytest.approx(length, rel=1e-10)
-    assert length < 0.8 * L_straight
-    assert path[16, 1] > 0.3  # the middle of the path leaves the bump
-    lin = Ph.linearity(path)
-    assert lin["chord_ratio"] < 0.95 and lin["max_deviation"] > 0.1
-    # and the geodesic of a constant metric is the straight line (near-linear inside a "phase")
-    flat = lambda x: torch.eye(2, dtype=x.dtype).expand(len(x), 2, 2)  # noqa: E731
-    p2, _, _ = Fi.geodesic(flat, a, b, n_points=17)
-    assert Ph.linearity(p2)["max_deviation"] < 1e-6
-
-
 def test_kmeans_phases_recovers_separated_clusters():
     rng = np.random.default_rng(0)
     centres = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0]], float)
@@ -229,17 +182,6 @@ def test_choose_endpoints_half_plane():
     s, e = pairs["across"]
     assert (s[0] > 0.5) != (e[0] > 0.5)
     assert list(Ph.segment_labels(lab, a, b, [0, 0], [1, 0], n=5)) == [0, 0, 0, 1, 1]
-
-
-def test_psd_metric_against_eigvalsh():
-    G = torch.tensor([[[2.0, 0.3], [0.3, 1.0]], [[1.0, 2.0], [2.0, -0.5]], [[-1.0, 0.0], [0.0, -2.0]]],
-                     dtype=torch.float64)
-    g = Ph.psd_metric(lambda x: G, floor=0.1)(torch.zeros(3, 2, dtype=torch.float64))
-    torch.testing.assert_close(g[0], G[0], **tol(torch.float64))  # already positive definite: unchanged
-    ev = torch.linalg.eigvalsh(g)
-    torch.testing.assert_close(ev[1:, 0], torch.full((2,), 0.1, dtype=torch.float64), **tol(torch.float64))
-    ev0 = torch.linalg.eigvalsh(G)
-    torch.testing.assert_close(ev[1:, 1] - ev[1:, 0], ev0[1:, 1] - ev0[1:, 0], **tol(torch.float64))
 
 
 def test_mosaic_orientation():
