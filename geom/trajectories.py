@@ -1,4 +1,4 @@
-"""Decoder geometry along DDIM trajectories, memorisation statistics, level sets and diversity
+"""Decoder geometry along DDIM trajectories, memorisation statistics and the image embedding for diversity
 (Humayun et al. Sec. 3.3.4, Figs. 8, 9, 12, 13).
 
 * ``TrajectoryRecorder`` / ``describe_trajectories``: psi, nu, delta (``geom.describe``) of the decoder
@@ -15,11 +15,11 @@
 * ``wen_statistic`` / ``wen_score``: Wen et al.'s detection score, the text-conditional minus unconditional
   noise prediction norm (model outputs converted to noise predictions for v- / x0-prediction models),
   averaged over the first ``n`` steps.
-* ``auroc`` (Mann-Whitney U with mid-ranks for ties), ``mean_ci`` (Student t), ``diff_ci`` (Welch).
-* ``level_sets``: quantile bins of a descriptor; ``vendi`` / ``vendi_per_level``: the Vendi score
-  (Friedman & Dieng 2023, ``vendi-score`` package) of a cosine-similarity kernel (unit diagonal) per level set.
 * ``random_conv_features``: an offline image embedding (a fixed, seeded random conv net with mean/std
-  pooling) for the Vendi kernel; ``initial_latents``: per-seed ``x_T`` (reproducible whatever the batching).
+  pooling) for the Vendi kernel (``geom.stats.vendi``); ``initial_latents``: per-seed ``x_T`` (reproducible
+  whatever the batching); ``decode`` / ``generate``: decoded images and final DDIM latents in batches.
+
+The statistics these notebooks report (AUROC, t intervals, level sets, Vendi scores) are ``geom.stats``.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ from tqdm import tqdm
 
 from .descriptors import describe
 from .diffusion import DDIMStep, sample
-from .slices import auroc as slices_auroc
 
 AT = ("pred_x0", "latents")
 
@@ -169,142 +168,6 @@ def wen_score(df: pd.DataFrame, first_steps: int = 1, by: Sequence[str] = ("samp
         raise ValueError(f"first_steps must be >= 1, got {first_steps}")
     first = sorted(df["step"].unique())[:first_steps]
     return df[df["step"].isin(first)].groupby(list(by))["wen"].mean()
-
-
-# ------------------------------------------------------------------------------------------ statistics
-def auroc(scores, labels) -> float:
-    """Area under the ROC curve of ``scores`` ``(N,)`` for binary ``labels`` ``(N,)`` (1 = positive), the
-    probability that a random positive scores higher than a random negative (ties count 1/2): the
-    Mann-Whitney U statistic with mid-ranks, divided by ``n_pos * n_neg``."""
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    y = np.asarray(labels).reshape(-1)
-    if s.shape != y.shape:
-        raise ValueError(f"scores {s.shape} and labels {y.shape} differ in length")
-    if not np.isfinite(s).all():
-        raise ValueError("scores contain NaN or inf")
-    if not np.isin(y, (0, 1, True, False)).all():
-        raise ValueError("labels must be binary (0/1 or bool)")
-    y = y.astype(bool)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    if n1 == 0 or n0 == 0:
-        raise ValueError(f"AUROC needs both classes, got {n1} positives and {n0} negatives")
-    return slices_auroc(s[y], s[~y])  # one Mann-Whitney implementation (mid-ranks for ties)
-
-
-def mean_ci(x, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``x`` ``(n,)`` and its Student-t confidence interval ``(mean, low, high)``; for ``n = 1`` the
-    interval is ``(nan, nan)``."""
-    from scipy import stats
-    x = np.asarray(x, dtype=np.float64).reshape(-1)
-    if len(x) == 0:
-        raise ValueError("mean_ci of an empty sample")
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, math.nan, math.nan
-    h = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, m - h, m + h
-
-
-def diff_ci(a, b, level: float = 0.95) -> tuple[float, float, float]:
-    """Difference of means ``mean(a) - mean(b)`` with its Welch (unequal variances) t interval
-    ``(diff, low, high)``."""
-    from scipy import stats
-    a = np.asarray(a, dtype=np.float64).reshape(-1)
-    b = np.asarray(b, dtype=np.float64).reshape(-1)
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"diff_ci needs at least 2 values per group, got {len(a)} and {len(b)}")
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    dfree = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if se > 0 else np.inf
-    d = float(a.mean() - b.mean())
-    h = float(stats.t.ppf(0.5 + level / 2, dfree) * se)
-    return d, d - h, d + h
-
-
-def band(df: pd.DataFrame, x: str, y: str, by: Sequence[str] = (), level: float = 0.95) -> pd.DataFrame:
-    """Mean and Student-t confidence band of column ``y`` at every value of ``x`` (per group ``by``), over
-    the rows sharing them (e.g. seeds): columns ``*by, x, mean, low, high, n``."""
-    keys = [*by, x]
-    out = []
-    for key, g in df.groupby(keys, sort=True):
-        m, lo, hi = mean_ci(g[y].to_numpy(), level)
-        key = key if isinstance(key, tuple) else (key,)
-        out.append(dict(zip(keys, key), mean=m, low=lo, high=hi, n=len(g)))
-    return pd.DataFrame(out)
-
-
-# ------------------------------------------------------------------------------------------ level sets
-def level_sets(values, n_levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Quantile level sets: ``values`` ``(N,)`` -> ``(levels (N,) int64 in [0, L), edges (L + 1,))`` with
-    ``edges`` the ``0, 1/n_levels, ..., 1`` quantiles (duplicates removed, so ``L <= n_levels``); value ``v``
-    is in level ``l`` when ``edges[l] <= v < edges[l + 1]`` (the maximum in the last level)."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    if n_levels < 1:
-        raise ValueError(f"n_levels must be >= 1, got {n_levels}")
-    if len(v) == 0 or not np.isfinite(v).all():
-        raise ValueError("level_sets needs a non-empty, finite array")
-    edges = np.unique(np.quantile(v, np.linspace(0, 1, n_levels + 1)))
-    if len(edges) == 1:
-        return np.zeros(len(v), dtype=np.int64), np.array([edges[0], edges[0]])
-    levels = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, len(edges) - 2)
-    return levels.astype(np.int64), edges
-
-
-VENDI_UNIT_NORM_TOL = 1e-5  # |row norm - 1| accepted as a unit diagonal with normalize=False (float32 rounding)
-
-
-def vendi(features, normalize: bool = True) -> float:
-    """Vendi score (Friedman & Dieng, TMLR 2023, Sec. 3) of ``features`` ``(n, d)``: ``exp`` of the Shannon
-    entropy of the eigenvalues of ``K / n`` for the cosine-similarity kernel ``K = X X^T`` of unit rows, so
-    that ``K(x, x) = 1`` and the eigenvalues of ``K / n`` sum to 1. Between 1 (all items identical, or
-    ``n = 1``) and ``n`` (mutually orthogonal items). Computed by the ``vendi-score`` package on the unit
-    rows: ``vendi.score_dual`` (``d x d`` eigenproblem) when ``d <= n``, else ``vendi.score_X`` (``n x n``);
-    both have the same non-zero eigenvalues.
-
-    ``normalize=True`` divides each row by its L2 norm (cosine similarity). ``normalize=False`` takes the rows
-    as they are and requires them to be unit vectors (``|norm - 1| <= VENDI_UNIT_NORM_TOL``): with other norms
-    ``K`` has no unit diagonal, the eigenvalues of ``K / n`` do not sum to 1 and the "score" is not a Vendi
-    score (it can fall outside ``[1, n]``).
-
-    Raises ``ValueError`` for a shape other than ``(n >= 1, d >= 1)``, NaN / inf, a zero row (it has no
-    direction: its cosine similarity is undefined), and for ``normalize=False`` rows that are not unit norm."""
-    from vendi_score import vendi as _vendi
-    X = np.asarray(features, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"features must be (n, d) with n >= 1 and d >= 1, got shape {X.shape}")
-    if not np.isfinite(X).all():
-        raise ValueError("features contain NaN or inf")
-    norms = np.linalg.norm(X, axis=1)
-    zero = np.flatnonzero(norms == 0)
-    if len(zero):
-        raise ValueError(f"feature rows {zero[:10].tolist()}{' ...' if len(zero) > 10 else ''} are zero: a zero "
-                         "vector has no direction, so its similarity kernel (cosine) is undefined; drop those rows "
-                         "or use an embedding without zero vectors")
-    if normalize:
-        X = X / norms[:, None]
-    elif (np.abs(norms - 1) > VENDI_UNIT_NORM_TOL).any():
-        bad = np.abs(norms - 1) > VENDI_UNIT_NORM_TOL
-        raise ValueError(f"vendi needs a similarity kernel with unit diagonal (K(x, x) = |x|^2 = 1); {int(bad.sum())} "
-                         f"of {len(X)} rows have norms in [{norms.min():.4g}, {norms.max():.4g}]; use normalize=True "
-                         "(cosine similarity) or pass unit-norm rows")
-    if X.shape[1] <= X.shape[0]:
-        return float(_vendi.score_dual(X, normalize=False))
-    return float(_vendi.score_X(X, normalize=False))
-
-
-def vendi_per_level(features, levels, min_size: int = 2) -> pd.DataFrame:
-    """Vendi score of the items of each level set: ``features`` ``(N, d)``, ``levels`` ``(N,)`` -> columns
-    ``level, n, vendi`` (NaN for levels with fewer than ``min_size`` items)."""
-    X = np.asarray(features, dtype=np.float64)
-    lv = np.asarray(levels).reshape(-1)
-    if len(X) != len(lv):
-        raise ValueError(f"{len(X)} feature rows for {len(lv)} levels")
-    rows = []
-    for lvl in np.unique(lv):
-        m = lv == lvl
-        rows.append(dict(level=int(lvl), n=int(m.sum()),
-                         vendi=vendi(X[m]) if m.sum() >= min_size else math.nan))
-    return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------------------------ embedding

@@ -54,10 +54,10 @@ import numpy as np
 import torch
 
 import geom
-from geom import paths, slices
+from geom import paths, planes, slices, stats
 from geom.diffusion import sample
 from geom.models import load_pipeline
-from geom.plots import image_grid
+from geom.plots import image_grid, slice_maps
 from geom.run import Outputs
 from geom.shapes import from_model_range
 from geom.sweep import SweepSpec, run_sweep
@@ -114,10 +114,10 @@ t_sweep = time.time() - t0
 print(f"{len(df)} latents in {t_sweep:.0f} s ({t_sweep / len(df):.2f} s per latent; shards in {sweep_dir})")
 
 # same plane, our parameterisation: the sweep's latents pass through the anchors
-u, v = slices.plane_uv(N, LO, HI)
+u, v = planes.plane_uv(N, LO, HI)
 assert np.allclose(df["u"], u) and np.allclose(df["v"], v)
-z = slices.plane_latents(anchors, u, v)
-df["inside_hull"] = slices.in_hull(u, v)
+z = planes.plane_latents(anchors, u, v)
+df["inside_hull"] = planes.in_hull(u, v)
 
 # %% [markdown]
 # $\delta$ again at a larger radius (`RADIUS_LARGE`), with the same polytope basis as the sweep
@@ -136,8 +136,8 @@ print(f"delta at r={RADIUS:g}: zero at {np.mean(df['delta'] == 0):.0%} of the gr
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(18, 4.0))
-slices.slice_maps(df, N, LO, HI, columns=("psi", "nu", "delta", "delta_large"), axes=axes,
-                  suptitle=f"{pipe.kind} decoder on the plane through three denoised latents ({N}x{N}, k={K})")
+slice_maps(df, N, LO, HI, columns=("psi", "nu", "delta", "delta_large"), axes=axes,
+           suptitle=f"{pipe.kind} decoder on the plane through three denoised latents ({N}x{N}, k={K})")
 axes[2].set_title(rf"local complexity $\delta$, r={RADIUS:g}")
 axes[3].set_title(rf"local complexity $\delta$, r={RADIUS_LARGE:g}")
 out.savefig(fig, "fig5_slice_descriptors")
@@ -153,9 +153,9 @@ t = np.linspace(LO, HI, MOSAIC)
 mu, mv = np.meshgrid(t, t, indexing="xy")  # rows: v, columns: u
 mu, mv = mu[::-1].reshape(-1), mv[::-1].reshape(-1)  # top row = largest v
 with torch.no_grad():
-    mosaic = from_model_range(pipe.vae_decode(slices.plane_latents(anchors, mu, mv).to(pipe.device, pipe.dtype)))
+    mosaic = from_model_range(pipe.vae_decode(planes.plane_latents(anchors, mu, mv).to(pipe.device, pipe.dtype)))
 fig = image_grid(mosaic, ncols=MOSAIC, scale=1.1,
-                 titles=[f"({a:.1f},{b:.1f}){'*' if slices.in_hull([a], [b])[0] else ''}" for a, b in zip(mu, mv)],
+                 titles=[f"({a:.1f},{b:.1f}){'*' if planes.in_hull([a], [b])[0] else ''}" for a, b in zip(mu, mv)],
                  suptitle="decoded plane (u, v); * inside the convex hull")
 out.savefig(fig, "plane_mosaic")
 plt.show()
@@ -184,7 +184,7 @@ summary = {}
 for col in ("psi", "nu", "delta", "delta_large"):
     x = df[col].to_numpy(dtype=float)
     summary[col] = dict(min=x.min(), max=x.max(), mean_inside=x[inside].mean(), mean_outside=x[~inside].mean(),
-                        auroc_inside=slices.auroc(x[inside], x[~inside]))
+                        auroc_inside=stats.auroc(x, inside))
     print(f"{col:12s} range [{x.min():9.2f}, {x.max():9.2f}]  mean inside {x[inside].mean():9.2f}  "
           f"outside {x[~inside].mean():9.2f}  AUROC(inside > outside) {summary[col]['auroc_inside']:.2f}")
 # image roughness of the decoded plane (mean absolute neighbour difference), compared with psi

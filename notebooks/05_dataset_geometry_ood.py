@@ -13,7 +13,7 @@
 # **Inputs:** `MODEL`: `"tiny-ldm"` (default) or a local Stable Diffusion v1.x diffusers folder (GPU).
 # ID images: `N_ID` held-out renders of `geom.shapes` (tiny-ldm's training distribution, seed `ID_SEED` != the
 # training seed 0). OOD images (offline, never seen by tiny-ldm, each of another kind than the training
-# shapes-on-textures): `N_OOD` each of `OOD_KINDS` from `geom.slices.ood_images`: `photos` (random crops of
+# shapes-on-textures): `N_OOD` each of `OOD_KINDS` from `geom.datasets.ood_images`: `photos` (random crops of
 # scikit-learn's two sample photographs: natural images), `digits` (scikit-learn's handwritten digits,
 # upscaled and coloured: strokes instead of filled shapes), `textures` ($1/f^2$ coloured noise, the power
 # spectrum of natural images, no objects), `medical` (crops of the CT/MR scans bundled with pydicom:
@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from geom import paths, slices
+from geom import datasets, paths, slices, stats
 from geom.models import load_pipeline
 from geom.plots import descriptor_hist, image_grid
 from geom.run import Outputs
@@ -72,10 +72,10 @@ print(f"{pipe.kind}: images {pipe.image_size} -> latents {pipe.latent_shape}")
 # ## The image sets
 
 # %%
-id_imgs, id_prompts = slices.id_images(N_ID, size=H, seed=ID_SEED)
+id_imgs, id_prompts = datasets.id_images(N_ID, size=H, seed=ID_SEED)
 sets = {"ID (shapes)": id_imgs}
 for kind in OOD_KINDS:
-    sets[kind] = slices.ood_images(kind, N_OOD, size=H, seed=SEED)
+    sets[kind] = datasets.ood_images(kind, N_OOD, size=H, seed=SEED)
 images = np.concatenate(list(sets.values()))
 source = np.concatenate([[name] * len(x) for name, x in sets.items()])
 is_ood = source != "ID (shapes)"
@@ -162,9 +162,9 @@ plt.show()
 
 # %%
 scores = {c: df[c].to_numpy() for c in ("psi", "nu", "delta", "recon_error", "latent_norm")}
-tab = slices.auroc_table(scores, is_ood, n_boot=N_BOOT, seed=SEED).assign(ood="all")
-per_kind = [slices.auroc_table({c: df.loc[m, c].to_numpy() for c in scores}, df.loc[m, "ood"].to_numpy(),
-                               n_boot=N_BOOT, seed=SEED).assign(ood=kind)
+tab = stats.auroc_table(scores, is_ood, n_boot=N_BOOT, seed=SEED).assign(ood="all")
+per_kind = [stats.auroc_table({c: df.loc[m, c].to_numpy() for c in scores}, df.loc[m, "ood"].to_numpy(),
+                              n_boot=N_BOOT, seed=SEED).assign(ood=kind)
             for kind in OOD_KINDS for m in [(df.source == kind) | ~df.ood]]
 aurocs = pd.concat([tab, *per_kind], ignore_index=True)
 aurocs.pivot(index="score", columns="ood", values="auroc").round(2)

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from geom import shapes
+from geom import shapes, stats
 from geom import trajectories as tr
 from geom.models import load_pipeline
 from geom.plots import image_grid
@@ -114,7 +114,7 @@ def plot_bands(df, hue, cols, title, palette=None):
     fig, axes = plt.subplots(1, len(cols), figsize=(4.6 * len(cols), 3.6), squeeze=False)
     levels = list(dict.fromkeys(df[hue]))
     for ax, col in zip(axes[0], cols):
-        b = tr.band(df.dropna(subset=[col]), "step", col, by=[hue])
+        b = stats.band(df.dropna(subset=[col]), "step", col, by=[hue])
         for i, h in enumerate(levels):
             bb = b[b[hue] == h]
             c = (palette or {}).get(h, plt.cm.viridis(i / max(1, len(levels) - 1)))
@@ -206,7 +206,7 @@ for c in COLS:
     scores[f"{c}_early"] = early[c].mean()
     scores[f"{c}_final"] = final[c]
 scores["memorised"] = mem.groupby("sample")["memorised"].first()
-auc = pd.DataFrame([{"score": c, "auroc": tr.auroc(scores[c], scores["memorised"])}
+auc = pd.DataFrame([{"score": c, "auroc": stats.auroc(scores[c], scores["memorised"])}
                     for c in scores.columns if c != "memorised"])
 auc["separation"] = np.maximum(auc.auroc, 1 - auc.auroc)
 auc.round(3)

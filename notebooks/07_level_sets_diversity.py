@@ -49,7 +49,7 @@ import seaborn as sns
 import torch
 
 import geom
-from geom import plots, shapes
+from geom import plots, shapes, stats
 from geom import trajectories as tr
 from geom.models import load_pipeline
 from geom.run import Outputs
@@ -111,7 +111,7 @@ print("features", feats.shape)
 
 # %%
 DESC = ["psi", "nu", "delta"]
-levels = {c: tr.level_sets(df[c], LEVELS) for c in DESC}
+levels = {c: stats.level_sets(df[c], LEVELS) for c in DESC}
 fig = plots.level_set_rows((imgs.clamp(-1, 1) + 1) / 2, levels, n_show=8)
 out.savefig(fig, "fig9_level_sets")
 plt.show()
@@ -126,20 +126,20 @@ plt.show()
 rows = []
 for c in DESC:
     lv, edges = levels[c]
-    v = tr.vendi_per_level(feats, lv).rename(columns={"vendi": "vendi"})
-    v["vendi_pixels"] = tr.vendi_per_level(pix, lv)["vendi"]
+    v = stats.vendi_per_level(feats, lv).rename(columns={"vendi": "vendi"})
+    v["vendi_pixels"] = stats.vendi_per_level(pix, lv)["vendi"]
     v.insert(0, "descriptor", c)
     v["mean_value"] = [df[c][lv == l].mean() for l in v.level]
     rows.append(v)
 vendi_df = pd.concat(rows, ignore_index=True)
 ref = {}
 for n in sorted(vendi_df.n.unique()):
-    draws = [tr.vendi(feats[rng.choice(N_SAMPLES, n, replace=False)]) for _ in range(N_RANDOM)] if n >= 2 else [np.nan]
+    draws = [stats.vendi(feats[rng.choice(N_SAMPLES, n, replace=False)]) for _ in range(N_RANDOM)] if n >= 2 else [np.nan]
     ref[n] = (np.mean(draws), np.quantile(draws, 0.025), np.quantile(draws, 0.975))
 vendi_df["random_mean"] = [ref[n][0] for n in vendi_df.n]
 vendi_df["random_low"] = [ref[n][1] for n in vendi_df.n]
 vendi_df["random_high"] = [ref[n][2] for n in vendi_df.n]
-vendi_all = tr.vendi(feats)
+vendi_all = stats.vendi(feats)
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
 for ax, c in zip(axes, DESC):
     v = vendi_df[vendi_df.descriptor == c]
@@ -167,12 +167,12 @@ vendi_df.round(3)
 sub_rows, gap_rows = [], []
 for col in SUBPOPS:
     for g, grp in df.groupby(col):
-        m, lo, hi = tr.mean_ci(grp.psi)
+        m, lo, hi = stats.mean_ci(grp.psi)
         sub_rows.append(dict(attribute=col, group=g, n=len(grp), psi_mean=m, low=lo, high=hi))
     s = pd.DataFrame([r for r in sub_rows if r["attribute"] == col]).dropna(subset=["low"])
     if len(s) >= 2:
         top, bot = s.loc[s.psi_mean.idxmax(), "group"], s.loc[s.psi_mean.idxmin(), "group"]
-        dd, lo, hi = tr.diff_ci(df.psi[df[col] == top], df.psi[df[col] == bot])
+        dd, lo, hi = stats.diff_ci(df.psi[df[col] == top], df.psi[df[col] == bot])
         gap_rows.append(dict(attribute=col, highest=top, lowest=bot, diff=dd, low=lo, high=hi,
                              significant=bool(lo > 0)))
 sub = pd.DataFrame(sub_rows)

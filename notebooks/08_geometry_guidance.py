@@ -45,6 +45,7 @@ import torch
 from scipy import stats
 
 from geom import describe, guidance, plots, shapes, trajectories
+from geom.stats import mean_ci, vendi
 from geom.models import load_pipeline
 from geom.run import Outputs
 
@@ -133,16 +134,16 @@ samples["dpsi"] = samples["psi"].to_numpy() - base.loc[list(zip(samples.prompt, 
 vendis = []
 for (prompt, rho), lat in finals.items():
     feats = trajectories.random_conv_features(trajectories.decode(pipe, lat).clamp(-1, 1), seed=SEED)
-    vendis.append(dict(prompt=prompt, rho=rho, vendi=trajectories.vendi(feats)))
+    vendis.append(dict(prompt=prompt, rho=rho, vendi=vendi(feats)))
 vendis = pd.DataFrame(vendis)
 # paired like psi: Vendi of (prompt, rho) minus Vendi of (prompt, 0), which removes the prompt-to-prompt spread
 vendis["dvendi"] = vendis["vendi"].to_numpy() - vendis[vendis.rho == 0].set_index("prompt")["vendi"].loc[vendis.prompt].to_numpy()
 summary = []
 for rho in RHOS:
-    m, lo, hi = trajectories.mean_ci(samples.loc[samples.rho == rho, "psi"])
-    dm, dlo, dhi = trajectories.mean_ci(samples.loc[samples.rho == rho, "dpsi"])
-    vm, vlo, vhi = trajectories.mean_ci(vendis.loc[vendis.rho == rho, "vendi"])
-    dvm, dvlo, dvhi = trajectories.mean_ci(vendis.loc[vendis.rho == rho, "dvendi"])
+    m, lo, hi = mean_ci(samples.loc[samples.rho == rho, "psi"])
+    dm, dlo, dhi = mean_ci(samples.loc[samples.rho == rho, "dpsi"])
+    vm, vlo, vhi = mean_ci(vendis.loc[vendis.rho == rho, "vendi"])
+    dvm, dvlo, dvhi = mean_ci(vendis.loc[vendis.rho == rho, "dvendi"])
     summary.append(dict(rho=rho, psi_mean=m, psi_low=lo, psi_high=hi, dpsi_mean=dm, dpsi_low=dlo, dpsi_high=dhi,
                         vendi_mean=vm, vendi_low=vlo, vendi_high=vhi, dvendi_mean=dvm, dvendi_low=dvlo,
                         dvendi_high=dvhi))

@@ -77,11 +77,11 @@ import pandas as pd
 import torch
 
 import geom
-from geom import inversion, paths, polarity, slices, sweep
+from geom import datasets, inversion, paths, planes, polarity, slices, stats, sweep
 from geom import trajectories as tr
 from geom.complexity import activation_modules, polytope_basis
 from geom.models import load_generator, load_model
-from geom.plots import descriptor_hist, image_grid, level_set_rows
+from geom.plots import descriptor_hist, image_grid, level_set_rows, slice_maps
 from geom.run import Outputs
 
 torch.set_num_threads(2)
@@ -130,18 +130,18 @@ t0 = time.time()
 plane = sweep.run_sweep(spec, sweep_dir, progress=False)
 t_plane = time.time() - t0
 print(f"{len(plane)} plane latents in {t_plane:.0f} s ({t_plane / len(plane):.2f} s per latent; {sweep_dir})")
-u, v = slices.plane_uv(N, LO, HI)
+u, v = planes.plane_uv(N, LO, HI)
 assert np.allclose(plane["u"], u) and np.allclose(plane["v"], v)
-zp = slices.plane_latents(anchors, u, v)
-plane["inside_hull"] = slices.in_hull(u, v)
+zp = planes.plane_latents(anchors, u, v)
+plane["inside_hull"] = planes.in_hull(u, v)
 basis = polytope_basis(E, min(DIM, E), SEED)  # the polytope basis of geom.sweep and geom.describe
 plane["delta_large"] = geom.local_complexity(G, zp, radius=RADIUS_LARGE, dim=DIM, basis=basis,
                                              batch_size=64).numpy()  # 64 x 2P float64 forwards at a time
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(18, 4.0))
-slices.slice_maps(plane, N, LO, HI, columns=("psi", "nu", "delta", "delta_large"), axes=axes,
-                  suptitle=f"{MODEL} on the plane through three sampled latents ({N}x{N}, k={K})")
+slice_maps(plane, N, LO, HI, columns=("psi", "nu", "delta", "delta_large"), axes=axes,
+           suptitle=f"{MODEL} on the plane through three sampled latents ({N}x{N}, k={K})")
 axes[2].set_title(rf"local complexity $\delta$, r={RADIUS:g}")
 axes[3].set_title(rf"local complexity $\delta$, r={RADIUS_LARGE:g}")
 out.savefig(fig, "fig5_slice_descriptors")
@@ -151,8 +151,8 @@ plt.show()
 t = np.linspace(LO, HI, MOSAIC)
 mu, mv = np.meshgrid(t, t, indexing="xy")
 mu, mv = mu[::-1].reshape(-1), mv[::-1].reshape(-1)  # top row = largest v
-fig = image_grid(show(decode(slices.plane_latents(anchors, mu, mv))), ncols=MOSAIC, scale=1.1,
-                 titles=[f"({a:.1f},{b:.1f}){'*' if slices.in_hull([a], [b])[0] else ''}" for a, b in zip(mu, mv)],
+fig = image_grid(show(decode(planes.plane_latents(anchors, mu, mv))), ncols=MOSAIC, scale=1.1,
+                 titles=[f"({a:.1f},{b:.1f}){'*' if planes.in_hull([a], [b])[0] else ''}" for a, b in zip(mu, mv)],
                  suptitle="decoded plane (u, v); * inside the anchors' convex hull")
 out.savefig(fig, "plane_mosaic")
 plt.show()
@@ -173,8 +173,8 @@ plt.show()
 
 # %%
 inside = plane["inside_hull"].to_numpy()
-hull = slices.auroc_table({c: plane[c].to_numpy(dtype=float) for c in ("psi", "nu", "delta", "delta_large")},
-                          inside, n_boot=N_BOOT, seed=SEED)
+hull = stats.auroc_table({c: plane[c].to_numpy(dtype=float) for c in ("psi", "nu", "delta", "delta_large")},
+                         inside, n_boot=N_BOOT, seed=SEED)
 hull["mean_inside"] = [plane[c][inside].mean() for c in hull.score]
 hull["mean_outside"] = [plane[c][~inside].mean() for c in hull.score]
 hull.round(3)
@@ -217,16 +217,16 @@ print("Spearman with image roughness:", {k: round(float(x), 2) for k, x in rho_r
 feats = {"pixels": pix, "random_conv": tr.random_conv_features(imgs, seed=SEED)}
 rng = np.random.default_rng(SEED)
 DESC = ["psi", "nu", "delta"]
-levels = {c: tr.level_sets(pool[c], LEVELS) for c in DESC}
+levels = {c: stats.level_sets(pool[c], LEVELS) for c in DESC}
 rows = []
 for emb, X in feats.items():
     ref = {}
     for c in DESC:
         lv, edges = levels[c]
-        vl = tr.vendi_per_level(X, lv)
+        vl = stats.vendi_per_level(X, lv)
         for r in vl.itertuples():
             if r.n not in ref:
-                draws = [tr.vendi(X[rng.choice(len(X), r.n, replace=False)]) for _ in range(N_RANDOM)] if r.n >= 2 else [np.nan]
+                draws = [stats.vendi(X[rng.choice(len(X), r.n, replace=False)]) for _ in range(N_RANDOM)] if r.n >= 2 else [np.nan]
                 ref[r.n] = (np.mean(draws), np.quantile(draws, 0.025), np.quantile(draws, 0.975))
             rows.append(dict(embedding=emb, descriptor=c, level=r.level, n=r.n, vendi=r.vendi,
                              mean_value=pool[c][lv == r.level].mean(), random_mean=ref[r.n][0],
@@ -269,7 +269,7 @@ plt.show()
 z_id = G.sample_latents(N_ID, seed=SEED + 2).cpu()
 sets = {"ID (generated)": show(decode(z_id))}
 for kind in OOD_KINDS:
-    sets[kind] = slices.ood_images(kind, N_OOD, size=G.output_shape[-1], seed=SEED)
+    sets[kind] = datasets.ood_images(kind, N_OOD, size=G.output_shape[-1], seed=SEED)
 images = np.concatenate(list(sets.values()))
 source = np.concatenate([[name] * len(x) for name, x in sets.items()])
 is_ood = source != "ID (generated)"
@@ -298,9 +298,9 @@ t_ood = time.time() - t0
 ood = pd.DataFrame(dict(source=source, ood=is_ood, psi=desc["psi"], nu=desc["nu"], delta=desc["delta"],
                         inversion_error=inv.error, latent_norm=inv.latent_norm, restart=inv.restart))
 scores = {c: ood[c].to_numpy(dtype=float) for c in ("psi", "nu", "delta", "inversion_error", "latent_norm")}
-tab = slices.auroc_table(scores, is_ood, n_boot=N_BOOT, seed=SEED).assign(ood="all")
-per_kind = [slices.auroc_table({c: ood.loc[m, c].to_numpy(dtype=float) for c in scores}, ood.loc[m, "ood"].to_numpy(),
-                               n_boot=N_BOOT, seed=SEED).assign(ood=kind)
+tab = stats.auroc_table(scores, is_ood, n_boot=N_BOOT, seed=SEED).assign(ood="all")
+per_kind = [stats.auroc_table({c: ood.loc[m, c].to_numpy(dtype=float) for c in scores}, ood.loc[m, "ood"].to_numpy(),
+                              n_boot=N_BOOT, seed=SEED).assign(ood=kind)
             for kind in OOD_KINDS for m in [(ood.source == kind) | ~ood.ood]]
 aurocs = pd.concat([tab, *per_kind], ignore_index=True)
 print(f"described {len(ood)} inverted latents in {t_ood:.0f} s")
@@ -329,9 +329,9 @@ plt.show()
 # differ, part of any ID/OOD gap is the inversion's, not the images'.
 
 # %%
-id_vs_pool = slices.auroc_table({c: np.concatenate([ood.loc[~is_ood, c], pool[c]]) for c in ("psi", "nu")},
-                                np.r_[np.ones((~is_ood).sum(), bool), np.zeros(len(pool), bool)],
-                                n_boot=N_BOOT, seed=SEED)
+id_vs_pool = stats.auroc_table({c: np.concatenate([ood.loc[~is_ood, c], pool[c]]) for c in ("psi", "nu")},
+                               np.r_[np.ones((~is_ood).sum(), bool), np.zeros(len(pool), bool)],
+                               n_boot=N_BOOT, seed=SEED)
 id_vs_pool.round(3)
 
 # %% [markdown]
