@@ -168,23 +168,44 @@ def describe(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = 120, radi
     D = output_dim(G, z)
     if k is not None and k > D:
         raise ValueError(f"k={k} is larger than the output dimension D={D}; use k=None or k <= {D}")
-    P = None if k is None else random_projection(D, k, seed=seed, dtype=z.dtype, device=z.device)
-    rows = D if P is None else k
-    dim = min(4, E) if dim is None else min(int(dim), E)
-    basis = polytope_basis(E, dim, seed, dtype=torch.float64, device=z.device) if complexity else None
+    P, basis = projection_and_basis(D, E, k, 4 if dim is None else dim, seed, complexity, z.dtype, z.device)
+    out = describe_batches(G, z, P, basis, radius, batch_size, chunk_size, progress)
+    return pd.DataFrame(out)
+
+
+def projection_and_basis(D: int, E: int, k: int | None, dim: int, seed: int, complexity: bool = True,
+                         dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+                         ) -> tuple[Tensor | None, Tensor | None]:
+    """What every latent of a run shares, drawn from ``seed``: the output projection ``P`` ``(D, k)``
+    (``random_projection(D, k, seed)`` in ``dtype``; ``None`` for ``k=None``) and the cross-polytope basis
+    ``(min(dim, E), E)`` (``polytope_basis(E, min(dim, E), seed)``, float64; ``None`` without ``complexity``).
+    ``describe`` and ``geom.sweep`` both draw them here, so the same settings give the same numbers."""
+    P = None if k is None else random_projection(D, k, seed=seed, dtype=dtype, device=device)
+    basis = polytope_basis(E, min(int(dim), E), seed, dtype=torch.float64, device=device) if complexity else None
+    return P, basis
+
+
+def describe_batches(G: Callable[[Tensor], Tensor], z: Tensor, projection: Tensor | None, basis: Tensor | None,
+                     radius: float, batch_size: int, chunk_size: int | None = None,
+                     progress: bool = False) -> dict[str, np.ndarray]:
+    """The descriptor loop of ``describe`` (and ``geom.sweep``): per batch of ``batch_size`` latents of ``z``,
+    the (projected) Jacobian, its singular values -> psi, nu, ``n_dropped_sv``, and delta at ``radius`` on the
+    polytope ``basis`` (left out when ``basis`` is None). ``projection`` and ``basis`` from
+    ``projection_and_basis``. Returns ``{"psi", "nu"[, "delta"], "n_dropped_sv"}`` arrays of ``len(z)``
+    (psi, nu float64; delta, n_dropped_sv int64), on the CPU."""
     psi, nu, delta, dropped = [], [], [], []
     starts = range(0, z.shape[0], batch_size)
     for s in tqdm(starts, desc="describe", disable=not progress, total=len(starts)):
         zb = z[s:s + batch_size]
-        J = jacobian(G, zb, projection=P, chunk_size=chunk_size)
+        J = jacobian(G, zb, projection=projection, chunk_size=chunk_size)
         sv = singular_values(J)
-        psi.append(local_scaling(sv, dtype=J.dtype))
-        dropped.append((~nonzero_mask(sv, dtype=J.dtype)).sum(dim=-1))
-        nu.append(local_rank(sv))
-        if complexity:
-            delta.append(local_complexity(G, zb, radius=radius, dim=dim, basis=basis))
+        psi.append(local_scaling(sv, dtype=J.dtype).cpu())
+        dropped.append((~nonzero_mask(sv, dtype=J.dtype)).sum(dim=-1).cpu())
+        nu.append(local_rank(sv).cpu())
+        if basis is not None:
+            delta.append(local_complexity(G, zb, radius=radius, dim=basis.shape[0], basis=basis).cpu())
     out = {"psi": torch.cat(psi).numpy(), "nu": torch.cat(nu).numpy()}
-    if complexity:
+    if basis is not None:
         out["delta"] = torch.cat(delta).numpy().astype(np.int64)
     out["n_dropped_sv"] = torch.cat(dropped).numpy().astype(np.int64)
-    return pd.DataFrame(out)
+    return out
