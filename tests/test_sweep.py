@@ -41,14 +41,16 @@ def reference(tmp_path_factory):
 
 
 # `python -m geom.sweep` with every shard slowed by DELAY s after it is computed and after its temporary file
-# is written (monkeypatched here, in the driver and, through a subclass Ray pickles by value, in the worker
-# actors), so that a kill lands in the middle of a sweep and of a shard write
+# is written (monkeypatched here, where geom.sweep's modules use the names: in the driver and, through a
+# subclass Ray pickles by value, in the worker actors), so that a kill lands in the middle of a sweep and of a
+# shard write
 SLOW_CLI = """
 import sys, time
 import geom.sweep as S
+from geom.sweep import _executors, _store
 
 DELAY = float(sys.argv[1])
-_fsync, _run_shard = S._fsync, S.ShardComputer.run_shard
+_fsync, _run_shard = _store._fsync, S.ShardComputer.run_shard
 
 
 def slow_fsync(p):
@@ -62,14 +64,14 @@ def slow_run_shard(self, *a):
     return out
 
 
-class _RayWorkerSlow(S._RayWorker):
+class _RayWorkerSlow(_executors._RayWorker):
     def run_shard(self, *a):
         out = super().run_shard(*a)
         time.sleep(DELAY)
         return out
 
 
-S._fsync, S.ShardComputer.run_shard, S._RayWorker = slow_fsync, slow_run_shard, _RayWorkerSlow
+_store._fsync, S.ShardComputer.run_shard, _executors._RayWorker = slow_fsync, slow_run_shard, _RayWorkerSlow
 sys.exit(S.main(sys.argv[2:]))
 """
 
@@ -543,7 +545,7 @@ def test_sweep_of_another_descriptor_engine_is_refused(tmp_path, monkeypatch):
 def test_cli_interrupt_says_how_to_resume(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(geom.sweep, "run_sweep", interrupted)
+    monkeypatch.setattr(geom.sweep._cli, "run_sweep", interrupted)  # where main looks it up
     rc = geom.sweep.main(["--model", "mlp:0", "--plane", "2", "--out", str(tmp_path / "s"), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 130 and len(err) == 1 and "run the same command again to resume" in err[0].lower()
