@@ -240,15 +240,16 @@ with pd.option_context("display.max_colwidth", 200):
     display(claims)
 
 # %% [markdown]
-# **Verdicts for the committed run** (`data/results/06_denoising_trajectories.json`, tiny-ldm, full size: 50 DDIM
+# **Verdicts for the committed run** (`data/results/06_denoising_trajectories.json`, re-run on 2026-12-01 after the
+# issue-12 fixes: $\psi$ and $\nu$ moved by at most 2e-6 relative, $\delta$ as stated; tiny-ldm, full size: 50 DDIM
 # steps, descriptors at `pred_x0` at every step, k = 120, 8 seeds per guidance scale; 8 memorised + 8 normal
 # prompts x 4 seeds; 5,600 described latents):
 #
 # | Paper claim | Measured | Verdict |
 # |---|---|---|
-# | Fig. 8: the decoder's descriptors evolve along the denoising trajectory | $\psi$ at $\hat x_0$ changes over the first ~15 of 50 steps and then plateaus (guidance 7.5: -365 at step 0, -266 at step 10, -255 at step 49); $\nu$ moves by < 4 with wide, overlapping CIs; $\delta$ at $r = 10^{-5}$ is 0 at 93% of the described latents (max 2: this small decoder has almost no neuron boundary within $10^{-5}$) | agree for $\psi$; $\nu$, $\delta$ show no clear trend here |
+# | Fig. 8: the decoder's descriptors evolve along the denoising trajectory | $\psi$ at $\hat x_0$ changes over the first ~15 of 50 steps and then plateaus (guidance 7.5: -365 at step 0, -266 at step 10, -255 at step 49); $\nu$ moves by < 4 with wide, overlapping CIs; $\delta$ at $r = 10^{-5}$ is 0 at 94% of the described latents (93% before issue 12 made $\delta$ float64 with each activation's joints; max 2: this small decoder has almost no neuron boundary within $10^{-5}$) | agree for $\psi$; $\nu$, $\delta$ show no clear trend here |
 # | Fig. 8: the trajectory depends on the guidance scale | $\psi$ at step 0 falls monotonically with guidance (-198 at s = 0 to -388 at s = 9), and so does the final $\psi$ (-235 to -260, Spearman -1.0); $\psi$ falls along the trajectory without guidance (-37) and rises with it, the more the higher the scale (+29 at 3 to +128 at 9; Spearman +1.0) | agree (monotone in the guidance scale) |
-# | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (95% CIs disjoint at steps 3-11; step 7: -344 vs -299), the curves cross at step ~14, and memorised $\psi$ is higher from then on (CIs disjoint from step 19; step 49: -213 vs -253); $\nu$ CIs overlap at almost every step; memorisation AUROC of final $\psi$ 0.91, of mean $\psi$ over the first 5 steps 0.73 (lower = memorised), beside Wen et al.'s baseline 0.86 (first 5 steps) and 0.77 (first step) | agree: final $\psi$ detects memorisation as well as the Wen et al. baseline here; early $\psi$ carries a weaker signal of the opposite sign |
+# | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (95% CIs disjoint at steps 3-11; step 7: -344 vs -299), the curves cross at step ~14, and memorised $\psi$ is higher from then on (CIs disjoint from step 19; step 49: -213 vs -253); $\nu$ CIs overlap at almost every step; memorisation AUROC of final $\psi$ 0.91, of mean $\psi$ over the first 5 steps 0.73 (lower = memorised), beside Wen et al.'s baseline 0.86 (first 5 steps) and 0.77 (first step); $\delta$ carries no memorisation signal (AUROC 0.45 early, 0.47 final; 0.49 and 0.50 before issue 12) | agree: final $\psi$ detects memorisation as well as the Wen et al. baseline here; early $\psi$ carries a weaker signal of the opposite sign |
 
 # %%
 out.table(guid, "guidance_trajectories")

@@ -189,20 +189,22 @@ print(f"{len(samples)} samples over {len(RHOS)} values of rho; psi labels in "
 # *Claim (Sec. 4, Figs. 10-11):* guiding with the $\psi$ reward for $\rho>0$ raises the local scaling of the
 # generated images (more detailed, more diverse) and $\rho<0$ lowers it (smoother).
 #
-# *Measured (full-size run on tiny-ldm, committed in `data/results/08_geometry_guidance.json`):* the reward
-# model reaches 0.65 held-out accuracy over 5 bins (majority class 0.40). The paired change of exact $\psi$
-# (same prompt and initial noise as $\rho=0$; 4 prompts x 6 seeds) is monotone in $\rho$: -0.97 [-1.90, -0.05]
-# at $\rho=-1.5$, +3.06 [1.01, 5.10] at $\rho=+1.5$, and -9.6 / +4.6 at $\rho=\mp 15$ (Spearman 0.68,
-# p ~ 1e-30). **Agrees** with the paper's direction, including at its own values $|\rho| \le 1.5$, although the
-# effect there is small (1-2% of the psi range of the training latents, -317 to -192), and it saturates for
-# $\rho > 5$ (+4.6 at both 5 and 15). Diversity (Vendi on random-conv features) is 1.28 at $\rho=0$, 1.35 at
-# $\rho=15$ and 1.33 at $\rho=-15$; unpaired, the 95% CIs over the 4 prompts are about +-0.2-0.35. Paired with
-# $\rho=0$ for the same prompt, the changes are small and non-negative for both signs of $\rho$: +0.023
-# [-0.004, 0.050] at $\rho=1.5$, +0.038 [0.000, 0.076] at 5, +0.077 [-0.022, 0.177] at 15, and +0.012, +0.034,
-# +0.048 at $\rho=-1.5, -5, -15$; Spearman($\rho$, paired change) = 0.46 (p = 0.005, 36 prompt-$\rho$ groups).
-# So positive guidance adds slightly more diversity than negative guidance, but no single $\rho$ moves the
-# Vendi score by more than ~6% and only $\rho=5$ reaches the edge of significance: "positive guidance = more
-# diverse" is at most weakly supported and **not** established
+# *Measured (full-size run on tiny-ldm, committed in `data/results/08_geometry_guidance.json`; re-run on 2026-12-01
+# after the issue-12 change to diffusers' `DDIMScheduler.step`, whose float rounding moves the guided samples'
+# $\psi$ by up to 0.1 and flips the order of the two largest $\rho$):* the reward model reaches 0.65 held-out
+# accuracy over 5 bins (majority class 0.40). The paired change of exact $\psi$ (same prompt and initial noise as
+# $\rho=0$; 4 prompts x 6 seeds) rises with $\rho$ up to $\rho = 5$ and is then flat: -1.02 [-1.92, -0.11] at
+# $\rho=-1.5$, +3.07 [1.02, 5.11] at $\rho=+1.5$, -9.7 at $\rho=-15$, +4.60 at $\rho=5$ and +4.53 at $\rho=15$
+# (Spearman 0.68, p ~ 5e-31; the previous run had 4.57 and 4.57, "monotone" by 0.006). **Agrees** with the
+# paper's direction, including at its own values $|\rho| \le 1.5$, although the effect there is small (1-2% of
+# the psi range of the training latents, -317 to -192), and it saturates for $\rho \ge 5$. Diversity (Vendi on
+# random-conv features) is 1.28 at $\rho=0$, 1.36 at $\rho=15$ and 1.32 at $\rho=-15$; unpaired, the 95% CIs over
+# the 4 prompts are about +-0.2-0.35. Paired with $\rho=0$ for the same prompt, the changes are small and
+# non-negative for both signs of $\rho$: +0.023 [-0.004, 0.050] at $\rho=1.5$, +0.038 [-0.002, 0.078] at 5,
+# +0.079 [-0.024, 0.183] at 15, and +0.012, +0.034, +0.045 at $\rho=-1.5, -5, -15$; Spearman($\rho$, paired
+# change) = 0.46 (p = 0.005, 36 prompt-$\rho$ groups). So positive guidance adds slightly more diversity than
+# negative guidance, but no single $\rho$ moves the Vendi score by more than ~6% and none is significant on its
+# own: "positive guidance = more diverse" is at most weakly supported and **not** established
 # here. The cell below prints the numbers of this run (smoke sizes in CI).
 
 # %%

@@ -16,7 +16,7 @@
 # eval mode the network before its Tanh is exactly CPWL. Parameters: plane grid `N` (sweep, resumable in
 # `SWEEP_DIR`), pool `N_LATENTS` (descriptors cached in `CACHE_DIR`), `LEVELS`, ID/OOD sizes `N_ID`, `N_OOD`,
 # inversion `INV_STEPS`, `INV_RESTARTS`, `INV_LR`, `INV_PRIOR`, polarity `RHOS`, `N_POLARITY`, `N_DRAWS`,
-# $\delta$ study `N_DELTA`, `RADIUS`, `RADIUS_LARGE`. OOD image sets: `geom.slices.ood_images` (photo crops,
+# $\delta$ study `N_DELTA`, `RADIUS`, `RADIUS_LARGE`. OOD image sets: `geom.datasets.ood_images` (photo crops,
 # coloured digits, $1/f^2$ textures, CT/MR crops) at 64 x 64 RGB.
 #
 # **Embeddings for Vendi.** Raw pixels (in $[0, 1]$; sensitive to alignment, and these faces are aligned, so
