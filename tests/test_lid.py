@@ -171,6 +171,21 @@ def test_probes_are_seeded():
     assert torch.equal(a.lid, b.lid) and not torch.equal(a.lid, c.lid)
 
 
+def test_a_points_estimate_does_not_depend_on_its_batch():
+    """FLIPD is a property of one point: the same probes for every point, so a point's estimate is the same
+    alone, at another position and with other companions (the probes were once drawn per batch slot)."""
+    net = mlp([6, 16, 6], seed=0, act=torch.nn.Tanh)
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    fn = lambda v, t: net(v)  # noqa: E731
+    for noise in ("rademacher", "gaussian"):
+        full = lid.flipd(fn, x, 0.1, probes=4, seed=5, noise=noise)
+        alone = lid.flipd(fn, x[2:3], 0.1, probes=4, seed=5, noise=noise)
+        moved = lid.flipd(fn, x[[2, 0]], 0.1, probes=4, seed=5, noise=noise)
+        torch.testing.assert_close(alone.lid[0], full.lid[2], **tol(torch.float64))
+        torch.testing.assert_close(moved.lid[0], full.lid[2], **tol(torch.float64))
+        torch.testing.assert_close(moved.stderr[0], full.stderr[2], **tol(torch.float64))
+
+
 # ------------------------------------------------------------------------------------------- adapters
 def _reference_flipd(eps_of_xt, x, abar):
     """FLIPD from a brute-force float64 Jacobian of ``x_t -> eps`` at ``x_t = sqrt(abar) x`` ``(B, *shape)``."""

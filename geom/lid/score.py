@@ -275,7 +275,8 @@ def flipd(model, x: Tensor, t0: float, schedule=None, encoder_hidden_states: Ten
             ``flipd_curve``).
         probes: number of Hutchinson probes per point (>= 2, for the standard error).
         noise: ``"rademacher"`` (lower variance) or ``"gaussian"`` probes, drawn from
-            ``torch.Generator().manual_seed(seed)`` (``probes`` draws of shape ``x.shape``).
+            ``torch.Generator().manual_seed(seed)``: ``probes`` draws of shape ``x.shape[1:]``, shared by every
+            point, so that a point's estimate does not depend on its batch.
         exact: the exact trace with ``D`` VJPs (small ``D``; ``probes`` ignored, ``stderr = 0``).
         chunk_size: VJPs vmapped at once (memory vs speed); ``None``: all.
     Returns:
@@ -315,9 +316,12 @@ def flipd(model, x: Tensor, t0: float, schedule=None, encoder_hidden_states: Ten
         else:
             gen = torch.Generator().manual_seed(int(seed))
             if noise == "rademacher":
-                v = torch.randint(0, 2, (probes, B, D), generator=gen, dtype=torch.float64) * 2 - 1
+                v = torch.randint(0, 2, (probes, 1, D), generator=gen, dtype=torch.float64) * 2 - 1
             else:
-                v = torch.randn(probes, B, D, generator=gen, dtype=torch.float64)
+                v = torch.randn(probes, 1, D, generator=gen, dtype=torch.float64)
+            # one set of probes shared by every point: a point's estimate depends on it and the seed only, never
+            # on its batch companions or its position in the batch
+            v = v.expand(probes, B, D).contiguous()
             v = v.to(eps)
             q = (_vjps(vjp_fn, v, chunk_size).to(torch.float64) * v.to(torch.float64)).sum(-1)  # (probes, B) v^T J v
     eps = eps.detach().to(torch.float64)
