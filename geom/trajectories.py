@@ -205,15 +205,6 @@ def random_conv_features(images: Tensor, seed: int = 0, width: int = 32, layers:
     return torch.cat(feats).double().numpy()
 
 
-def decode(pipe, latents: Tensor, batch_size: int = 64) -> Tensor:
-    """Decoded images ``(N, 3, H, W)`` in ``[-1, 1]`` (CPU) of latents ``(N, *latent_shape)``."""
-    out = []
-    with torch.no_grad():
-        for s in range(0, latents.shape[0], batch_size):
-            out.append(pipe.vae_decode(latents[s:s + batch_size].to(pipe.device, pipe.dtype)).float().cpu())
-    return torch.cat(out)
-
-
 def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], num_steps: int = 50, guidance_scale: float = 7.5,
              batch_size: int = 32, progress: bool = False) -> Tensor:
     """Final DDIM latents ``(N, *latent_shape)`` (CPU) for ``prompts[i]`` from ``initial_latents([seeds[i]])``

@@ -188,8 +188,7 @@ for col in ("psi", "nu", "delta", "delta_large"):
     print(f"{col:12s} range [{x.min():9.2f}, {x.max():9.2f}]  mean inside {x[inside].mean():9.2f}  "
           f"outside {x[~inside].mean():9.2f}  AUROC(inside > outside) {summary[col]['auroc_inside']:.2f}")
 # image roughness of the decoded plane (mean absolute neighbour difference), compared with psi
-with torch.no_grad():
-    imgs = torch.cat([pipe.vae_decode(z[s:s + 256].to(pipe.device, pipe.dtype)).cpu() for s in range(0, len(z), 256)])
+imgs = pipe.decode_latents(z, batch_size=256)
 rough = ((imgs[..., 1:, :] - imgs[..., :-1, :]).abs().mean((1, 2, 3)) + (imgs[..., 1:] - imgs[..., :-1]).abs().mean((1, 2, 3))).numpy()
 df["roughness"] = rough
 from scipy.stats import spearmanr  # noqa: E402

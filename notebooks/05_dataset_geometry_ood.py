@@ -95,8 +95,8 @@ print({n: len(x) for n, x in sets.items()})
 # %%
 x_model = to_model_range(images)
 with torch.no_grad():
-    lat = torch.cat([pipe.vae_encode(x_model[s:s + 64].to(pipe.device)).cpu() for s in range(0, len(x_model), 64)])
-    rec = torch.cat([pipe.vae_decode(lat[s:s + 64].to(pipe.device, pipe.dtype)).cpu() for s in range(0, len(lat), 64)])
+    lat = pipe.encode_images(x_model)
+    rec = pipe.decode_latents(lat)
 recon_error = ((rec.clamp(-1, 1) - x_model) ** 2).mean((1, 2, 3)).numpy()
 latent_norm = lat.flatten(1).norm(dim=1).numpy()
 

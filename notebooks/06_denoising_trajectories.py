@@ -144,7 +144,7 @@ for c in COLS:
 trend.round(3)
 
 # %%
-fig = image_grid((tr.decode(pipe, torch.cat([finals[g][:min(8, N_SEEDS)] for g in GUIDANCES])) + 1) / 2,
+fig = image_grid((pipe.decode_latents(torch.cat([finals[g][:min(8, N_SEEDS)] for g in GUIDANCES])) + 1) / 2,
                  ncols=min(8, N_SEEDS),
     titles=[f"s={g:g}" for g in GUIDANCES for _ in range(min(8, N_SEEDS))], scale=1.1)
 out.savefig(fig, "samples_per_guidance")
@@ -166,7 +166,7 @@ mem, z_mem = tr.describe_trajectories(pipe, mp, ms, guidance_scale=MEM_GUIDANCE,
 mem["memorised"] = mem["prompt"].isin(mem_prompts)
 mem["group"] = np.where(mem["memorised"], "memorised", "normal")
 print(f"memorisation: {mem.psi.notna().sum()} described latents in {time.time() - t0:.0f} s")
-img_mem = tr.decode(pipe, z_mem)
+img_mem = pipe.decode_latents(z_mem)
 is_mem = np.array([p in mem_prompts for p in mp])
 if pipe.kind == "tiny-ldm":
     cfg_path = pipe.path / "training_config.json"

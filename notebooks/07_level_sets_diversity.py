@@ -86,7 +86,7 @@ t1 = time.time()
 d = geom.describe(pipe.vae_decode, z.to(pipe.device), k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH,
                   progress=False)
 df = pd.concat([meta, d], axis=1)
-imgs = tr.decode(pipe, z)
+imgs = pipe.decode_latents(z)
 print(f"sampled {N_SAMPLES} in {t1 - t0:.0f} s, described in {time.time() - t1:.0f} s")
 df[["psi", "nu", "delta"]].describe().round(3)
 
@@ -96,9 +96,7 @@ if EMBEDDING == "random_conv":
 elif EMBEDDING == "pixels":
     feats = imgs.flatten(1).double().numpy()
 elif EMBEDDING == "vae":
-    with torch.no_grad():
-        feats = torch.cat([pipe.vae_encode(imgs[s:s + 64].clamp(-1, 1)).flatten(1).cpu()
-                           for s in range(0, len(imgs), 64)]).double().numpy()
+    feats = pipe.encode_images(imgs.clamp(-1, 1)).flatten(1).double().numpy()
 else:
     raise ValueError(f"EMBEDDING must be 'random_conv', 'pixels' or 'vae', got {EMBEDDING!r}")
 pix = ((imgs.clamp(-1, 1) + 1) / 2).flatten(1).double().numpy()  # [0, 1] pixels: non-negative, cosine well defined

@@ -68,8 +68,7 @@ per_combo = max(1, int(np.ceil(N_IMAGES / 240)))
 data = shapes.make_dataset(n_per_combo=per_combo, size=pipe.image_size[0], seed=SEED + 1000, memorised=False)
 pick = np.random.default_rng(SEED).choice(len(data), size=min(N_IMAGES, len(data)), replace=False)
 images = shapes.to_model_range(data.images[pick])
-with torch.no_grad():
-    x0 = torch.cat([pipe.vae_encode(images[i:i + 64]) for i in range(0, len(images), 64)])
+x0 = pipe.encode_images(images)
 psi0 = guidance.psi_labels(pipe, x0, k=K, seed=SEED, batch_size=16)
 edges, labels = guidance.psi_bins(psi0, N_BINS)
 reward_data = guidance.make_reward_data(x0, labels, pipe.scheduler, TIMESTEPS_PER_IMAGE, seed=SEED)
@@ -133,7 +132,7 @@ base = samples[samples.rho == 0].set_index(["prompt", "seed"])["psi"]
 samples["dpsi"] = samples["psi"].to_numpy() - base.loc[list(zip(samples.prompt, samples.seed))].to_numpy()
 vendis = []
 for (prompt, rho), lat in finals.items():
-    feats = trajectories.random_conv_features(trajectories.decode(pipe, lat).clamp(-1, 1), seed=SEED)
+    feats = trajectories.random_conv_features(pipe.decode_latents(lat).clamp(-1, 1), seed=SEED)
     vendis.append(dict(prompt=prompt, rho=rho, vendi=vendi(feats)))
 vendis = pd.DataFrame(vendis)
 # paired like psi: Vendi of (prompt, rho) minus Vendi of (prompt, 0), which removes the prompt-to-prompt spread

@@ -291,3 +291,18 @@ def test_v_prediction_folder_samples_as_diffusers(tmp_path):
     ref = _diffusers_ddim(p, PROMPTS, 4, 3.0, 0.0, torch.Generator().manual_seed(0))
     out = diffusion.sample(p, PROMPTS, num_steps=4, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.latents, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_batched_encode_images_and_decode_latents_equal_the_single_calls(sd):
+    """The pipeline's batched helpers (used by the notebooks) equal vae_encode / vae_decode of the whole batch,
+    for a batch size that does not divide the count, and return CPU tensors."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 3, *sd.image_size, generator=g) * 2 - 1
+    with torch.no_grad():
+        z_ref = sd.vae_encode(x)
+        x_ref = sd.vae_decode(z_ref)
+    z = sd.encode_images(x, batch_size=2)
+    back = sd.decode_latents(z, batch_size=3)
+    assert z.device.type == "cpu" and back.dtype == torch.float32 and back.shape == x.shape
+    torch.testing.assert_close(z, z_ref.cpu(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(back, x_ref.float().cpu(), rtol=1e-5, atol=1e-5)

@@ -136,6 +136,20 @@ class LatentDiffusion:
         z = dist.sample(generator=generator) if sample else dist.mean
         return z * self.scaling_factor
 
+    def encode_images(self, images: Tensor, batch_size: int = 64) -> Tensor:
+        """``vae_encode`` (posterior means) of many images ``(N, 3, H, W)`` in ``[-1, 1]``, ``batch_size`` at a
+        time without gradients: scaled latents ``(N, 4, h, w)`` on the CPU."""
+        with torch.no_grad():
+            return torch.cat([self.vae_encode(images[s:s + batch_size]).cpu()
+                              for s in range(0, len(images), batch_size)])
+
+    def decode_latents(self, latents: Tensor, batch_size: int = 64) -> Tensor:
+        """``vae_decode`` of many scaled latents ``(N, 4, h, w)``, ``batch_size`` at a time without gradients:
+        images ``(N, 3, H, W)`` (about ``[-1, 1]``, not clipped) as float32 on the CPU."""
+        with torch.no_grad():
+            return torch.cat([self.vae_decode(latents[s:s + batch_size].to(self.device, self.dtype)).float().cpu()
+                              for s in range(0, len(latents), batch_size)])
+
     def to(self, device=None, dtype=None) -> "LatentDiffusion":
         """Move all modules (in place) and return self."""
         self.device = torch.device(device) if device is not None else self.device
