@@ -11,14 +11,15 @@ call (imported on first use).
 """
 from .complexity import (activation_modules, cross_polytope, joints, local_complexity, polytope_basis,
                          smallest_radius, with_module)
-from .descriptors import default_rtol, describe, local_rank, local_scaling, singular_values, zero_threshold
+from .descriptors import (Spectrum, default_rtol, describe, local_rank, local_scaling, singular_values, spectrum,
+                          zero_threshold)
 from .jacobian import call_generator, check_generator, find_module, jacobian, random_projection
 
 __all__ = [
     "random_projection", "jacobian", "singular_values", "local_scaling", "local_rank", "local_complexity",
     "describe", "default_rtol", "activation_modules", "cross_polytope", "with_module",
     "check_generator", "find_module", "call_generator", "zero_threshold", "polytope_basis", "joints",
-    "smallest_radius",
+    "smallest_radius", "spectrum", "Spectrum",
 ]
 __version__ = "0.1.0"
 

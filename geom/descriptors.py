@@ -11,6 +11,8 @@ Given the per-sample Jacobian ``A`` (``(B, k, E)``, see ``geom.jacobian``) with 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 from typing import Callable
 
@@ -74,6 +76,33 @@ def zero_threshold(sv: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
                                                                                keepdim=True)
 
 
+@dataclass(frozen=True)
+class Spectrum:
+    """The singular values of a batch of Jacobians with their zero threshold: ``values`` ``(B, m)`` float64,
+    descending; ``threshold`` ``(B, 1)`` = ``zero_threshold(values, dtype)``; ``dtype`` the Jacobian's dtype.
+    ``local_scaling`` / ``local_rank`` take it directly, so no caller passes the dtype by hand."""
+    values: Tensor
+    threshold: Tensor
+    dtype: torch.dtype
+
+    @property
+    def nonzero(self) -> Tensor:
+        """``(B, m)`` bool: the singular values the Jacobian resolves."""
+        return self.values > self.threshold
+
+    @property
+    def n_dropped(self) -> Tensor:
+        """``(B,)`` int64: how many singular values psi leaves out (``describe``'s ``n_dropped_sv``)."""
+        return (~self.nonzero).sum(dim=-1)
+
+
+def spectrum(J: Tensor) -> Spectrum:
+    """``Spectrum`` of a batch of Jacobians ``J`` ``(B, k, E)``: ``singular_values(J)`` and the zero threshold
+    of a Jacobian computed in ``J.dtype`` (``zero_threshold``)."""
+    values = singular_values(J)
+    return Spectrum(values, zero_threshold(values, J.dtype), J.dtype)
+
+
 def default_rtol(shape: tuple[int, int], dtype: torch.dtype = torch.float32) -> float:
     """The classical numerical-rank rule ``max(k, E) * eps(dtype)`` relative to ``sigma_max`` (as
     ``numpy.linalg.matrix_rank``). Kept for comparison and for explicit use (``local_scaling(sv,
@@ -99,7 +128,8 @@ def local_scaling(sv: Tensor, rtol: float | None = None, dtype: torch.dtype = to
     """Local scaling ``psi = sum_i log sigma_i`` over the non-zero singular values (Humayun et al., Eq. 4).
 
     Args:
-        sv: singular values ``(B, m)`` (from ``singular_values``).
+        sv: a ``Spectrum`` (from ``spectrum(J)``: carries its threshold) or singular values ``(B, m)`` (from
+            ``singular_values``; then ``dtype`` says how the Jacobian was computed).
         rtol: explicit relative zero threshold (``sigma_i > rtol * sigma_max``); default ``None``: the
             singular values resolved by a Jacobian computed in ``dtype`` (``zero_threshold``).
         dtype: the dtype the Jacobian was computed in (``J.dtype``; pass ``torch.float64`` for float64
@@ -110,8 +140,12 @@ def local_scaling(sv: Tensor, rtol: float | None = None, dtype: torch.dtype = to
         finite psi (the log pseudo-determinant); an all-zero Jacobian gives 0. ``(~nonzero_mask(sv, rtol,
         dtype)).sum(-1)`` counts the excluded ones (``describe``'s ``n_dropped_sv``).
     """
-    _check_sv(sv)
-    mask = nonzero_mask(sv, rtol, dtype)
+    if isinstance(sv, Spectrum):
+        mask = sv.nonzero if rtol is None else nonzero_mask(sv.values, rtol)
+        sv = sv.values
+    else:
+        _check_sv(sv)
+        mask = nonzero_mask(sv, rtol, dtype)
     logs = torch.where(mask, torch.log(torch.where(mask, sv, torch.ones_like(sv))), torch.zeros_like(sv))
     return logs.sum(dim=-1)
 
@@ -119,7 +153,9 @@ def local_scaling(sv: Tensor, rtol: float | None = None, dtype: torch.dtype = to
 def local_rank(sv: Tensor, eps: float = 1e-30) -> Tensor:
     """Local rank ``nu = exp(-sum_i a_i log a_i)``, ``a_i = sigma_i / sum_j sigma_j + eps``
     (Humayun et al., Def. 3). ``sv`` ``(B, m)`` -> ``(B,)`` float64; 1 for a rank-one map, ``m`` when all
-    singular values are equal."""
+    singular values are equal. ``sv`` may be a ``Spectrum``."""
+    if isinstance(sv, Spectrum):
+        sv = sv.values
     _check_sv(sv)
     sv = sv.to(torch.float64)
     total = sv.sum(dim=-1, keepdim=True)
@@ -198,10 +234,10 @@ def describe_batches(G: Callable[[Tensor], Tensor], z: Tensor, projection: Tenso
     for s in tqdm(starts, desc="describe", disable=not progress, total=len(starts)):
         zb = z[s:s + batch_size]
         J = jacobian(G, zb, projection=projection, chunk_size=chunk_size)
-        sv = singular_values(J)
-        psi.append(local_scaling(sv, dtype=J.dtype).cpu())
-        dropped.append((~nonzero_mask(sv, dtype=J.dtype)).sum(dim=-1).cpu())
-        nu.append(local_rank(sv).cpu())
+        sp = spectrum(J)
+        psi.append(local_scaling(sp).cpu())
+        dropped.append(sp.n_dropped.cpu())
+        nu.append(local_rank(sp).cpu())
         if basis is not None:
             delta.append(local_complexity(G, zb, radius=radius, dim=basis.shape[0], basis=basis).cpu())
     out = {"psi": torch.cat(psi).numpy(), "nu": torch.cat(nu).numpy()}

@@ -243,3 +243,20 @@ def test_zero_threshold_needs_only_the_singular_values_and_the_dtype():
     sv = torch.tensor([[1.0, 1e-5]], dtype=torch.float64)  # kept in float32 (tau ~ 1.2e-6); the old rule
     assert geom.local_scaling(sv).item() == pytest.approx(np.log(1e-5))  # max(k, E) eps with E = 4096 dropped it
     assert geom.local_scaling(sv, rtol=geom.default_rtol((48, 4096))).item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spectrum_carries_its_threshold(dtype):
+    """spectrum(J) gives the same psi, nu and dropped count as singular_values + the Jacobian's dtype by hand,
+    on a rank-deficient map (its zero singular values are dropped), and an explicit rtol still applies."""
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(3, 12, 3, generator=g, dtype=torch.float64) @ torch.randn(3, 3, 8, generator=g,
+                                                                                 dtype=torch.float64)
+    J = A.to(dtype)  # rank 3 of min(12, 8) = 8
+    sp = geom.spectrum(J)
+    sv = geom.singular_values(J)
+    assert sp.dtype == dtype and torch.equal(sp.values, sv)
+    torch.testing.assert_close(geom.local_scaling(sp), geom.local_scaling(sv, dtype=dtype), rtol=0, atol=0)
+    torch.testing.assert_close(geom.local_rank(sp), geom.local_rank(sv), rtol=0, atol=0)
+    assert sp.n_dropped.tolist() == [5, 5, 5]
+    torch.testing.assert_close(geom.local_scaling(sp, rtol=0.5), geom.local_scaling(sv, rtol=0.5), rtol=0, atol=0)
