@@ -85,6 +85,7 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
     import pandas as pd
 
     from . import descriptors
+    from .chunks import part_path, pending_parts, read_parts, write_part
     from .paths import atomic_write
 
     if not isinstance(z, Tensor) or z.ndim < 2:
@@ -104,24 +105,20 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
         raise RuntimeError(f"cache {folder} holds another key ({key_file}); remove the folder")
     if not key_file.exists():
         atomic_write(key_file, lambda tmp: tmp.write_text(text + "\n"))
-    parts = []
     starts = range(0, z.shape[0], int(chunk))
-    for c, s in enumerate(starts):
-        p = folder / f"part-{c:06d}.parquet"
-        n_rows = min(int(chunk), z.shape[0] - s)
-        if p.exists():
-            part = pd.read_parquet(p)
-            if len(part) != n_rows:
-                raise RuntimeError(f"cache chunk {p} holds {len(part)} rows for latents {s}..{s + n_rows - 1}; "
-                                   f"remove {folder}")
-            parts.append(part)
-            continue
-        df = descriptors.describe(G, z[s:s + int(chunk)], k=k, radius=radius, dim=dim, seed=seed, batch_size=batch_size,
-                      progress=False)
-        atomic_write(p, lambda tmp: df.to_parquet(tmp, index=False))
-        parts.append(df)
+    for c in pending_parts(folder, len(starts)):  # the chunk store of geom.chunks: resume = compute what is missing
+        s = starts[c]
+        df = descriptors.describe(G, z[s:s + int(chunk)], k=k, radius=radius, dim=dim, seed=seed,
+                                  batch_size=batch_size, progress=False)
+        p = write_part(folder, c, df)
         if progress:
             print(f"cached_describe: chunk {c + 1}/{len(starts)} -> {p}", flush=True)
+    parts = read_parts(folder, len(starts), what="descriptor cache")
+    for c, (s, part) in enumerate(zip(starts, parts)):
+        n_rows = min(int(chunk), z.shape[0] - s)
+        if len(part) != n_rows:
+            raise RuntimeError(f"cache chunk {part_path(folder, c)} holds {len(part)} rows for latents "
+                               f"{s}..{s + n_rows - 1}; remove {folder}")
     out = pd.concat(parts, ignore_index=True)
     if len(out) != z.shape[0]:
         raise RuntimeError(f"cache {folder} holds {len(out)} rows for {z.shape[0]} latents")

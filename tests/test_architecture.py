@@ -16,7 +16,7 @@ from geom import paths
 LAYERS = ["data", "models", "geometry", "analysis"]
 LAYER = {
     # data: paths, data sets, exactly solvable reference models and their samplers
-    "paths": "data", "datasets": "data", "shapes": "data", "physics": "data",
+    "paths": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
     # models: generators, pipelines, sampling procedures of the models
     "models": "models", "diffusion": "models",
     # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import paths, planes, slices
+from ..chunks import part_path, pending_parts, read_parts, write_part
 from ..models.generators import LoadedModel, as_dtype
 from ._sources import PlaneSource, image_files, module_of, parse_source, source_latents
 from ._spec import SweepSpec
@@ -252,10 +253,10 @@ class Sweep:
         return np.arange(shard * s, min((shard + 1) * s, self.n), dtype=np.int64)
 
     def shard_path(self, shard: int) -> Path:
-        return self.shard_dir / f"part-{shard:06d}.parquet"
+        return part_path(self.shard_dir, shard)
 
     def pending(self) -> list[int]:
-        return [s for s in range(self.n_shards) if not self.shard_path(s).exists()]
+        return pending_parts(self.shard_dir, self.n_shards)
 
     def finish_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Add grid coordinates and the settings columns to a shard's rows."""
@@ -279,21 +280,11 @@ class Sweep:
         got = rows["index"].to_numpy()
         if not np.array_equal(got, expect):
             raise RuntimeError(f"shard {shard} returned indices {got[:5]}... instead of {expect[:5]}...")
-        df = self.finish_rows(rows)
-
-        def write(tmp: Path) -> None:
-            df.to_parquet(tmp, index=False)
-            _fsync(tmp)
-
-        paths.atomic_write(self.shard_path(shard), write)
+        write_part(self.shard_dir, shard, self.finish_rows(rows), sync=_fsync)
 
     def table(self) -> pd.DataFrame:
         """All shards as one DataFrame sorted by ``index``; checks every latent is there exactly once."""
-        files = [self.shard_path(s) for s in range(self.n_shards)]
-        missing = [f.name for f in files if not f.exists()]
-        if missing:
-            raise RuntimeError(f"sweep {self.out} is incomplete: {len(missing)} shards missing ({missing[:3]}...)")
-        df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        df = pd.concat(read_parts(self.shard_dir, self.n_shards, what="sweep"), ignore_index=True)
         idx = df["index"].to_numpy()
         if len(df) != self.n or not np.array_equal(np.sort(idx), np.arange(self.n)):
             raise RuntimeError(f"sweep {self.out}: {len(df)} rows for {self.n} latents (lost or duplicated rows)")
