@@ -25,7 +25,7 @@ LAYER = {
     # analysis: what the notebooks run (slices, trajectories, guidance, sweeps, statistics, figures, runner)
     "stats": "analysis", "planes": "analysis",
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",
-    "polarity": "analysis", "phases": "analysis", "sweep": "analysis", "plots": "analysis", "run": "analysis",
+    "polarity": "analysis", "phases": "analysis", "sweep": "analysis", "plots": "analysis", "run": "analysis", "outputs": "analysis",
     "detectors": "analysis",
 }
 
