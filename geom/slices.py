@@ -8,7 +8,9 @@ descriptors cached on disk (Humayun et al. Sec. 3.3.1-3.3.3).
   interrupted run resumes; ``module_digest``: the weights hash (also ``geom.sweep.model_digest``'s).
 
 Elsewhere: the plane through three latents is ``geom.planes``, AUROC and intervals are
-``geom.stats``, the OOD / ID image sets are ``geom.datasets``, ``slice_maps`` is ``geom.plots``.
+``geom.stats``, the OOD / ID image sets are ``geom.datasets``, ``slice_maps`` is ``geom.plots``. Their former
+names here stay importable (same signatures), except ``auroc`` / ``auroc_ci``, which took
+``(positive, negative)``: call ``geom.stats.auroc(scores, labels)``.
 """
 from __future__ import annotations
 
@@ -20,6 +22,22 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import Tensor
+
+# former names of this module, moved by concept (same signatures): importable from here as before
+from .datasets import (coloured_digits, id_images, medical_scans, noise_textures, ood_images,  # noqa: F401
+                       photo_crops)
+from .planes import (ANCHOR_UV, check_anchors, grid_image, in_hull, plane_axis, plane_coordinates,  # noqa: F401
+                     plane_latents, plane_uv)
+from .stats import auroc_table  # noqa: F401
+
+
+def __getattr__(name: str):
+    if name == "slice_maps":  # a figure: imported on first use (matplotlib stays out of the sweep's imports)
+        from .plots import slice_maps
+        return slice_maps
+    raise AttributeError(f"module 'geom.slices' has no attribute {name!r}"
+                         + ("; it took (positive, negative): use geom.stats.auroc(scores, labels)"
+                            if name in ("auroc", "auroc_ci") else ""))
 
 
 # --------------------------------------------------------------------------------------------- orderings

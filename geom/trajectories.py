@@ -17,9 +17,12 @@
   averaged over the first ``n`` steps.
 * ``random_conv_features``: an offline image embedding (a fixed, seeded random conv net with mean/std
   pooling) for the Vendi kernel (``geom.stats.vendi``); ``initial_latents``: per-seed ``x_T`` (reproducible
-  whatever the batching); ``decode`` / ``generate``: decoded images and final DDIM latents in batches.
+  whatever the batching); ``generate``: final DDIM latents in batches (decoded images:
+  ``LatentDiffusion.decode_latents``).
 
-The statistics these notebooks report (AUROC, t intervals, level sets, Vendi scores) are ``geom.stats``.
+The statistics these notebooks report (AUROC, t intervals, level sets, Vendi scores) are ``geom.stats``; their
+former names here (``auroc``, ``mean_ci``, ``diff_ci``, ``band``, ``level_sets``, ``vendi``,
+``vendi_per_level``, same signatures) stay importable from this module.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from tqdm import tqdm
 
 from .descriptors import describe
 from .diffusion import DDIMStep, sample
+from .stats import auroc, band, diff_ci, level_sets, mean_ci, vendi, vendi_per_level  # noqa: F401 (moved)
 
 AT = ("pred_x0", "latents")
 

@@ -297,3 +297,18 @@ def test_vendi_refuses_kernels_without_unit_diagonal_and_zero_rows():
             stats.vendi(np.r_[np.eye(3)[:1], np.zeros((1, 3)), np.eye(3)[1:2]], normalize=normalize)
     with pytest.raises(ValueError, match="shape"):
         stats.vendi(np.zeros((0, 3)))
+
+
+def test_former_names_stay_importable_as_the_same_functions():
+    """Code written against the old modules keeps working: the moved names are the new functions themselves;
+    slices.auroc / auroc_ci (argument order (positive, negative)) are gone with a message naming the new call."""
+    from geom import datasets, planes, plots, slices, stats, trajectories
+    for n in ("auroc", "mean_ci", "diff_ci", "band", "level_sets", "vendi", "vendi_per_level"):
+        assert getattr(trajectories, n) is getattr(stats, n)
+    for n in ("plane_latents", "plane_uv", "plane_axis", "plane_coordinates", "in_hull", "grid_image", "check_anchors"):
+        assert getattr(slices, n) is getattr(planes, n)
+    for n in ("ood_images", "id_images", "photo_crops", "coloured_digits", "noise_textures", "medical_scans"):
+        assert getattr(slices, n) is getattr(datasets, n)
+    assert slices.auroc_table is stats.auroc_table and slices.slice_maps is plots.slice_maps
+    with pytest.raises(AttributeError, match=r"geom.stats.auroc\(scores, labels\)"):
+        slices.auroc
