@@ -11,9 +11,8 @@ Given the per-sample Jacobian ``A`` (``(B, k, E)``, see ``geom.jacobian``) with 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -202,8 +201,6 @@ def describe(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = 120, radi
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     E = math.prod(z.shape[1:])
     D = output_dim(G, z)
-    if k is not None and k > D:
-        raise ValueError(f"k={k} is larger than the output dimension D={D}; use k=None or k <= {D}")
     P, basis = projection_and_basis(D, E, k, 4 if dim is None else dim, seed, complexity, z.dtype, z.device)
     out = describe_batches(G, z, P, basis, radius, batch_size, chunk_size, progress)
     return pd.DataFrame(out)
@@ -215,7 +212,10 @@ def projection_and_basis(D: int, E: int, k: int | None, dim: int, seed: int, com
     """What every latent of a run shares, drawn from ``seed``: the output projection ``P`` ``(D, k)``
     (``random_projection(D, k, seed)`` in ``dtype``; ``None`` for ``k=None``) and the cross-polytope basis
     ``(min(dim, E), E)`` (``polytope_basis(E, min(dim, E), seed)``, float64; ``None`` without ``complexity``).
-    ``describe`` and ``geom.sweep`` both draw them here, so the same settings give the same numbers."""
+    ``describe`` and ``geom.sweep`` both draw them here, so the same settings give the same numbers.
+    Raises ``ValueError`` when ``k > D``."""
+    if k is not None and k > D:
+        raise ValueError(f"k={k} is larger than the output dimension D={D}; use k=None or k <= {D}")
     P = None if k is None else random_projection(D, k, seed=seed, dtype=dtype, device=device)
     basis = polytope_basis(E, min(int(dim), E), seed, dtype=torch.float64, device=device) if complexity else None
     return P, basis

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..descriptors import describe_batches, projection_and_basis
-from ..jacobian import check_generator
+from ..jacobian import check_generator, output_dim
 from ..models.generators import as_dtype, load_model
 from ._spec import SweepSpec
 
@@ -35,13 +35,8 @@ class ShardComputer:
         after one forward pass on ``z[:1]`` gives the output dimension ``D``."""
         if self._ready:
             return
-        with torch.no_grad():
-            D = math.prod(self.model.G(z[:1]).shape[1:])
-        k = self.spec.k
-        if k is not None and k > D:
-            raise ValueError(f"k={k} is larger than the output dimension D={D} of {self.spec.model!r}; "
-                             f"use k <= {D} or k=None")
-        self.projection, self.basis = projection_and_basis(D, self.E, k, self.spec.dim, self.spec.seed,
+        D = output_dim(self.model.G, z)
+        self.projection, self.basis = projection_and_basis(D, self.E, self.spec.k, self.spec.dim, self.spec.seed,
                                                            self.spec.complexity, self.dtype, self.device)
         self._ready = True
 
