@@ -103,12 +103,10 @@ def tpr_at_fpr(scores, labels, fpr: float = 0.05) -> float:
     of the randomised rule mixing the two neighbouring thresholds."""
     if not (isinstance(fpr, (int, float, np.floating, np.integer)) and 0 <= fpr <= 1):
         raise ValueError(f"fpr must be a number in [0, 1], got {fpr!r}")
+    from sklearn.metrics import roc_curve
+
     x, y = _split(scores, labels)
-    t = np.unique(np.concatenate([x, y]))[::-1]  # thresholds, highest first
-    tp = np.searchsorted(np.sort(-x), -t, side="right")  # positives with score >= t
-    fp = np.searchsorted(np.sort(-y), -t, side="right")
-    f = np.r_[0, fp / y.size]
-    r = np.r_[0, tp / x.size]
+    f, r, _ = roc_curve(np.r_[np.ones(x.size), np.zeros(y.size)], np.r_[x, y], drop_intermediate=False)
     k = int(np.searchsorted(f, fpr, side="right")) - 1  # last vertex with FPR <= fpr (FPR non-decreasing)
     if f[k] == fpr or k == len(f) - 1:
         return float(r[k])
