@@ -5,7 +5,8 @@ intervals, quantile level sets and diversity.
   ``X`` and a random negative ``Y`` (the Mann-Whitney U statistic with mid-ranks for ties, divided by
   ``n_pos * n_neg``); ``auroc_ci``: with a stratified bootstrap percentile interval; ``auroc_table``: both
   for several scores; ``tpr_at_fpr``: the true-positive rate at a fixed false-positive rate (ROC curve
-  interpolated linearly between its vertices).
+  interpolated linearly between its vertices); ``detector_table``: AUROC with CI, TPR at 1% FPR and seconds
+  per sample of several detectors on the same samples (issue 16's head-to-head table).
 * ``mean_ci`` (Student t), ``diff_ci`` (Welch), ``band`` (mean and t band of a column per x value).
 * ``level_sets``: quantile bins of a descriptor; ``vendi`` / ``vendi_per_level``: the Vendi score
   (Friedman & Dieng 2023, ``vendi-score`` package) of a cosine-similarity kernel (unit diagonal), per level set.
@@ -20,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "mean_ci", "diff_ci", "band", "level_sets",
+__all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "mean_ci", "diff_ci", "band", "level_sets",
            "vendi", "vendi_per_level", "VENDI_UNIT_NORM_TOL"]
 
 
@@ -111,6 +112,43 @@ def tpr_at_fpr(scores, labels, fpr: float = 0.05) -> float:
     if f[k] == fpr or k == len(f) - 1:
         return float(r[k])
     return float(r[k] + (r[k + 1] - r[k]) * (fpr - f[k]) / (f[k + 1] - f[k]))
+
+
+def detector_table(scores: dict, labels, seconds_per_sample: dict | None = None,
+                   directions: dict | None = None, fpr: float = 0.01, n_boot: int = 2000,
+                   seed: int = 0) -> pd.DataFrame:
+    """One row per detector on the same samples: ``auroc_table``'s ``score, auroc, lo, hi, best_direction``
+    (AUROC for "higher = positive", bootstrap CI) and
+
+    * ``direction``: the direction the detector is read in, ``directions[name]`` (``"higher"`` or ``"lower"``
+      = larger / smaller scores flag a positive), stated before looking at the data; without one, the
+      best direction on these data (``direction_from_data`` is then True: an optimistic choice);
+    * ``auroc_oriented``: the AUROC read in ``direction`` (``1 - auroc`` for ``"lower"``);
+    * ``tpr_at_fpr``: ``tpr_at_fpr`` of the score read in ``direction``, at false-positive rate ``fpr``
+      (default 1%, the operating point of Wen et al. 2024);
+    * ``seconds_per_sample``: ``seconds_per_sample[name]`` (wall time measured in the same run), NaN if absent.
+
+    Raises ``ValueError`` for a direction other than ``"higher"``/``"lower"`` or a name in ``directions`` /
+    ``seconds_per_sample`` that is not a score (a typo would silently fall back to the data's direction)."""
+    directions = dict(directions or {})
+    seconds_per_sample = dict(seconds_per_sample or {})
+    for what, d in (("directions", directions), ("seconds_per_sample", seconds_per_sample)):
+        unknown = sorted(set(d) - set(scores))
+        if unknown:
+            raise ValueError(f"{what} names {unknown}, which are not scores ({sorted(scores)})")
+    bad = {k: v for k, v in directions.items() if v not in ("higher", "lower")}
+    if bad:
+        raise ValueError(f"directions must be 'higher' or 'lower', got {bad}")
+    tab = auroc_table(scores, labels, n_boot=n_boot, seed=seed)
+    tab["direction"] = [directions.get(n, b) for n, b in zip(tab["score"], tab["best_direction"])]
+    tab["direction_from_data"] = [n not in directions for n in tab["score"]]
+    lower = tab["direction"].eq("lower").to_numpy()
+    tab["auroc_oriented"] = np.where(lower, 1 - tab["auroc"], tab["auroc"])
+    tab["tpr_at_fpr"] = [tpr_at_fpr(-np.asarray(scores[n], dtype=float) if lo else scores[n], labels, fpr)
+                         for n, lo in zip(tab["score"], lower)]
+    tab["fpr"] = float(fpr)
+    tab["seconds_per_sample"] = [float(seconds_per_sample.get(n, math.nan)) for n in tab["score"]]
+    return tab
 
 
 # ------------------------------------------------------------------------------------------ intervals

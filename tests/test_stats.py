@@ -312,3 +312,31 @@ def test_former_names_stay_importable_as_the_same_functions():
     assert slices.auroc_table is stats.auroc_table and slices.slice_maps is plots.slice_maps
     with pytest.raises(AttributeError, match=r"geom.stats.auroc\(scores, labels\)"):
         slices.auroc
+
+
+def test_detector_table_orients_each_detector_and_keeps_its_seconds():
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(40, bool), np.zeros(60, bool)]
+    good = y + rng.normal(0, 0.8, y.size)        # higher = positive
+    low = -good                                  # lower = positive
+    tab = stats.detector_table({"good": good, "low": low, "free": low}, y, seconds_per_sample={"good": 0.5},
+                               directions={"good": "higher", "low": "lower"}, fpr=0.05, n_boot=50).set_index("score")
+    a = stats.auroc(good, y)
+    assert tab.loc["good", "auroc"] == pytest.approx(a) and tab.loc["low", "auroc"] == pytest.approx(1 - a)
+    assert tab.loc["low", "auroc_oriented"] == pytest.approx(a) and tab.loc["free", "auroc_oriented"] == pytest.approx(a)
+    assert list(tab["direction_from_data"]) == [False, False, True] and tab.loc["free", "direction"] == "lower"
+    t = _tpr_brute(good, y, 0.05)                 # same ROC read in each stated direction
+    assert tab["tpr_at_fpr"].tolist() == pytest.approx([t, t, t], abs=1e-12)
+    assert tab.loc["good", "seconds_per_sample"] == 0.5 and np.isnan(tab.loc["low", "seconds_per_sample"])
+    wrong = stats.detector_table({"good": good}, y, directions={"good": "lower"}, fpr=0.05, n_boot=20)
+    assert wrong["auroc_oriented"][0] == pytest.approx(1 - a) and wrong["tpr_at_fpr"][0] < t
+
+
+def test_detector_table_names_a_typo():
+    y = np.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="not scores"):
+        stats.detector_table({"psi": np.arange(4.0)}, y, directions={"pis": "higher"})
+    with pytest.raises(ValueError, match="not scores"):
+        stats.detector_table({"psi": np.arange(4.0)}, y, seconds_per_sample={"flipd": 1.0})
+    with pytest.raises(ValueError, match="'higher' or 'lower'"):
+        stats.detector_table({"psi": np.arange(4.0)}, y, directions={"psi": "up"})
