@@ -6,14 +6,26 @@
 # trajectory for guidance scales $\{0, 1, 3, 5, 7.5, 9\}$) and Fig. 12 (memorised vs normal prompts), with
 # 95% confidence bands over seeds. Added here: AUROC of memorisation detection from the descriptors, beside
 # the baseline of Wen et al. (ICLR 2024), the norm $\lVert\epsilon_\theta(x_t, c) - \epsilon_\theta(x_t,
-# \varnothing)\rVert_2$ averaged over the first DDIM steps.
+# \varnothing)\rVert_2$ averaged over the first DDIM steps; and issue 16's detector table on the same samples:
+# $\psi, \nu, \delta$, Wen et al., FLIPD local intrinsic dimension of the final latent (Kamkari et al., NeurIPS
+# 2024; memorised samples have low LID: Ross et al., "A Geometric Framework for Understanding Memorization in
+# Generative Models"), the VAE reconstruction error, the latent norm and the model-free control (PNG-compressed
+# size), each with AUROC [bootstrap CI], TPR at 1% FPR and seconds per sample measured in the run.
 #
 # **Inputs:** `MODEL` = `"tiny-ldm"` (the embedded latent diffusion model, `data/checkpoints/tiny-ldm/`, with
 # its known memorised prompts from `geom.shapes`) or the path of a local Stable Diffusion v1.x diffusers folder
 # (then pass `PROMPTS`, `MEMORISED_PROMPTS` and `NORMAL_PROMPTS`, e.g. the memorised LAION captions of Webster
 # 2023 used by Wen et al.). Parameters: `NUM_STEPS` (paper: 50), `EVERY` (describe every n-th step; 1 = all),
 # `GUIDANCES`, `N_SEEDS`, `N_MEM_PROMPTS`, `N_MEM_SEEDS`, `K`, `RADIUS`, `DIM` (paper: 120, 1e-5, 4),
-# `AT` (which latent the decoder is described at), `WEN_STEPS`.
+# `AT` (which latent the decoder is described at), `WEN_STEPS`; detector table: `FLIPD_T0`, `FLIPD_PROBES`
+# (fixed by the rule below, not tuned on the AUROC), `FLIPD_T0S` / `N_CURVE` (the $t_0$ sweep), `N_BOOT`, `FPR`.
+#
+# **FLIPD's noise level and probes, fixed before the run.** `FLIPD_T0 = 0.05`: the upper end of the range
+# $t_0 \in [0.01, 0.05]$ of Kamkari et al.'s synthetic-manifold experiments (as `geom.lid` documents it) and
+# `geom.report`'s default; on tiny-ldm's 1,000-step schedule it is step 50. The $t_0$ sweep below shows where it
+# lies on the FLIPD curve; it does not choose it, and no AUROC was looked at to set it. `FLIPD_PROBES = 64`
+# Rademacher probes: a quarter of the $D = 256$ VJPs of tiny-ldm's exact trace, so that FLIPD stays cheaper than
+# one descriptor evaluation per sample; its Hutchinson standard error is reported beside it.
 #
 # **Runtime (2-core CPU, tiny-ldm):** smoke (10 steps, descriptors at 4 of them, k = 16) ~30 s; full
 # (50 steps, every step, k = 120, 6 x 8 guidance trajectories + 16 x 4 memorisation trajectories = 5,600
@@ -39,6 +51,12 @@ RADIUS = 1e-5           # cross-polytope radius of delta (paper: 1e-5)
 DIM = 4                 # cross-polytope dimension of delta (paper: 4)
 WEN_STEPS = 5           # Wen et al.'s statistic and early descriptors: mean over the first WEN_STEPS steps
 BATCH = 2               # latents per Jacobian batch (2 is fastest on CPU for tiny-ldm)
+FLIPD_T0 = 0.05         # FLIPD noise level (rule in the opening cell; not tuned on the AUROC)
+FLIPD_PROBES = 64       # Hutchinson probes per point (rule in the opening cell)
+FLIPD_T0S = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]  # the t0 sweep of the FLIPD curve
+N_CURVE = 8             # samples per group (memorised / normal) in the t0 sweep
+N_BOOT = 2000           # bootstrap resamples of the AUROC confidence intervals
+FPR = 0.01              # false-positive rate of the TPR column (Wen et al.'s operating point: 1%)
 OUT_DIR = "."           # "." publishes to figures/06_denoising_trajectories and data/results/06_denoising_trajectories.json
 
 # %%
@@ -61,7 +79,8 @@ out = Outputs("06_denoising_trajectories", OUT_DIR, params=dict(
     SEED=SEED, MODEL=MODEL, NUM_STEPS=NUM_STEPS, EVERY=EVERY, GUIDANCES=GUIDANCES, N_SEEDS=N_SEEDS,
     PROMPTS=PROMPTS, MEM_GUIDANCE=MEM_GUIDANCE, MEMORISED_PROMPTS=MEMORISED_PROMPTS, NORMAL_PROMPTS=NORMAL_PROMPTS,
     N_MEM_PROMPTS=N_MEM_PROMPTS, N_MEM_SEEDS=N_MEM_SEEDS, AT=AT, K=K, RADIUS=RADIUS, DIM=DIM,
-    WEN_STEPS=WEN_STEPS, BATCH=BATCH))
+    WEN_STEPS=WEN_STEPS, BATCH=BATCH, FLIPD_T0=FLIPD_T0, FLIPD_PROBES=FLIPD_PROBES, FLIPD_T0S=FLIPD_T0S,
+    N_CURVE=N_CURVE, N_BOOT=N_BOOT, FPR=FPR))
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latents", pipe.latent_shape, "images", pipe.image_size, "device", pipe.device)
 rng = np.random.default_rng(SEED)
@@ -212,6 +231,149 @@ auc["separation"] = np.maximum(auc.auroc, 1 - auc.auroc)
 auc.round(3)
 
 # %% [markdown]
+# ## Detector table: the descriptors beside LID, Wen et al., reconstruction error and the PNG control
+# Issue 16's table on the same `2 N_MEM_PROMPTS x N_MEM_SEEDS` samples (memorised = positive). Signals besides the
+# scores above, all of the final sample:
+# * **FLIPD** of the final latent at `FLIPD_T0` with `FLIPD_PROBES` Hutchinson probes (`geom.lid.flipd`, the
+#   UNet wrapped by `lid.as_eps_model`), **prompt-conditional** (`flipd_cond`: the UNet with the sample's own prompt
+#   embedding, the model density $p_\theta(x \mid c)$; Ross et al. use the conditional LID for prompt-level
+#   memorisation) and **unconditional** (`flipd_uncond`: the empty prompt);
+# * **reconstruction error** `recon_error`: mean squared error of the final image (clipped to $[-1, 1]$) after VAE
+#   encode (posterior mean) and decode (`pipe.encode_images` / `decode_latents`);
+# * **latent norm** `latent_norm` $\lVert z_0 \rVert_2$ of the final latent;
+# * the model-free **control** `png_bytes`: the final image's PNG-compressed size (`geom.detectors.png_bytes`).
+#
+# **Directions, stated before the data.** Wen et al.: higher = memorised (their paper). FLIPD: lower = memorised
+# (Ross et al.: a memorised sample lies on a learned manifold of too low dimension), for both conditionings. The
+# paper's claim for $\psi, \nu, \delta$ (Fig. 12, as paraphrased in this notebook) is that memorised prompts have
+# *distinguishable* descriptor trajectories, without a sign, so those rows, like the reconstruction error, the
+# latent norm and the PNG size (no source gives a direction), are read in the direction of these data and flagged
+# `direction_from_data` (an optimistic choice). `auroc_oriented` is the AUROC in the row's direction, `lo_oriented`
+# / `hi_oriented` its 95% bootstrap CI (`N_BOOT` resamples); `tpr_at_fpr` the TPR at `FPR` (with 32 normal samples
+# at full size, 1% FPR is below one false positive, so it is the TPR with none, interpolated).
+#
+# **Seconds per sample**, measured in this run on this machine (one thread), for computing the score from what it
+# reads: the final latent for final-sample signals (FLIPD, latent norm; the image ones include decoding it, the
+# reconstruction error also the VAE round trip; the final-step descriptors one `geom.describe` of a latent, without
+# $\delta$ for $\psi, \nu$ and with it for $\delta$), the first `WEN_STEPS` DDIM steps for the Wen et al. scores
+# (a timed re-run of the sampler), and those steps plus the descriptors at the described ones among them for the
+# early descriptors. Generating a sample (all `NUM_STEPS` steps, shared by every final-sample signal) is reported
+# separately.
+
+# %%
+from geom import lid
+from geom.descriptors import describe
+from geom.detectors import png_bytes
+
+n_mem = len(mp)
+signals = scores.drop(columns=["memorised"]).copy()
+sec = {}
+stamps = []
+t_start = time.perf_counter()
+tr.sample(pipe, mp, num_steps=NUM_STEPS, guidance_scale=MEM_GUIDANCE, latents=tr.initial_latents(pipe, ms),
+          callback=lambda s: stamps.append(time.perf_counter()))
+sampling_s = (stamps[-1] - t_start) / n_mem
+sec["wen_baseline"] = (stamps[WEN_STEPS - 1] - t_start) / n_mem
+sec["wen_first_step"] = (stamps[0] - t_start) / n_mem
+
+t = time.perf_counter()
+describe(pipe.vae_decode, z_mem, k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH, complexity=False,
+         progress=False)
+describe_s = (time.perf_counter() - t) / n_mem
+t = time.perf_counter()
+describe(pipe.vae_decode, z_mem, k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH, progress=False)
+describe_delta_s = (time.perf_counter() - t) / n_mem
+n_early = int((tr.described_steps(NUM_STEPS, EVERY) < WEN_STEPS).sum())
+for c in COLS:
+    per_latent = describe_delta_s if c == "delta" else describe_s
+    sec[f"{c}_final"] = per_latent
+    sec[f"{c}_early"] = sec["wen_baseline"] + n_early * per_latent
+
+emb_cond, emb_uncond = pipe.encode_prompt(mp), pipe.encode_prompt([""])
+fl = {}
+for name, emb in (("flipd_cond", emb_cond), ("flipd_uncond", emb_uncond)):
+    t = time.perf_counter()
+    fl[name] = lid.flipd(pipe, z_mem, FLIPD_T0, encoder_hidden_states=emb, probes=FLIPD_PROBES, seed=SEED)
+    sec[name] = (time.perf_counter() - t) / n_mem
+    signals[name] = fl[name].lid.numpy()
+    signals[f"{name}_stderr"] = fl[name].stderr.numpy()
+
+t = time.perf_counter()
+img = pipe.decode_latents(z_mem).clamp(-1, 1)
+rec = pipe.decode_latents(pipe.encode_images(img))
+signals["recon_error"] = ((rec.double() - img.double()) ** 2).flatten(1).mean(1).numpy()
+sec["recon_error"] = (time.perf_counter() - t) / n_mem
+t = time.perf_counter()
+signals["latent_norm"] = torch.linalg.vector_norm(z_mem.double().flatten(1), dim=1).numpy()
+sec["latent_norm"] = (time.perf_counter() - t) / n_mem
+t = time.perf_counter()
+signals["png_bytes"] = png_bytes(pipe.decode_latents(z_mem)).astype(float)
+sec["png_bytes"] = (time.perf_counter() - t) / n_mem
+signals["memorised"] = scores["memorised"]
+
+level = fl["flipd_cond"].level
+print(f"FLIPD at t0 = {FLIPD_T0} (used {level.t0_used:.3f}: diffusers timestep {level.timestep:g}, sigma "
+      f"{level.sigma:.3f}), {FLIPD_PROBES} probes, D = {int(np.prod(pipe.latent_shape))}")
+for name in fl:
+    se, sd = np.median(signals[f"{name}_stderr"]), signals[name].std()
+    print(f"  {name}: median Hutchinson stderr {se:.2f} (spread of FLIPD over samples: sd {sd:.1f})")
+print(f"sampling ({NUM_STEPS} DDIM steps, guidance {MEM_GUIDANCE:g}): {sampling_s:.3f} s per sample")
+
+# %%
+DETECTORS = list(scores.columns.drop("memorised")) + ["flipd_cond", "flipd_uncond", "recon_error", "latent_norm",
+                                                      "png_bytes"]
+DIRECTIONS = {"wen_baseline": "higher", "wen_first_step": "higher", "flipd_cond": "lower", "flipd_uncond": "lower"}
+det = stats.detector_table({c: signals[c].to_numpy() for c in DETECTORS}, signals["memorised"].to_numpy(),
+                           seconds_per_sample={c: sec[c] for c in DETECTORS}, directions=DIRECTIONS, fpr=FPR,
+                           n_boot=N_BOOT, seed=SEED)
+low = det["direction"].eq("lower")
+det["lo_oriented"] = np.where(low, 1 - det["hi"], det["lo"])
+det["hi_oriented"] = np.where(low, 1 - det["lo"], det["hi"])
+det = det.sort_values("auroc_oriented", ascending=False, kind="stable").reset_index(drop=True)
+det[["score", "direction", "direction_from_data", "auroc_oriented", "lo_oriented", "hi_oriented", "tpr_at_fpr",
+     "seconds_per_sample"]].round(3)
+
+# %% [markdown]
+# ### FLIPD against the noise level $t_0$
+# FLIPD of `N_CURVE` memorised and `N_CURVE` normal samples (spread evenly over the prompts) at each $t_0$ of
+# `FLIPD_T0S`, mean and 95% CI per group, for both conditionings; the dashed line is $D$, the dotted one `FLIPD_T0`.
+# On data on a manifold the curve plateaus (or shows a knee) at the LID (Kamkari et al.).
+
+# %%
+def spread(idx, n):
+    return idx[np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))]
+
+
+sub = np.r_[spread(np.flatnonzero(is_mem), N_CURVE), spread(np.flatnonzero(~is_mem), N_CURVE)]
+curves = []
+for cond, emb in (("conditional", emb_cond[sub]), ("unconditional", emb_uncond)):
+    c = lid.flipd_curve(pipe, z_mem[sub], FLIPD_T0S, encoder_hidden_states=emb, probes=FLIPD_PROBES, seed=SEED)
+    c["sample"] = sub[c["point"].to_numpy()]
+    c["group"] = np.where(is_mem[c["sample"].to_numpy()], "memorised", "normal")
+    c["conditioning"] = cond
+    curves.append(c)
+curves = pd.concat(curves, ignore_index=True)
+D_LAT = int(np.prod(pipe.latent_shape))
+fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharey=True, layout="constrained")
+for ax, cond in zip(axes, ("conditional", "unconditional")):
+    b = stats.band(curves[curves.conditioning == cond], "t0", "lid", by=["group"])
+    for grp, col in (("memorised", "tab:red"), ("normal", "tab:blue")):
+        bb = b[b.group == grp]
+        ax.plot(bb.t0, bb["mean"], "o-", ms=3, c=col, label=f"{grp} (n={int(bb.n.max())})")
+        ax.fill_between(bb.t0, bb.low, bb.high, color=col, alpha=0.2)
+    ax.axhline(D_LAT, c="k", ls="--", lw=0.8)
+    ax.axvline(level.t0_used, c="k", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("noise level $t_0$ (fraction of the schedule)")
+    ax.set_title(f"{cond} FLIPD of the final latent")
+axes[0].set_ylabel(f"FLIPD (latent dimension D = {D_LAT})")
+axes[0].legend(fontsize=7, loc="lower left")
+out.savefig(fig, "flipd_t0_sweep")
+plt.show()
+curve_means = curves.groupby(["conditioning", "group", "t0"])["lid"].mean().unstack("t0").round(1)
+curve_means
+
+# %% [markdown]
 # ## Paper claims vs measured
 # The claims are paraphrased from Humayun et al. Sec. 3.3.4 (Figs. 8, 12); the table below is computed from
 # this run (at smoke size the numbers are too few to mean anything). The verdicts for the committed
@@ -224,6 +386,15 @@ best = auc[~auc.score.str.startswith("wen")].sort_values("separation", ascending
 wen_auc = auc.set_index("score").loc["wen_baseline", "auroc"]
 rho_last = spearmanr(trend.guidance, trend.psi_last).statistic if len(trend) > 2 else np.nan
 rho_change = spearmanr(trend.guidance, trend.psi_change).statistic if len(trend) > 2 else np.nan
+dt = det.set_index("score")
+dbest = dt.loc[[c for c in dt.index if c.split("_")[0] in COLS]].sort_values("auroc_oriented").iloc[-1]
+
+
+def fmt(r):
+    return (f"{r.name} ({r.direction}{', from data' if r.direction_from_data else ''}): AUROC {r.auroc_oriented:.2f} "
+            f"[{r.lo_oriented:.2f}, {r.hi_oriented:.2f}], TPR@{FPR:.0%}FPR {r.tpr_at_fpr:.2f}")
+
+
 claims = pd.DataFrame([
     dict(claim="Fig. 8: the decoder descriptors change along the denoising trajectory",
          measured=f"psi first -> last step: {', '.join(f'{r.psi_first:.1f}->{r.psi_last:.1f}' for r in trend.itertuples())} "
@@ -233,6 +404,10 @@ claims = pd.DataFrame([
     dict(claim="Fig. 12: memorised prompts have distinguishable descriptor trajectories",
          measured=f"best descriptor score {best.score}: AUROC {best.auroc:.2f} (separation {best.separation:.2f}) "
                   f"vs Wen et al. baseline AUROC {wen_auc:.2f}"),
+    *[dict(claim=f"Issue 16: the best descriptor score vs {name}",
+           measured=f"{fmt(dbest)} vs {fmt(dt.loc[ref])}")
+      for name, ref in (("LID (conditional FLIPD)", "flipd_cond"), ("the PNG-size control", "png_bytes"),
+                        ("Wen et al. (first WEN_STEPS steps)", "wen_baseline"))],
 ])
 out.results["spearman_guidance_psi_last"] = rho_last
 out.results["spearman_guidance_psi_change"] = rho_change
@@ -256,6 +431,9 @@ out.table(guid, "guidance_trajectories")
 out.table(mem.drop(columns=["group"]), "memorisation_trajectories")
 out.table(trend, "guidance_trends")
 out.table(auc, "memorisation_auroc")
+out.table(det, "detector_table")
+out.table(signals.reset_index(), "detector_signals")
+out.table(curves, "flipd_t0_sweep")
 for _, r in trend.iterrows():
     for c in trend.columns[1:]:
         out.results[f"{c}_guidance{r.guidance:g}"] = r[c]
@@ -263,6 +441,25 @@ for _, r in auc.iterrows():
     out.results[f"auroc_{r.score}"] = r.auroc
 out.results["nn_distance_median_memorised"] = float(np.median(nn_dist[is_mem]))
 out.results["nn_distance_median_normal"] = float(np.median(nn_dist[~is_mem]))
+for _, r in det.iterrows():
+    for f in ("auroc", "auroc_oriented", "lo_oriented", "hi_oriented", "tpr_at_fpr", "seconds_per_sample",
+              "direction", "direction_from_data"):
+        out.results[f"detector_{r.score}_{f}"] = r[f]
+out.results["detector_fpr"] = FPR
+out.results["detector_n_memorised"] = int(is_mem.sum())
+out.results["detector_n_normal"] = int((~is_mem).sum())
+out.results["sampling_seconds_per_sample"] = sampling_s
+out.results["flipd_conditioning"] = "conditional (flipd_cond, the sample's prompt) and unconditional (flipd_uncond)"
+out.results["flipd_t0"] = FLIPD_T0
+out.results["flipd_t0_used"] = level.t0_used
+out.results["flipd_timestep"] = level.timestep
+out.results["flipd_sigma"] = level.sigma
+out.results["flipd_probes"] = FLIPD_PROBES
+for name in fl:
+    out.results[f"{name}_stderr_median"] = float(np.median(signals[f"{name}_stderr"]))
+    out.results[f"{name}_stderr_max"] = float(np.max(signals[f"{name}_stderr"]))
+    out.results[f"{name}_mean_memorised"] = float(signals.loc[is_mem, name].mean())
+    out.results[f"{name}_mean_normal"] = float(signals.loc[~is_mem, name].mean())
 out.write()
 
 # %%
@@ -271,3 +468,5 @@ print("rows per trajectory:", guid.groupby(["guidance", "sample"]).size().unique
 print("trajectories:", guid.groupby(["guidance", "sample"]).ngroups, "+", mem["sample"].nunique())
 print("memorised samples closer to the memorised images than normal ones:",
       bool(np.median(nn_dist[is_mem]) < np.median(nn_dist[~is_mem])) if pipe.kind == "tiny-ldm" else "n/a")
+print("detector table rows:", sorted(det.score))
+print("directions stated a priori:", sorted(k for k, v in (~det.set_index("score").direction_from_data).items() if v))
