@@ -254,3 +254,25 @@ def test_fit_convex_log_partition_recovers_gaussian_metric():
     fine = torch.rand(2000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     fine = theta.min(0).values + fine * (theta.max(0).values - theta.min(0).values)
     assert Fi.not_positive_definite_fraction(Fi.metric(fit.F, fine).detach()) == 0
+
+
+def _tiny_reconstruct(device):
+    grid = gauss_grid(6, sigma=0.7)
+    pool = torch.randn(grid.size, 8, 3, generator=torch.Generator().manual_seed(1))
+    return Fi.reconstruct(pool, grid, 2, posterior_steps=5, fit_steps=5, bundles_per_point=2, batch=16,
+                          width=8, fit_batch=16, seed=0, convex=True, device=device)
+
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"),
+                                    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                                  reason="no CUDA device"))])
+def test_reconstruct_device_argument(device):
+    """``device`` only says where the networks train: on the CPU the results are bit-identical to the default,
+    on a GPU equal within float32 round-off; the results come back on the CPU either way."""
+    ref, geo = _tiny_reconstruct("cpu"), _tiny_reconstruct(device)
+    assert geo.g.device.type == "cpu" and geo.fit.anchors.device.type == "cpu"
+    assert next(geo.net.parameters()).device.type == "cpu"
+    if torch.device(device).type == "cpu":
+        assert torch.equal(geo.g, ref.g) and torch.equal(geo.P, ref.P)
+    else:
+        torch.testing.assert_close(geo.P, ref.P, rtol=1e-3, atol=1e-5)

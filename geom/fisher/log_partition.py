@@ -130,7 +130,8 @@ class LogPartitionFit:
 
 def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2000, lr: float | None = None,
                       centroid_weight: float = 1.0, width: int = 64, depth: int = 3, batch: int = 512,
-                      seed: int = 0, convex: bool = False, progress: bool = False) -> LogPartitionFit:
+                      seed: int = 0, convex: bool = False, device: str | torch.device = "cpu",
+                      progress: bool = False) -> LogPartitionFit:
     """Fit ``F`` and per-bundle anchors so that the smoothed Bregman posteriors match the learned ones
     (Lobashev et al. Sec. 3): loss = mean JS(P_b, q_F(. | theta'_b)) + ``centroid_weight`` * mean squared
     distance of their centroids in ``grid.standardized`` coordinates. Adam with cosine decay on random
@@ -140,7 +141,8 @@ def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2
     ``ConvexLogPartitionNet`` (positive-definite metric everywhere, for exponential families) instead of the
     unconstrained ``LogPartitionNet``. ``lr``: Adam's learning rate, default 5e-3 (unconstrained) or 2e-2
     (convex: its softplus-reparameterised weights move more slowly; at 5e-3 the Gaussian-family test reaches a
-    median metric error of 0.11 in 700 steps instead of 0.02)."""
+    median metric error of 0.11 in 700 steps instead of 0.02). ``device``: where ``F`` and the anchors are fitted
+    (mini-batches are drawn on the CPU from the seeded generator); ``F`` and the anchors come back on the CPU."""
     check_shape(P, "P", (None, grid.size))
     P = P.double()
     theta = grid.natural
@@ -152,17 +154,19 @@ def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2
     F = (ConvexLogPartitionNet if convex else LogPartitionNet)(center, spread, A0, width=width, depth=depth,
                                                                  seed=seed)
     lr = (2e-2 if convex else 5e-3) if lr is None else lr
+    F.to(device)
+    theta, mean, P = theta.to(device), mean.to(device), P.to(device)
     anchors = nn.Parameter(mean.clone())
     opt = torch.optim.Adam([{"params": F.parameters(), "lr": lr},
                             {"params": [anchors], "lr": lr * float(spread.mean())}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    std = grid.standardized.float()
+    std = grid.standardized.float().to(device)
     P32 = P.float()
     cP = P32 @ std
     g = torch.Generator().manual_seed(seed)
     hist = []
     for _ in tqdm(range(steps), disable=not progress, desc="log-partition"):
-        b = torch.randperm(len(P), generator=g)[:batch]
+        b = torch.randperm(len(P), generator=g)[:batch].to(device)
         logits = -N * bregman_divergence(F, theta, anchors[b])
         q = grid.smooth(torch.softmax(logits.float(), dim=-1))
         js = js_divergence(P32[b], q).mean()
@@ -173,5 +177,5 @@ def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2
         opt.step()
         sched.step()
         hist.append((loss.item(), js.item(), cen.item()))
-    return LogPartitionFit(F.eval(), anchors.detach(), hist)
+    return LogPartitionFit(F.cpu().eval(), anchors.detach().cpu(), hist)
 

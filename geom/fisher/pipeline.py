@@ -32,24 +32,26 @@ class HessianGeometry:
 def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: int = 2000,
                 fit_steps: int = 1500, bundles_per_point: int = 4, batch: int = 256, width: int = 128,
                 fit_batch: int = 512, centroid_weight: float = 1.0, encoder: nn.Module | None = None,
-                seed: int = 0, convex: bool = False, progress: bool = False) -> HessianGeometry:
+                seed: int = 0, convex: bool = False, device: str | torch.device = "cpu",
+                progress: bool = False) -> HessianGeometry:
     """The whole method of Lobashev et al. (Sec. 3) on a pool of per-sample features ``pool`` (G, n, d): the
     first half of each grid point's samples trains the posterior network, the second half makes
     ``bundles_per_point`` held-out bundles per grid point whose learned posteriors fit ``F``; returns the metric
     ``g = Hessian F`` on the grid. ``convex``: fit the convex-by-construction ``ConvexLogPartitionNet`` (for
-    exponential families: the metric is then positive definite everywhere)."""
+    exponential families: the metric is then positive definite everywhere). ``device``: where both networks
+    train (e.g. "cuda"); the results come back on the CPU."""
     check_shape(pool, "pool", (grid.size, None, None))
     n = pool.shape[1]
     if n < 2:
         raise ValueError(f"the pool needs at least 2 samples per grid point, got {n}")
     net, hist = train_posterior(pool[:, : n // 2], grid, N, steps=posterior_steps, batch=batch, lr=2e-3,
-                                width=width, encoder=encoder, seed=seed, progress=progress)
+                                width=width, encoder=encoder, seed=seed, device=device, progress=progress)
     gen = torch.Generator().manual_seed(seed + 1)
     idx = torch.arange(grid.size).repeat(bundles_per_point)
     X, _ = make_bundles(pool[:, n // 2:], N, 0, gen, idx=idx)
     P = predict_posterior(net, X)
     fit = fit_log_partition(P, grid, N, steps=fit_steps, batch=fit_batch, centroid_weight=centroid_weight,
-                            seed=seed, convex=convex, progress=progress)
+                            seed=seed, convex=convex, device=device, progress=progress)
     g = metric(fit.F, grid.natural).detach()
     with torch.no_grad():
         F = fit.F(grid.natural)

@@ -71,7 +71,7 @@ class ParamGrid:
         """Convolve distributions on the grid with the target-smoothing kernel: (B, G) -> (B, G).
         The kernel is truncated at the grid edges and renormalised per source point, like the targets."""
         n1, n2 = self.shape
-        S1, S2 = (s.to(q.dtype) for s in self._S)
+        S1, S2 = (s.to(device=q.device, dtype=q.dtype) for s in self._S)
         return ((S1.T @ q.reshape(-1, n1, n2)) @ S2).reshape(q.shape)
 
     def targets(self, idx: torch.Tensor) -> torch.Tensor:
@@ -118,29 +118,31 @@ def make_bundles(pool: torch.Tensor, N: int, n_bundles: int, generator: torch.Ge
 
 def train_posterior(pool: torch.Tensor, grid: ParamGrid, N: int, steps: int = 3000, batch: int = 256,
                     lr: float = 2e-3, width: int = 128, encoder: nn.Module | None = None, seed: int = 0,
-                    progress: bool = False) -> tuple[PosteriorNet, list[float]]:
+                    device: str | torch.device = "cpu", progress: bool = False) -> tuple[PosteriorNet, list[float]]:
     """Train ``PosteriorNet`` on bundles of ``N`` samples from ``pool`` (G, n, d) (float32 features), with
     cross-entropy to ``grid.targets`` (Lobashev et al. Sec. 3); Adam with cosine decay. Returns the network
-    (eval mode) and the loss history."""
+    (eval mode, on the CPU) and the loss history. ``device``: where the network trains (bundles are drawn on the
+    CPU from the seeded generator and moved there, so the bundles do not depend on the device)."""
     check_shape(pool, "pool", (grid.size, None, None))
     g = torch.Generator().manual_seed(seed)
     net = seeded_init(PosteriorNet(pool.shape[-1], grid.size, width=width, encoder=encoder), g)
     flat = pool.reshape(-1, pool.shape[-1]).float()
     net.mu.copy_(flat.mean(0))
     net.sd.copy_(flat.std(0).clamp_min(1e-6))
+    net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     hist = []
     for _ in tqdm(range(steps), disable=not progress, desc="posterior"):
         x, idx = make_bundles(pool, N, batch, g)
-        tgt = grid.targets(idx).float()
-        loss = -(tgt * torch.log_softmax(net(x.float()), -1)).sum(-1).mean()
+        tgt = grid.targets(idx).float().to(device)
+        loss = -(tgt * torch.log_softmax(net(x.float().to(device)), -1)).sum(-1).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         hist.append(loss.item())
-    return net.eval(), hist
+    return net.cpu().eval(), hist
 
 
 @torch.no_grad()
