@@ -8,7 +8,10 @@
 # distributions of the descriptors for in-distribution (ID) and out-of-distribution (OOD) images. The paper
 # shows histograms only; here the separation is quantified by the AUROC of $\psi$, $\nu$ and $\delta$ (with a
 # bootstrap 95% CI) beside two baselines that need no Jacobian: the VAE reconstruction error and the latent
-# norm.
+# norm. Added for issue 16, the **detector table** on the same images: $\psi$, $\nu$, $\delta$, FLIPD local
+# intrinsic dimension of the encoded latent under tiny-ldm's own UNet (Kamkari et al., NeurIPS 2024,
+# arXiv 2406.03537), the reconstruction error, the latent norm and the model-free control, the input image's
+# PNG-compressed size, each with AUROC [bootstrap CI], TPR at 1% FPR and seconds per sample measured in the run.
 #
 # **Inputs:** `MODEL`: `"tiny-ldm"` (default) or a local Stable Diffusion v1.x diffusers folder (GPU).
 # ID images: `N_ID` held-out renders of `geom.shapes` (tiny-ldm's training distribution, seed `ID_SEED` != the
@@ -19,11 +22,22 @@
 # spectrum of natural images, no objects), `medical` (crops of the CT/MR scans bundled with pydicom:
 # grey-scale medical images, the kind of OOD data the paper's medical-imaging motivation refers to).
 # With Stable Diffusion, whose training data contain all of these kinds, "ID vs OOD" must be redefined
-# (e.g. LAION-like photos vs medical scans); the code runs unchanged.
+# (e.g. LAION-like photos vs medical scans); the code runs unchanged. Detector table: `FLIPD_T0`, `FLIPD_PROBES`
+# (fixed by the rule below), `FLIPD_T0S` / `N_CURVE` (the $t_0$ sweep), `N_TIMING` (images the descriptors are
+# timed on), `FPR`.
+#
+# **FLIPD's noise level and probes, fixed before the run** (the rule of notebook 06, not tuned on any AUROC).
+# `FLIPD_T0 = 0.05`: the upper end of the range $t_0 \in [0.01, 0.05]$ of Kamkari et al.'s synthetic-manifold
+# experiments (as `geom.lid` documents it) and `geom.report`'s default; on tiny-ldm's 1,000-step schedule it is
+# step 50. The $t_0$ sweep below shows where it lies on the FLIPD curve; it does not choose it.
+# `FLIPD_PROBES = 64` Rademacher probes: a quarter of the $D = 256$ VJPs of tiny-ldm's exact trace; the
+# Hutchinson standard error is reported beside the estimate. The input images have no prompt, so FLIPD is
+# that of the **unconditional** model (the UNet with the empty prompt's embedding, `pipe.encode_prompt([""])`,
+# as `lid.as_eps_model` takes it).
 #
 # **Runtime (2-core CPU, tiny-ldm):** ~1.0 s of CPU time per image (the Jacobian), ~0.55 s wall with two threads
-# on a quiet machine. Smoke (8 ID + 4 x 3 OOD = 20 images) ~30 s; full (240 ID + 4 x 60 OOD = 480 images)
-# ~5 min quiet (~25 min under heavy load). Resumable (`CACHE_DIR`).
+# on a quiet machine; FLIPD with 64 probes ~0.5 s per image. Smoke (8 ID + 4 x 3 OOD = 20 images) ~1 min;
+# full (240 ID + 4 x 60 OOD = 480 images) ~25 min under load (estimate). Descriptors resumable (`CACHE_DIR`).
 
 # %% tags=["parameters"]
 SEED = 0
@@ -38,6 +52,12 @@ RADIUS = 1e-5             # cross-polytope radius for delta (paper: 1e-5)
 N_GRID = 16               # images per ordered grid
 N_BOOT = 2000             # bootstrap resamples for the AUROC CIs
 BATCH_SIZE = 16
+FLIPD_T0 = 0.05           # FLIPD noise level (rule in the opening cell; not tuned on the AUROC)
+FLIPD_PROBES = 64         # Hutchinson probes per image (rule in the opening cell)
+FLIPD_T0S = [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]  # the t0 sweep of the FLIPD curve
+N_CURVE = 12              # images per group (ID / OOD) in the t0 sweep
+N_TIMING = 32             # images (spread over all sets) the descriptors are timed on, uncached
+FPR = 0.01                # false-positive rate of the TPR column (Wen et al.'s operating point: 1%)
 CACHE_DIR = "build/cache/05_dataset_geometry_ood"  # resumable descriptor chunks (git-ignored)
 OUT_DIR = "."             # "." publishes to figures/05_dataset_geometry_ood and data/results/05_dataset_geometry_ood.json
 
@@ -49,7 +69,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from geom import datasets, paths, slices, stats
+from geom import datasets, lid, paths, slices, stats
+from geom.descriptors import describe
+from geom.detectors import png_bytes
 from geom.models import load_pipeline
 from geom.plots import descriptor_hist, image_grid
 from geom.run import Outputs
@@ -59,7 +81,8 @@ torch.set_num_threads(2)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 out = Outputs("05_dataset_geometry_ood", OUT_DIR, params=dict(
     SEED=SEED, MODEL=MODEL, N_ID=N_ID, ID_SEED=ID_SEED, OOD_KINDS=OOD_KINDS, N_OOD=N_OOD, K=K, DIM=DIM,
-    RADIUS=RADIUS, N_BOOT=N_BOOT))
+    RADIUS=RADIUS, N_BOOT=N_BOOT, FLIPD_T0=FLIPD_T0, FLIPD_PROBES=FLIPD_PROBES, FLIPD_T0S=FLIPD_T0S,
+    N_CURVE=N_CURVE, N_TIMING=N_TIMING, FPR=FPR))
 t_start = time.time()
 MODEL_REF = MODEL if MODEL == "tiny-ldm" else str(paths.resolve(MODEL))  # relative to the repository root
 pipe = load_pipeline(MODEL_REF, device=DEVICE)
@@ -90,15 +113,21 @@ print({n: len(x) for n, x in sets.items()})
 # Latents are the VAE posterior means (`pipe.vae_encode`); baselines: reconstruction error
 # $\|D(E(x)) - x\|^2 / \mathrm{dim}$ and latent norm $\|E(x)\|$. The descriptors are computed with
 # `geom.slices.cached_describe` (`geom.describe` in chunks cached under a hash of the decoder weights, the
-# latents and the settings), so an interrupted full-size run resumes where it stopped.
+# latents and the settings), so an interrupted full-size run resumes where it stopped. Each step is timed
+# (wall clock, this machine) for the detector table's `seconds_per_sample`.
 
 # %%
 x_model = to_model_range(images)
-with torch.no_grad():
-    lat = pipe.encode_images(x_model)
-    rec = pipe.decode_latents(lat)
+t = time.perf_counter()
+lat = pipe.encode_images(x_model)
+encode_s = (time.perf_counter() - t) / len(images)
+t = time.perf_counter()
+rec = pipe.decode_latents(lat)
 recon_error = ((rec.clamp(-1, 1) - x_model) ** 2).mean((1, 2, 3)).numpy()
+decode_s = (time.perf_counter() - t) / len(images)
+t = time.perf_counter()
 latent_norm = lat.flatten(1).norm(dim=1).numpy()
+norm_s = (time.perf_counter() - t) / len(images)
 
 t0 = time.time()
 desc = slices.cached_describe(pipe.vae_decode, lat.to(pipe.device, pipe.dtype), paths.resolve(CACHE_DIR), k=K,
@@ -107,8 +136,52 @@ desc = slices.cached_describe(pipe.vae_decode, lat.to(pipe.device, pipe.dtype), 
 t_desc = time.time() - t0
 df = pd.DataFrame(dict(source=source, ood=is_ood, psi=desc["psi"], nu=desc["nu"], delta=desc["delta"],
                        recon_error=recon_error, latent_norm=latent_norm))
-print(f"{len(df)} images described in {t_desc:.0f} s ({t_desc / len(df):.2f} s per image)")
-df.groupby("source")[["psi", "nu", "delta", "recon_error", "latent_norm"]].agg(["mean", "std"]).round(3)
+print(f"{len(df)} images described in {t_desc:.0f} s ({t_desc / len(df):.2f} s per image; ~0 when read from the cache)")
+
+# %% [markdown]
+# ## FLIPD of the encoded latents, and the PNG-size control
+# FLIPD (`geom.lid.flipd`) of each latent under tiny-ldm's UNet and scheduler at `FLIPD_T0` with `FLIPD_PROBES`
+# Rademacher probes (one set shared by every image, so an image's value does not depend on its batch), the
+# unconditional model (empty prompt). The control: `geom.detectors.png_bytes` of the 8-bit input image (no model).
+# The descriptors are timed here without the cache on `N_TIMING` images spread over all sets: `describe` without
+# $\delta$ (what $\psi$ and $\nu$ cost) and with it (what $\delta$ costs).
+
+# %%
+with torch.no_grad():
+    emb_uncond = pipe.encode_prompt([""])
+lat_dev = lat.to(pipe.device, pipe.dtype)
+t = time.perf_counter()
+fl = [lid.flipd(pipe, lat_dev[s:s + BATCH_SIZE], FLIPD_T0, encoder_hidden_states=emb_uncond, probes=FLIPD_PROBES,
+                seed=SEED) for s in range(0, len(lat_dev), BATCH_SIZE)]
+flipd_s = (time.perf_counter() - t) / len(images)
+level = fl[0].level
+df["flipd"] = torch.cat([r.lid for r in fl]).numpy()
+df["flipd_stderr"] = torch.cat([r.stderr for r in fl]).numpy()
+
+t = time.perf_counter()
+df["png_bytes"] = png_bytes(images, value_range=(0.0, 1.0)).astype(float)
+png_s = (time.perf_counter() - t) / len(images)
+
+tsub = np.unique(np.linspace(0, len(images) - 1, min(N_TIMING, len(images))).round().astype(int))
+t = time.perf_counter()
+describe(pipe.vae_decode, lat_dev[tsub], k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH_SIZE,
+         complexity=False, progress=False)
+describe_s = (time.perf_counter() - t) / len(tsub)
+t = time.perf_counter()
+describe(pipe.vae_decode, lat_dev[tsub], k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH_SIZE,
+         progress=False)
+describe_delta_s = (time.perf_counter() - t) / len(tsub)
+
+D_LAT = int(np.prod(pipe.latent_shape))
+print(f"FLIPD at t0 = {FLIPD_T0} (used {level.t0_used:.3f}: diffusers timestep {level.timestep:g}, sigma "
+      f"{level.sigma:.3f}), {FLIPD_PROBES} probes, D = {D_LAT}: median Hutchinson stderr "
+      f"{df.flipd_stderr.median():.2f} (max {df.flipd_stderr.max():.2f}; spread of FLIPD over images: sd "
+      f"{df.flipd.std():.1f})")
+print(f"seconds per image: encode {encode_s:.4f}, decode + MSE {decode_s:.4f}, norm {norm_s:.6f}, "
+      f"FLIPD {flipd_s:.3f}, PNG {png_s:.5f}, describe without delta {describe_s:.3f}, with delta "
+      f"{describe_delta_s:.3f} (on {len(tsub)} images)")
+COLS = ["psi", "nu", "delta", "flipd", "recon_error", "latent_norm", "png_bytes"]
+df.groupby("source")[COLS].agg(["mean", "std"]).round(3)
 
 # %% [markdown]
 # ## Images ordered by the descriptors (Figs. 6, 14, 15)
@@ -149,7 +222,8 @@ fig = descriptor_hist(df, by="source", columns=("psi", "nu", "delta"), bins=30)
 out.savefig(fig, "fig7_histograms_by_source")
 plt.show()
 df["split"] = np.where(is_ood, "OOD", "ID")
-fig = descriptor_hist(df, by="split", columns=("psi", "nu", "recon_error", "latent_norm"), bins=30)
+fig = descriptor_hist(df, by="split", columns=("psi", "nu", "flipd", "recon_error", "latent_norm", "png_bytes"),
+                      bins=30)
 out.savefig(fig, "histograms_id_vs_ood")
 plt.show()
 
@@ -161,7 +235,7 @@ plt.show()
 # biased; the raw $A$ is reported.
 
 # %%
-scores = {c: df[c].to_numpy() for c in ("psi", "nu", "delta", "recon_error", "latent_norm")}
+scores = {c: df[c].to_numpy() for c in COLS}
 tab = stats.auroc_table(scores, is_ood, n_boot=N_BOOT, seed=SEED).assign(ood="all")
 per_kind = [stats.auroc_table({c: df.loc[m, c].to_numpy() for c in scores}, df.loc[m, "ood"].to_numpy(),
                               n_boot=N_BOOT, seed=SEED).assign(ood=kind)
@@ -170,9 +244,9 @@ aurocs = pd.concat([tab, *per_kind], ignore_index=True)
 aurocs.pivot(index="score", columns="ood", values="auroc").round(2)
 
 # %%
-fig, ax = plt.subplots(figsize=(7.5, 3.8), layout="constrained")
+fig, ax = plt.subplots(figsize=(8.5, 3.8), layout="constrained")
 for k, (sc, g) in enumerate(aurocs.groupby("score", sort=False)):
-    xs = np.arange(len(g)) + 0.13 * (k - 2)
+    xs = np.arange(len(g)) + 0.1 * (k - (len(COLS) - 1) / 2)
     ax.errorbar(xs, g.auroc, yerr=[g.auroc - g.lo, g.hi - g.auroc], fmt="o", capsize=2, label=sc)
 ax.axhline(0.5, color="grey", lw=0.8, ls="--")
 ax.set_xticks(range(len(["all", *OOD_KINDS])), ["all", *OOD_KINDS])
@@ -183,21 +257,141 @@ ax.set_title("ID (held-out shapes) vs OOD, 95% bootstrap CIs")
 out.savefig(fig, "auroc")
 plt.show()
 
+# %% [markdown]
+# ## Detector table (issue 16): ID vs OOD, every signal on the same images
+# OOD = positive. For each signal: AUROC read in the row's `direction` with its 95% bootstrap CI
+# (`auroc_oriented`, `lo_oriented`, `hi_oriented`; `N_BOOT` stratified resamples), the TPR at `FPR` false
+# positives among the ID images (`geom.stats.detector_table`), and `seconds_per_sample`, measured in this run on
+# this machine, from the input image to the score: the VAE encode (`encode_s`, shared) plus the descriptors
+# (`describe` of the latent without $\delta$ for $\psi, \nu$, with it for $\delta$, timed on `N_TIMING` images),
+# FLIPD, the decode and MSE (reconstruction error) or the norm (latent norm); the PNG size needs no model.
+#
+# **Directions, stated before the data.** Reconstruction error: higher = OOD (an autoencoder reconstructs the
+# distribution it was trained on; the usual reading of reconstruction-based OOD detection). Latent norm: higher =
+# OOD (an atypical encoding lies far from the prior's centre; the issue's stated reading, though a typical-set
+# argument allows either sign). The paper (Sec. 3.3.3, Fig. 7) says only that the descriptor distributions of OOD
+# inputs are *distinct* (histograms, no sign), so $\psi, \nu, \delta$ are read in the direction of these data;
+# so is FLIPD (Kamkari et al., ICML 2024, find *low* LID for OOD data only among those given a paradoxically high
+# likelihood, and use LID beside the likelihood, not alone) and the PNG size (no a-priori direction). Those rows
+# are flagged `direction_from_data` (an optimistic choice, for the geometry rows and the control alike).
+#
+# **Not applicable here: Wen et al.'s statistic** $\lVert\epsilon_\theta(x_t, c) - \epsilon_\theta(x_t,
+# \varnothing)\rVert$ needs the prompt $c$ a sample was generated from; OOD input images have none (and ID
+# images would be scored with their true prompts, the OOD ones without), so it has no row here. It is in
+# notebook 06's table, on generated samples (memorisation).
+
+# %%
+sec = dict(psi=encode_s + describe_s, nu=encode_s + describe_s, delta=encode_s + describe_delta_s,
+           flipd=encode_s + flipd_s, recon_error=encode_s + decode_s, latent_norm=encode_s + norm_s,
+           png_bytes=png_s)
+DIRECTIONS = {"recon_error": "higher", "latent_norm": "higher"}
+det = stats.detector_table(scores, is_ood, seconds_per_sample=sec, directions=DIRECTIONS, fpr=FPR,
+                           n_boot=N_BOOT, seed=SEED)
+low = det["direction"].eq("lower")
+det["lo_oriented"] = np.where(low, 1 - det["hi"], det["lo"])
+det["hi_oriented"] = np.where(low, 1 - det["lo"], det["hi"])
+det = det.sort_values("auroc_oriented", ascending=False, kind="stable").reset_index(drop=True)
+DET_COLS = ["score", "direction", "direction_from_data", "auroc_oriented", "lo_oriented", "hi_oriented",
+            "tpr_at_fpr", "seconds_per_sample"]
+det[DET_COLS].round(3)
+
+# %% [markdown]
+# ### FLIPD against the noise level $t_0$
+# FLIPD of `N_CURVE` ID and `N_CURVE` OOD images (evenly spread over each group, so over the OOD kinds too) at
+# each $t_0$ of `FLIPD_T0S`, same probes; mean and 95% CI per group. The dashed line is $D$, the dotted one
+# `FLIPD_T0`. On data on a manifold the curve plateaus (or shows a knee) at the LID (Kamkari et al.).
+
+# %%
+def spread(idx, n):
+    return idx[np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))]
+
+
+sub = np.r_[spread(np.flatnonzero(~is_ood), N_CURVE), spread(np.flatnonzero(is_ood), N_CURVE)]
+curves = lid.flipd_curve(pipe, lat_dev[sub], FLIPD_T0S, encoder_hidden_states=emb_uncond, probes=FLIPD_PROBES,
+                         seed=SEED)
+curves["image"] = sub[curves["point"].to_numpy()]
+curves["source"] = source[curves["image"].to_numpy()]
+curves["group"] = np.where(is_ood[curves["image"].to_numpy()], "OOD", "ID")
+fig, ax = plt.subplots(figsize=(6.5, 3.8), layout="constrained")
+b = stats.band(curves, "t0", "lid", by=["group"])
+for grp, col in (("ID", "tab:blue"), ("OOD", "tab:red")):
+    bb = b[b.group == grp]
+    ax.plot(bb.t0, bb["mean"], "o-", ms=3, c=col, label=f"{grp} (n={int(bb.n.max())})")
+    ax.fill_between(bb.t0, bb.low, bb.high, color=col, alpha=0.2)
+ax.axhline(D_LAT, c="k", ls="--", lw=0.8, label=f"D = {D_LAT}")
+ax.axvline(level.t0_used, c="k", ls=":", lw=0.8, label=f"FLIPD_T0 = {level.t0_used:g}")
+ax.set_xscale("log")
+ax.set_xlabel("noise level $t_0$ (fraction of the schedule)")
+ax.set_ylabel("FLIPD of the encoded latent")
+ax.set_title("Unconditional FLIPD vs $t_0$, mean and 95% CI")
+ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+out.savefig(fig, "flipd_t0_sweep")
+plt.show()
+curves.groupby(["group", "t0"])["lid"].mean().unstack("t0").round(1)
+
+# %% [markdown]
+# ### Do the paper's descriptors beat LID and the PNG control?
+# The best descriptor row (highest oriented AUROC among $\psi, \nu, \delta$) against FLIPD and against the PNG
+# size: the paired difference of their oriented AUROCs over the same stratified bootstrap resamples of the images
+# (`N_BOOT`), with its 95% percentile interval; "beats" needs the interval above 0.
+
+# %%
+dt = det.set_index("score")
+best = dt.loc[["psi", "nu", "delta"]].sort_values("auroc_oriented").index[-1]
+sign = {n: (-1.0 if dt.loc[n, "direction"] == "lower" else 1.0) for n in dt.index}
+rng = np.random.default_rng(SEED)
+pos, neg = np.flatnonzero(is_ood), np.flatnonzero(~is_ood)
+boot = np.stack([np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))] for _ in range(N_BOOT)])
+comparisons = []
+for ref in ("flipd", "png_bytes", "recon_error"):
+    d = [stats.auroc(sign[best] * scores[best][i], is_ood[i]) - stats.auroc(sign[ref] * scores[ref][i], is_ood[i])
+         for i in boot]
+    diff = dt.loc[best, "auroc_oriented"] - dt.loc[ref, "auroc_oriented"]
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    comparisons.append(dict(descriptor=best, reference=ref, auroc_descriptor=dt.loc[best, "auroc_oriented"],
+                            auroc_reference=dt.loc[ref, "auroc_oriented"], diff=diff, diff_lo=lo, diff_hi=hi,
+                            tpr_descriptor=dt.loc[best, "tpr_at_fpr"], tpr_reference=dt.loc[ref, "tpr_at_fpr"],
+                            verdict="beats" if lo > 0 else ("worse" if hi < 0 else "not distinguishable")))
+comparisons = pd.DataFrame(comparisons)
+comparisons.round(3)
+
 # %%
 out.results.update(
     model=pipe.kind, n_id=int((~is_ood).sum()), n_ood=int(is_ood.sum()), seconds_per_image=t_desc / len(df),
-    means=df.groupby("source")[["psi", "nu", "delta", "recon_error", "latent_norm"]].mean().to_dict(),
+    means=df.groupby("source")[COLS].mean().to_dict(),
     spearman_roughness=rho, id_means_by_background=by_background.to_dict(),
     auroc={f"{r.score}|{r.ood}": dict(auroc=r.auroc, lo=r.lo, hi=r.hi) for r in aurocs.itertuples()},
+    detector_table=det.to_dict(orient="records"),
+    detector_fpr=FPR,
+    detector_not_applicable={"wen": "Wen et al.'s statistic needs the prompt a sample was generated from; OOD "
+                                    "input images have none"},
+    detector_comparisons=comparisons.to_dict(orient="records"),
+    seconds_per_image_steps=dict(encode=encode_s, decode_mse=decode_s, latent_norm=norm_s, flipd=flipd_s,
+                                 png=png_s, describe_without_delta=describe_s, describe_with_delta=describe_delta_s,
+                                 n_timing=len(tsub)),
+    flipd=dict(t0=FLIPD_T0, t0_used=level.t0_used, timestep=level.timestep, sigma=level.sigma,
+               probes=FLIPD_PROBES, noise="rademacher", conditioning="unconditional (empty prompt)", D=D_LAT,
+               stderr_median=float(df.flipd_stderr.median()), stderr_max=float(df.flipd_stderr.max()),
+               sd_over_images=float(df.flipd.std()),
+               mean_id=float(df.loc[~is_ood, "flipd"].mean()), mean_ood=float(df.loc[is_ood, "flipd"].mean()),
+               curve_t0s=FLIPD_T0S, n_curve=N_CURVE,
+               curve_means={f"{g}|{t:g}": v for (g, t), v in curves.groupby(["group", "t0"])["lid"].mean().items()}),
     runtime_s=time.time() - t_start)
 out.table(df, "descriptors")
 out.table(aurocs, "auroc")
+out.table(det, "detector_table")
+out.table(curves, "flipd_t0_sweep")
 _ = out.write()
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"{(~is_ood).sum()} ID and {is_ood.sum()} OOD images ({', '.join(OOD_KINDS)})")
 print("nu within [1, k]:", bool(df["nu"].between(1, K).all()))
+print("detector table rows:", sorted(det.score))
+print("columns:", DET_COLS)
+print("directions stated a priori:", sorted(det.score[~det.direction_from_data]))
+print(f"FLIPD: t0 {FLIPD_T0} -> step {int(level.timestep) + 1} of {pipe.scheduler.config.num_train_timesteps}, "
+      f"{FLIPD_PROBES} probes, D = {D_LAT}, finite: {bool(np.isfinite(df.flipd).all())}")
 
 # %% [markdown]
 # ## Paper claims vs this run
