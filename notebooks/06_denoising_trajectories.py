@@ -27,10 +27,11 @@
 # Rademacher probes: a quarter of the $D = 256$ VJPs of tiny-ldm's exact trace, so that FLIPD stays cheaper than
 # one descriptor evaluation per sample; its Hutchinson standard error is reported beside it.
 #
-# **Runtime (2-core CPU, tiny-ldm):** smoke (10 steps, descriptors at 4 of them, k = 16) ~30 s; full
+# **Runtime (2-core CPU, tiny-ldm):** smoke (10 steps, descriptors at 4 of them, k = 16) ~20 s; full
 # (50 steps, every step, k = 120, 6 x 8 guidance trajectories + 16 x 4 memorisation trajectories = 5,600
-# described latents) measured 39 min (0.42 s per latent, one thread, the other core busy); `-p EVERY 7`
-# (896 described latents) ~11 min. On Stable Diffusion use a GPU.
+# described latents, then the detector table) measured 34 min on 2026-12-01 (2,057 s: 0.35 s per described
+# latent, one thread, the machine shared with other jobs; the detector table, FLIPD's $t_0$ sweep and the timed
+# re-runs add ~2 min); `-p EVERY 7` (896 described latents) ~11 min. On Stable Diffusion use a GPU.
 
 # %% tags=["parameters"]
 SEED = 0
@@ -415,8 +416,9 @@ with pd.option_context("display.max_colwidth", 200):
     display(claims)
 
 # %% [markdown]
-# **Verdicts for the committed run** (`data/results/06_denoising_trajectories.json`, re-run on 2026-12-01 after the
-# issue-12 fixes: $\psi$ and $\nu$ moved by at most 2e-6 relative, $\delta$ as stated; tiny-ldm, full size: 50 DDIM
+# **Verdicts for the committed run** (`data/results/06_denoising_trajectories.json`, re-run on 2026-12-01 with the
+# detector table; the numbers of the rows below it are bit-identical to the run before, made after the issue-12
+# fixes: $\psi$ and $\nu$ moved by at most 2e-6 relative, $\delta$ as stated; tiny-ldm, full size: 50 DDIM
 # steps, descriptors at `pred_x0` at every step, k = 120, 8 seeds per guidance scale; 8 memorised + 8 normal
 # prompts x 4 seeds; 5,600 described latents):
 #
@@ -425,6 +427,38 @@ with pd.option_context("display.max_colwidth", 200):
 # | Fig. 8: the decoder's descriptors evolve along the denoising trajectory | $\psi$ at $\hat x_0$ changes over the first ~15 of 50 steps and then plateaus (guidance 7.5: -365 at step 0, -266 at step 10, -255 at step 49); $\nu$ moves by < 4 with wide, overlapping CIs; $\delta$ at $r = 10^{-5}$ is 0 at 94% of the described latents (93% before issue 12 made $\delta$ float64 with each activation's joints; max 2: this small decoder has almost no neuron boundary within $10^{-5}$) | agree for $\psi$; $\nu$, $\delta$ show no clear trend here |
 # | Fig. 8: the trajectory depends on the guidance scale | $\psi$ at step 0 falls monotonically with guidance (-198 at s = 0 to -388 at s = 9), and so does the final $\psi$ (-235 to -260, Spearman -1.0); $\psi$ falls along the trajectory without guidance (-37) and rises with it, the more the higher the scale (+29 at 3 to +128 at 9; Spearman +1.0) | agree (monotone in the guidance scale) |
 # | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (95% CIs disjoint at steps 3-11; step 7: -344 vs -299), the curves cross at step ~14, and memorised $\psi$ is higher from then on (CIs disjoint from step 19; step 49: -213 vs -253); $\nu$ CIs overlap at almost every step; memorisation AUROC of final $\psi$ 0.91, of mean $\psi$ over the first 5 steps 0.73 (lower = memorised), beside Wen et al.'s baseline 0.86 (first 5 steps) and 0.77 (first step); $\delta$ carries no memorisation signal (AUROC 0.45 early, 0.47 final; 0.49 and 0.50 before issue 12) | agree: final $\psi$ detects memorisation as well as the Wen et al. baseline here; early $\psi$ carries a weaker signal of the opposite sign |
+#
+# **Detector table** (issue 16; memorised = positive, 32 memorised + 32 normal samples, guidance 7.5; keys
+# `detector_*` of the JSON, table `detector_table`). AUROC in the stated direction with its 95% bootstrap CI (2,000
+# resamples); TPR at 1% FPR (with 32 normal samples: the TPR with no false positive, interpolated); seconds per
+# sample measured in the run on a shared 2-core CPU, one thread (generating a sample, 50 DDIM steps: 0.091 s, not
+# included in the final-sample rows). "a priori" = direction from a source (Wen et al.; Ross et al. for FLIPD);
+# "data" = read in the direction of these data (optimistic). FLIPD: $t_0 = 0.05$ (diffusers timestep 49,
+# $\sigma = 0.218$), 64 Rademacher probes, median Hutchinson standard error 0.80 (max 1.43) conditional and 0.79
+# (max 1.43) unconditional, small against FLIPD's spread over the samples (table `detector_signals`).
+#
+# | Signal | Direction | AUROC [95% CI] | TPR @ 1% FPR | s / sample |
+# |---|---|---|---|---|
+# | `latent_norm` $\lVert z_0\rVert_2$ | lower (data) | 0.94 [0.87, 0.99] | 0.31 | 8.5e-06 |
+# | `psi_final` | higher (data) | 0.91 [0.83, 0.97] | 0.59 | 0.31 |
+# | `wen_baseline` (first 5 steps) | higher (a priori) | 0.86 [0.76, 0.94] | 0.31 | 0.011 |
+# | `wen_first_step` | higher (a priori) | 0.77 [0.65, 0.88] | 0.06 | 0.0034 |
+# | `psi_early` (first 5 steps) | lower (data) | 0.73 [0.59, 0.85] | 0.03 | 1.6 |
+# | `recon_error` (VAE round trip) | lower (data) | 0.64 [0.50, 0.77] | 0.03 | 0.0028 |
+# | `flipd_cond` (FLIPD, own prompt) | lower (a priori) | 0.59 [0.45, 0.73] | 0.00 | 0.25 |
+# | `nu_early` | higher (data) | 0.59 [0.45, 0.73] | 0.00 | 1.6 |
+# | `nu_final` | lower (data) | 0.56 [0.42, 0.70] | 0.00 | 0.31 |
+# | `delta_early` | lower (data) | 0.55 [0.50, 0.59] | 0.01 | 1.7 |
+# | `flipd_uncond` (FLIPD, empty prompt) | lower (a priori) | 0.53 [0.39, 0.67] | 0.00 | 0.21 |
+# | `delta_final` | lower (data) | 0.53 [0.48, 0.59] | 0.01 | 0.35 |
+# | `png_bytes` (control) | higher (data) | 0.51 [0.36, 0.65] | 0.06 | 0.0013 |
+# | *Wen et al. 2024 on SD v1.4 (published, not reproduced here)* | higher | *0.99* | *0.98* | |
+#
+# | Issue-16 question | Measured | Verdict |
+# |---|---|---|
+# | Do the paper's descriptors beat LID (FLIPD) on memorisation? | final $\psi$ 0.91 [0.83, 0.97], TPR 0.59 (direction from data) vs conditional FLIPD 0.59 [0.45, 0.73], TPR 0.00 (a priori direction) and unconditional 0.53 [0.39, 0.67]; FLIPD's mean is 149 memorised vs 178 normal (conditional; 217 vs 216 unconditional). The $t_0$ sweep (figure `flipd_t0_sweep`, 8 + 8 samples) has no plateau: FLIPD runs from above $D = 256$ at small $t_0$ to negative values, so on this 256-dimensional latent model it is a relative score, not a calibrated LID; the memorised and normal curves cross between $t_0 = 0.02$ and the fixed $t_0 = 0.05$ (both conditionings): memorised samples lie higher below the crossing and lower above it | yes here: the CIs of final $\psi$ and FLIPD are disjoint; Ross et al.'s low-LID signal is not reproduced at the pre-stated $t_0$ (the sweep suggests it at larger $t_0$, not evaluated as a detector so as not to tune $t_0$ on these labels) |
+# | Do they beat the model-free control (PNG size)? | PNG size 0.51 [0.36, 0.65]: memorised images are not simpler; final $\psi$ 0.91 [0.83, 0.97]. But the latent norm, a baseline with no geometry, reaches 0.94 [0.87, 0.99] (memorised final latents have smaller norm), and final $\psi$ ranks the samples almost as the negative latent norm (Spearman -0.80 over the 64 samples, from the run's `detector_signals` table) | beats the PNG control; does not beat the latent norm, which carries most of final $\psi$'s signal here |
+# | Do they beat Wen et al.? | final $\psi$ 0.91 [0.83, 0.97], TPR 0.59 vs Wen et al. (first 5 steps) 0.86 [0.76, 0.94], TPR 0.31, first step 0.77 [0.65, 0.88]; cost: $\psi$ at the end needs the whole sample (0.091 s) plus 0.31 s, Wen et al. 0.011 s during the first 5 steps; early $\psi$ 0.73 [0.59, 0.85] at 1.6 s. Published on SD v1.4 (Wen et al. 2024, not reproduced here): AUROC 0.99, TPR 0.98 at 1% FPR | not distinguishable: the CIs overlap at 32 + 32 samples; Wen et al. is ~35x cheaper (0.011 s against 0.091 + 0.31 s per sample) and flags memorisation before the image exists; our tiny-ldm Wen baseline is far below its published SD numbers |
 
 # %%
 out.table(guid, "guidance_trajectories")
