@@ -7,8 +7,14 @@
 # $\log Z = \log(\lambda_+^n + \lambda_-^n)$. The paper's own Ising experiments are 2D (see 10_ising_2d); this
 # chain is the cleanest check because every quantity is exact.
 #
+# Issue 17 parts 2-3 on the chain: the convex-by-construction log-partition (`convex=True`) beside the unconstrained
+# one, the fraction of grid points where each estimator's metric is not positive definite, and the convergence of
+# the method in the bundle size $N$ at a fixed grid (Theorem 3.1: the Bregman posterior concentrates as $N$ grows),
+# against the baselines given the same samples and against the same fit fed the exact Bayes posterior.
+#
 # **Inputs:** none (exact samples from `geom.physics.ising_chain_sample`, seeded). Parameters: chain length
-# `N_SPINS`, bundle size `BUNDLE`, `GRID` x `GRID` parameter grid, `POOL` samples per grid point, training steps.
+# `N_SPINS`, bundle size `BUNDLE`, `GRID` x `GRID` parameter grid, `POOL` samples per grid point, training steps,
+# `SWEEP_N` (bundle sizes of the convergence study, one pool for all).
 #
 # **Runtime (2-core CPU):** smoke (10 x 10 grid, short training) ~20-40 s; full (20 x 20 grid) ~2 min
 # (measured 97 s on a loaded machine).
@@ -26,9 +32,12 @@ SIGMA = 1.0             # target smoothing, grid cells
 POSTERIOR_STEPS = 1500
 FIT_STEPS = 1500
 BUNDLES_PER_POINT = 4
+SWEEP_N = [2, 4, 8, 16, 32]  # bundle sizes of the N -> infinity study (same pool, grid and seed SEED for every N)
 OUT_DIR = "."
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -41,7 +50,9 @@ from geom.run import Outputs
 torch.set_num_threads(1)  # small matrices; leaves the second core to others
 out = Outputs("09_ising_chain", OUT_DIR, params=dict(
     SEED=SEED, N_SPINS=N_SPINS, BUNDLE=BUNDLE, GRID=GRID, K_RANGE=K_RANGE, H_RANGE=H_RANGE, POOL=POOL,
-    SIGMA=SIGMA, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS, BUNDLES_PER_POINT=BUNDLES_PER_POINT))
+    SIGMA=SIGMA, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS, BUNDLES_PER_POINT=BUNDLES_PER_POINT,
+    SWEEP_N=SWEEP_N))
+t_run = time.time()
 
 # %% [markdown]
 # ## Exact samples on the grid
@@ -70,12 +81,29 @@ g_post = Fi.posterior_fisher(geo.P, grid, BUNDLE, geo.idx)  # baseline 2: covari
 print(f"posterior CE {np.mean(geo.posterior_history[:50]):.3f} -> {np.mean(geo.posterior_history[-50:]):.3f}; "
       f"fit JS {geo.fit.history[0][1]:.4f} -> {geo.fit.history[-1][1]:.5f}")
 
+# %% [markdown]
+# ## Convex log-partition and positive definiteness
+# The chain is an exponential family, so its $\log Z$ is convex in $(K, H)$ and the Fisher metric is positive
+# definite everywhere. The unconstrained `LogPartitionNet` need not be convex; `convex=True` fits the input-convex
+# `ConvexLogPartitionNet` instead. It is fitted to the same held-out learned posteriors as the unconstrained $F$
+# (the same as `Fi.reconstruct(..., convex=True)` with the same seed: the posterior network and its held-out
+# bundles are identical, only the $F$ network differs; this saves training the posterior network twice). For
+# every estimator: median relative error against the exact metric and the fraction of grid points where it is not
+# positive definite (or NaN).
+
 # %%
+fit_cvx = Fi.fit_log_partition(geo.P, grid, BUNDLE, steps=FIT_STEPS, seed=SEED, convex=True)
+g_cvx = Fi.metric(fit_cvx.F, grid.natural).detach()
 interior = Fi.interior_mask(GRID, GRID)
-errors = pd.DataFrame([dict(model="ising_chain", estimator=name, **Fi.error_summary(g, g_exact, interior))
+errors = pd.DataFrame([dict(model="ising_chain", estimator=name, **Fi.error_summary(g, g_exact, interior),
+                            not_pd_fraction=Fi.not_positive_definite_fraction(g))
                        for name, g in [("hessian_of_learned_F", geo.g), ("fluctuation_baseline", g_fluct),
-                                       ("posterior_covariance_baseline", g_post)]])
+                                       ("posterior_covariance_baseline", g_post),
+                                       ("hessian_of_learned_F_convex", g_cvx)]])
 out.table(errors, "errors")
+not_pd_exact = Fi.not_positive_definite_fraction(g_exact)
+print(f"exact metric not positive definite at {not_pd_exact:.0%} of the grid; "
+      f"fit JS convex {fit_cvx.history[-1][1]:.5f} vs unconstrained {geo.fit.history[-1][1]:.5f}")
 errors.round(3)
 
 # %%
@@ -118,10 +146,122 @@ ax.set_title(r"geodesics over $\sqrt{\det g}$ (exact)")
 out.savefig(fig, "geodesics")
 plt.show()
 path_dev = (path_exact - path_learned).norm(dim=1).max().item()
+t_main = time.time() - t_run
+
+# %% [markdown]
+# ## Convergence in the bundle size N at a fixed grid
+# Theorem 3.1 of Lobashev et al.: for an exponential family the posterior given $N$ samples is the Bregman
+# posterior $q_F \propto \exp(-N D_F)$, which concentrates as $N$ grows; the curvature it carries is what the fit
+# turns into $F$. At a fixed grid the error of $\mathrm{Hess}\,F$ should fall with $N$ until the posterior is
+# narrower than the grid spacing and the $\sigma$-cell target smoothing (both fixed here), after which the learned
+# posterior is mostly the smoothing kernel. For every $N$ in `SWEEP_N`: the whole method on the same pool (first
+# half trains the posterior network, second half makes the held-out bundles; seed `SEED`), the posterior-covariance
+# baseline from those posteriors, and the fluctuation baseline from the same pool (all `POOL` samples per point;
+# it does not depend on $N$). To locate the limit, two measured diagnostics: the same log-partition fit fed the
+# **exact** Bayes posterior of the same held-out bundles (uniform prior on the grid, exact $\log Z$, smoothed like
+# the targets; separates the posterior network from the fit, grid and smoothing), and the width of that exact
+# posterior in grid cells (median over bundles) with the Jensen-Shannon divergence of the learned posterior from it.
+
+# %%
+d_feat = pool.shape[-1]
+logz_grid = exact_logz(grid.natural.T)
+pool_and_stats = torch.cat([pool, stats.float()], -1)[:, POOL // 2:]  # the held-out half, features + statistics
+step = torch.tensor([(K_RANGE[1] - K_RANGE[0]) / (GRID - 1), (H_RANGE[1] - H_RANGE[0]) / (GRID - 1)])
+
+
+def heldout_bundles(N, seed):
+    """The held-out bundles of Fi.reconstruct(pool, grid, N, seed=seed) (same generator and draws), with the sums
+    of their sufficient statistics: features (B, N, d), statistic sums (B, 2)."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    X, _ = Fi.make_bundles(pool_and_stats, N, 0, gen, idx=torch.arange(grid.size).repeat(BUNDLES_PER_POINT))
+    return X[..., :d_feat], X[..., d_feat:].double().sum(1)
+
+
+sweep_rows, diag_rows = [], []
+for N in SWEEP_N:
+    t0 = time.time()
+    geo_N = geo if N == BUNDLE else Fi.reconstruct(pool, grid, N, posterior_steps=POSTERIOR_STEPS, fit_steps=FIT_STEPS,
+                                                   bundles_per_point=BUNDLES_PER_POINT, seed=SEED)
+    X, S = heldout_bundles(N, SEED)
+    if not torch.allclose(Fi.predict_posterior(geo_N.net, X), geo_N.P):
+        raise RuntimeError("held-out bundles differ from reconstruct's")
+    P_bayes = torch.softmax(S @ grid.natural.T - N * logz_grid[None], -1)  # exact posterior, uniform prior
+    P_bayes_s = grid.smooth(P_bayes)
+    fit_bayes = Fi.fit_log_partition(P_bayes_s, grid, N, steps=FIT_STEPS, seed=SEED)
+    ests_N = {"hessian_of_learned_F": geo_N.g,
+              "hessian_of_F_fit_to_exact_posterior": Fi.metric(fit_bayes.F, grid.natural).detach(),
+              "posterior_covariance_baseline": Fi.posterior_fisher(geo_N.P, grid, N, geo_N.idx),
+              "posterior_covariance_of_exact_posterior": Fi.posterior_fisher(P_bayes_s, grid, N, geo_N.idx),
+              "fluctuation_baseline": g_fluct}
+    for name, g in ests_N.items():
+        sweep_rows.append(dict(N=N, estimator=name, **Fi.error_summary(g, g_exact, interior),
+                               not_pd_fraction=Fi.not_positive_definite_fraction(g)))
+    _, C_bayes = Fi.posterior_moments(P_bayes, grid.natural)
+    sd_cells = C_bayes.diagonal(dim1=1, dim2=2).sqrt() / step
+    diag_rows.append(dict(N=N, exact_posterior_sd_K_cells=sd_cells[:, 0].median().item(),
+                          exact_posterior_sd_H_cells=sd_cells[:, 1].median().item(),
+                          js_learned_vs_exact_posterior=Fi.js_divergence(geo_N.P, P_bayes_s).mean().item(),
+                          posterior_ce_final=float(np.mean(geo_N.posterior_history[-50:])),
+                          fit_js_learned=geo_N.fit.history[-1][1], fit_js_exact_posterior=fit_bayes.history[-1][1],
+                          seconds=time.time() - t0))
+    print(f"N = {N}: {time.time() - t0:.0f} s")
+sweep = pd.DataFrame(sweep_rows)
+diag = pd.DataFrame(diag_rows)
+out.table(sweep, "n_sweep")
+out.table(diag, "n_sweep_diagnostics")
+display(sweep.pivot(index="N", columns="estimator", values="median_rel_error").round(3))
+display(sweep.pivot(index="N", columns="estimator", values="median_rel_error_interior").round(3))
+diag.round(3)
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 5), layout="constrained")
+SWEEP_STYLE = {"hessian_of_learned_F": ("C0", "o-", "Hessian of learned F"),
+               "hessian_of_F_fit_to_exact_posterior": ("C3", "s--", "Hessian of F fit to exact posterior"),
+               "posterior_covariance_baseline": ("C2", "^-", "posterior covariance (learned)"),
+               "posterior_covariance_of_exact_posterior": ("C2", "v:", "posterior covariance (exact posterior)"),
+               "fluctuation_baseline": ("C1", "-", f"fluctuation baseline ({POOL} samples/point)")}
+for ax, col, title in [(axes[0], "median_rel_error", "all grid points"),
+                       (axes[1], "median_rel_error_interior", ">= 2 cells from the edge")]:
+    for name, (c, ls, lab) in SWEEP_STYLE.items():
+        d = sweep[sweep.estimator == name]
+        ax.plot(d.N, d[col], ls, color=c, ms=4, label=lab)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("bundle size N")
+    ax.set_ylabel("median relative error of the metric")
+    ax.set_title(f"error vs N, {title}")
+ax = axes[2]
+ax.plot(diag.N, diag.exact_posterior_sd_K_cells, "o-", color="C4", label="exact posterior s.d. in K (cells)")
+ax.plot(diag.N, diag.exact_posterior_sd_H_cells, "s-", color="C5", label="exact posterior s.d. in H (cells)")
+ax.plot(diag.N, diag.js_learned_vs_exact_posterior, "d--", color="k", label="JS(learned, exact posterior), nats")
+ax.axhline(SIGMA, color="grey", ls=":", label=f"target smoothing sigma = {SIGMA:g} cell")
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("bundle size N")
+ax.set_title("posterior width vs grid and smoothing")
+for a in axes:
+    a.set_xticks(SWEEP_N, [str(n) for n in SWEEP_N], minor=False)
+    a.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
+handles = {}
+for a in axes:
+    for hd, lab in zip(*a.get_legend_handles_labels()):
+        handles.setdefault(lab, hd)
+fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=3, fontsize=8)
+out.savefig(fig, "error_vs_bundle_size")
+plt.show()
 
 # %%
 r = errors.set_index("estimator")
+sw = sweep.set_index(["N", "estimator"])
 out.results.update(
+    median_rel_error_learned_convex=r.loc["hessian_of_learned_F_convex", "median_rel_error"],
+    median_rel_error_learned_convex_interior=r.loc["hessian_of_learned_F_convex", "median_rel_error_interior"],
+    not_pd_fraction={**r["not_pd_fraction"].to_dict(), "exact": not_pd_exact},
+    n_sweep={str(N): {e: dict(median_rel_error=sw.loc[(N, e), "median_rel_error"],
+                              median_rel_error_interior=sw.loc[(N, e), "median_rel_error_interior"],
+                              not_pd_fraction=sw.loc[(N, e), "not_pd_fraction"]) for e in SWEEP_STYLE}
+             | {"diagnostics": diag.set_index("N").loc[N].to_dict()} for N in SWEEP_N},
+    seconds_main=t_main, seconds_total=time.time() - t_run,
     median_rel_error_learned=r.loc["hessian_of_learned_F", "median_rel_error"],
     median_rel_error_learned_interior=r.loc["hessian_of_learned_F", "median_rel_error_interior"],
     median_rel_error_fluctuation=r.loc["fluctuation_baseline", "median_rel_error"],
@@ -146,3 +286,6 @@ out.write()
 # NBVAL_CHECK_OUTPUT
 print(f"exact g at grid centre: {[round(v, 1) for v in g_exact[len(g_exact) // 2].flatten().tolist()]}")
 print(f"learned metric better than 100% error: {r.loc['hessian_of_learned_F', 'median_rel_error'] < 1.0}")
+print(f"exact metric positive definite everywhere: {not_pd_exact == 0}; "
+      f"convex learned metric positive definite everywhere: {r.loc['hessian_of_learned_F_convex', 'not_pd_fraction'] == 0}")
+print(f"bundle sizes of the N sweep: {SWEEP_N}")
