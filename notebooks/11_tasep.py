@@ -85,8 +85,101 @@ affine_rel_rmse = ((affine_only - logz).pow(2).mean().sqrt() / logz.std()).item(
 print(f"learned F vs exact log Z_L after the best affine fit: relative RMSE {logz_rel_rmse:.3f} "
       f"(an affine function alone: {affine_rel_rmse:.3f})")
 
+# %% [markdown]
+# ## Separating the stages (issue 17, parts 3 and 4)
+# The same held-out bundles (`geo.idx`, redrawn from the same seeded generator) go through every stage:
+# - **exact posterior**: the likelihood of each bundle at every grid point from the exact $2^L$ distribution
+#   (uniform prior on the grid), smoothed with the targets' kernel (`ParamGrid.smooth`): the Bayes-optimal output
+#   of the posterior network, so it isolates the network's error;
+# - **log-partition fit** (`fit_log_partition`, unconstrained and `convex=True`) -> Hessian: assumes an exponential
+#   family; **posterior covariance** (`posterior_fisher`): no exponential-family assumption (Laplace / Bernstein-von
+#   Mises at bundle size $N$, minus the kernel's covariance);
+# - **Hessian of exact $\log Z_L$**: what the Hessian of $F$ would be if the family were exponential in $(\alpha, \beta)$;
+# - **best Hessian fit**: a `LogPartitionNet` whose Hessian is regressed directly onto the exact Fisher information:
+#   the floor of any estimate of the form "metric = Hessian of one function of $(\alpha, \beta)$".
+
+
 # %%
+def bundle_loglik(X, logp_table):
+    """Exact log-likelihood (B, G) of bundles of configurations X (B, N, L) at every grid point, from the table
+    of log-probabilities of all 2^L configurations (G, 2^L) (bit i of the code = site i, as in tasep_weights)."""
+    codes = (X.round().long() * (2 ** torch.arange(X.shape[-1]))).sum(-1)            # (B, N)
+    counts = torch.zeros(len(X), logp_table.shape[1], dtype=torch.float64)
+    counts.scatter_add_(1, codes, torch.ones_like(codes, dtype=torch.float64))
+    return counts @ logp_table.T
+
+
+logp_table = torch.stack([torch.log_softmax(P.tasep_weights(L, a, b)[1], 0) for a, b in grid.points.tolist()])
+n_half = pool.shape[1]
+X_held, idx_held = Fi.make_bundles(pool[:, n_half // 2:], BUNDLE, 0, torch.Generator().manual_seed(SEED + 1),
+                                   idx=geo.idx)
+assert torch.equal(idx_held, geo.idx)
+ll = bundle_loglik(X_held, logp_table)
+# brute-force check on a few bundles and grid points: sum of log P(tau_n) from tasep_weights directly
+conf_all = P.tasep_weights(L, 0.5, 0.5)[0]
+for b_, g_ in [(0, 0), (1, grid.size // 2), (len(X_held) - 1, grid.size - 1)]:
+    a_, bb_ = grid.points[g_].tolist()
+    lp = torch.log_softmax(P.tasep_weights(L, a_, bb_)[1], 0)
+    brute = sum(lp[int(np.flatnonzero((conf_all == x.numpy().astype(np.int8)).all(1))[0])] for x in X_held[b_])
+    assert abs(float(brute - ll[b_, g_])) < 1e-8 * max(1.0, abs(float(brute)))
+P_exact = grid.smooth(torch.softmax(ll, -1))
+js_learned_exact = Fi.js_divergence(geo.P.float(), P_exact.float())
+tv_learned_exact = 0.5 * (geo.P - P_exact).abs().sum(-1)
+print(f"learned vs exact (smoothed) posterior: mean JS {js_learned_exact.mean():.4f}, "
+      f"mean total variation {tv_learned_exact.mean():.3f}")
+
+# %%
+fits = {("learned", False): geo.fit}
+for post, Pb in [("learned", geo.P), ("exact", P_exact)]:
+    for cvx in (False, True):
+        if (post, cvx) not in fits:
+            fits[(post, cvx)] = Fi.fit_log_partition(Pb, grid, BUNDLE, steps=FIT_STEPS, seed=SEED, convex=cvx)
+stage_rows = []
 interior = Fi.interior_mask(GRID, GRID)
+for (post, cvx), fit in fits.items():
+    g_fit = Fi.metric(fit.F, grid.natural).detach()
+    with torch.no_grad():
+        F_fit = fit.F(grid.natural)
+    Fa, _ = Fi.remove_affine(F_fit, logz, grid.points)
+    stage_rows.append(dict(posterior=post, metric_from="log_partition_fit_convex" if cvx else "log_partition_fit",
+                           g=g_fit, logz_rel_rmse=((Fa - logz).pow(2).mean().sqrt() / logz.std()).item(),
+                           fit_js_final=float(np.mean([h[1] for h in fit.history[-50:]]))))
+# the floor of any "metric = Hessian of F in (alpha, beta)" estimate: the Hessian of F regressed directly onto the
+# exact Fisher information (supervised, mean squared relative error on the grid); it is nonzero because the exact
+# Fisher metric is not a Hessian metric in these coordinates (d_b g_aa = d_a g_ab, d_b g_ab = d_a g_bb fail)
+F_best = Fi.LogPartitionNet(grid.natural.mean(0), grid.natural.std(0),
+                            g_fisher.median(0).values * torch.outer(grid.natural.std(0), grid.natural.std(0)), seed=SEED)
+opt = torch.optim.Adam(F_best.parameters(), lr=5e-3)
+sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(FIT_STEPS // 3, 1))
+for _ in range(max(FIT_STEPS // 3, 1)):
+    loss = (Fi.relative_error(Fi.metric(F_best, grid.natural), g_fisher) ** 2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+g_best_hessian = Fi.metric(F_best, grid.natural).detach()
+gr = g_fisher.reshape(GRID, GRID, 2, 2)
+d1 = lambda x: torch.gradient(x, spacing=(grid.t1[1] - grid.t1[0]).item(), dim=0)[0]  # noqa: E731  d/d alpha
+d2 = lambda x: torch.gradient(x, spacing=(grid.t2[1] - grid.t2[0]).item(), dim=1)[0]  # noqa: E731  d/d beta
+pairs = [(d2(gr[..., 0, 0]), d1(gr[..., 0, 1])), (d2(gr[..., 0, 1]), d1(gr[..., 1, 1]))]
+hessian_violation = (sum((x - y).abs() for x, y in pairs) / sum(x.abs() + y.abs() for x, y in pairs)).reshape(-1)
+print(f"exact Fisher: median relative violation of the Hessian-metric conditions {hessian_violation.median():.2f} "
+      f"(0 for a Hessian metric; |a - b| / (|a| + |b|) summed over both conditions)")
+g_post_exact = Fi.posterior_fisher(P_exact, grid, BUNDLE, geo.idx)
+stage_rows += [dict(posterior="learned", metric_from="posterior_covariance", g=g_post),
+               dict(posterior="exact", metric_from="posterior_covariance", g=g_post_exact),
+               dict(posterior="none", metric_from="hessian_of_exact_logZ", g=g_hess_logz),
+               dict(posterior="none", metric_from="best_hessian_fit_to_exact_fisher", g=g_best_hessian),
+               dict(posterior="none", metric_from="exact_fisher", g=g_fisher)]
+for r_ in stage_rows:
+    r_.update(Fi.error_summary(r_["g"].double(), g_fisher, interior),
+              not_pd_fraction=Fi.not_positive_definite_fraction(r_["g"].double()))
+stages = pd.DataFrame([{k: v for k, v in r_.items() if k != "g"} for r_ in stage_rows])
+stages.insert(0, "model", f"tasep_L{L}")
+out.table(stages, "stages")
+stages.drop(columns="model").round(3)
+
+# %%
 rows = [dict(model=f"tasep_L{L}", estimator=name, reference=ref_name, **Fi.error_summary(g, ref, interior))
         for name, g, ref_name, ref in [
             ("hessian_of_learned_F", geo.g, "exact_fisher", g_fisher),
@@ -98,6 +191,30 @@ rows.append(dict(model=f"tasep_L{L}", estimator="learned_F_after_affine", refere
 errors = pd.DataFrame(rows)
 out.table(errors, "errors")
 errors.round(3)
+
+# %%
+st = stages[stages.metric_from != "exact_fisher"].reset_index(drop=True)
+labels = [f"{p_} posterior\n-> {m_}".replace("none posterior\n-> ", "") .replace("_", " ")
+          for p_, m_ in zip(st.posterior, st.metric_from)]
+fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+y = np.arange(len(st))
+axes[0].barh(y - 0.2, st.median_rel_error, 0.4, label="all grid points")
+axes[0].barh(y + 0.2, st.median_rel_error_interior, 0.4, label="interior (2 cells from the edge)")
+axes[0].axvline(0.1, color="k", ls="--", lw=1, label="10% target")
+axes[0].set_xscale("log")
+axes[0].set_yticks(y, labels, fontsize=8)
+axes[0].invert_yaxis()
+axes[0].set_xlabel("median relative error vs exact Fisher information")
+axes[0].legend(fontsize=8)
+axes[1].barh(y, st.not_pd_fraction, 0.6, color="C3")
+axes[1].set_yticks(y, [])
+axes[1].invert_yaxis()
+axes[1].set_xlim(0, max(0.05, 1.15 * st.not_pd_fraction.max()))
+axes[1].set_xlabel("fraction of grid points: not positive definite (or NaN)")
+fig.suptitle(f"Open TASEP, L = {L}, bundles of {BUNDLE}: error of each stage (same grid, same bundles)")
+fig.tight_layout()
+out.savefig(fig, "stage_errors")
+plt.show()
 
 # %% [markdown]
 # ## Phase boundaries
@@ -170,7 +287,13 @@ out.results.update(
     median_rel_error_posterior_cov_vs_fisher=r.loc[("posterior_covariance_baseline", "exact_fisher"), "median_rel_error"],
     median_rel_error_hess_logz_vs_fisher=r.loc[("hessian_of_exact_logZ", "exact_fisher"), "median_rel_error"],
     boundary_markers={k: {kk: vv for kk, vv in v.items() if kk not in ("low", "high")} for k, v in markers.items()},
-    error_table=errors.to_dict(orient="records"))
+    error_table=errors.to_dict(orient="records"),
+    stages=stages.to_dict(orient="records"),
+    posterior_learned_vs_exact=dict(mean_js=js_learned_exact.mean().item(), median_js=js_learned_exact.median().item(),
+                                    mean_tv=tv_learned_exact.mean().item()),
+    not_pd_fraction={f"{p_}/{m_}": v for p_, m_, v in zip(stages.posterior, stages.metric_from, stages.not_pd_fraction)},
+    exact_fisher_hessian_condition_violation_median=hessian_violation.median().item(),
+    exact_fisher_min_eigenvalue=torch.linalg.eigvalsh(g_fisher).min().item())
 out.write()
 
 # %% [markdown]
