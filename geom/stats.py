@@ -123,7 +123,8 @@ def detector_table(scores: dict, labels, seconds_per_sample: dict | None = None,
     * ``direction``: the direction the detector is read in, ``directions[name]`` (``"higher"`` or ``"lower"``
       = larger / smaller scores flag a positive), stated before looking at the data; without one, the
       best direction on these data (``direction_from_data`` is then True: an optimistic choice);
-    * ``auroc_oriented``: the AUROC read in ``direction`` (``1 - auroc`` for ``"lower"``);
+    * ``auroc_oriented``: the AUROC read in ``direction`` (``1 - auroc`` for ``"lower"``), and its CI
+      ``lo_oriented, hi_oriented`` (``1 - hi, 1 - lo`` for ``"lower"``; the last two columns);
     * ``tpr_at_fpr``: ``tpr_at_fpr`` of the score read in ``direction``, at false-positive rate ``fpr``
       (default 1%, the operating point of Wen et al. 2024);
     * ``seconds_per_sample``: ``seconds_per_sample[name]`` (wall time measured in the same run), NaN if absent.
@@ -148,6 +149,8 @@ def detector_table(scores: dict, labels, seconds_per_sample: dict | None = None,
                          for n, lo in zip(tab["score"], lower)]
     tab["fpr"] = float(fpr)
     tab["seconds_per_sample"] = [float(seconds_per_sample.get(n, math.nan)) for n in tab["score"]]
+    tab["lo_oriented"] = np.where(lower, 1 - tab["hi"], tab["lo"])
+    tab["hi_oriented"] = np.where(lower, 1 - tab["lo"], tab["hi"])
     return tab
 
 

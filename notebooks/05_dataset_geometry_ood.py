@@ -288,9 +288,6 @@ sec = dict(psi=encode_s + describe_s, nu=encode_s + describe_s, delta=encode_s +
 DIRECTIONS = {"recon_error": "higher", "latent_norm": "higher"}
 det = stats.detector_table(scores, is_ood, seconds_per_sample=sec, directions=DIRECTIONS, fpr=FPR,
                            n_boot=N_BOOT, seed=SEED)
-low = det["direction"].eq("lower")
-det["lo_oriented"] = np.where(low, 1 - det["hi"], det["lo"])
-det["hi_oriented"] = np.where(low, 1 - det["lo"], det["hi"])
 det = det.sort_values("auroc_oriented", ascending=False, kind="stable").reset_index(drop=True)
 DET_COLS = ["score", "direction", "direction_from_data", "auroc_oriented", "lo_oriented", "hi_oriented",
             "tpr_at_fpr", "seconds_per_sample"]

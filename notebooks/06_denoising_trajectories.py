@@ -327,9 +327,6 @@ DIRECTIONS = {"wen_baseline": "higher", "wen_first_step": "higher", "flipd_cond"
 det = stats.detector_table({c: signals[c].to_numpy() for c in DETECTORS}, signals["memorised"].to_numpy(),
                            seconds_per_sample={c: sec[c] for c in DETECTORS}, directions=DIRECTIONS, fpr=FPR,
                            n_boot=N_BOOT, seed=SEED)
-low = det["direction"].eq("lower")
-det["lo_oriented"] = np.where(low, 1 - det["hi"], det["lo"])
-det["hi_oriented"] = np.where(low, 1 - det["lo"], det["hi"])
 det = det.sort_values("auroc_oriented", ascending=False, kind="stable").reset_index(drop=True)
 det[["score", "direction", "direction_from_data", "auroc_oriented", "lo_oriented", "hi_oriented", "tpr_at_fpr",
      "seconds_per_sample"]].round(3)

@@ -324,6 +324,12 @@ def test_detector_table_orients_each_detector_and_keeps_its_seconds():
     a = stats.auroc(good, y)
     assert tab.loc["good", "auroc"] == pytest.approx(a) and tab.loc["low", "auroc"] == pytest.approx(1 - a)
     assert tab.loc["low", "auroc_oriented"] == pytest.approx(a) and tab.loc["free", "auroc_oriented"] == pytest.approx(a)
+    for name in ("good", "low"):                  # the oriented CI is the CI of the oriented AUROC
+        assert tab.loc[name, "lo_oriented"] <= tab.loc[name, "auroc_oriented"] <= tab.loc[name, "hi_oriented"]
+    assert tab.loc["low", "lo_oriented"] == pytest.approx(1 - tab.loc["low", "hi"])
+    assert tab.loc["low", "hi_oriented"] == pytest.approx(1 - tab.loc["low", "lo"])
+    assert (tab.loc["good", ["lo_oriented", "hi_oriented"]].tolist()
+            == tab.loc["good", ["lo", "hi"]].tolist())
     assert list(tab["direction_from_data"]) == [False, False, True] and tab.loc["free", "direction"] == "lower"
     t = _tpr_brute(good, y, 0.05)                 # same ROC read in each stated direction
     assert tab["tpr_at_fpr"].tolist() == pytest.approx([t, t, t], abs=1e-12)
