@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "mean_ci", "diff_ci", "band", "level_sets",
+__all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "spread_subset", "mean_ci", "diff_ci", "band", "level_sets",
            "vendi", "vendi_per_level", "VENDI_UNIT_NORM_TOL"]
 
 
@@ -152,6 +152,16 @@ def detector_table(scores: dict, labels, seconds_per_sample: dict | None = None,
     tab["lo_oriented"] = np.where(lower, 1 - tab["hi"], tab["lo"])
     tab["hi_oriented"] = np.where(lower, 1 - tab["lo"], tab["hi"])
     return tab
+
+
+def spread_subset(idx, n: int) -> np.ndarray:
+    """At most ``n`` entries of ``idx`` ``(m,)`` evenly spread over it, in order: the entries at the rounded
+    positions ``linspace(0, m - 1, min(n, m))`` (first and last included; no repeats). For a deterministic,
+    label-free sub-sample (e.g. the points of a FLIPD t0 sweep or of a timing run)."""
+    idx = np.asarray(idx)
+    if idx.ndim != 1 or not (isinstance(n, (int, np.integer)) and n >= 1):
+        raise ValueError(f"need idx of shape (m,) and an int n >= 1, got shape {idx.shape} and n={n!r}")
+    return idx[np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))]
 
 
 # ------------------------------------------------------------------------------------------ intervals

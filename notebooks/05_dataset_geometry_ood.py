@@ -163,7 +163,7 @@ t = time.perf_counter()
 df["png_bytes"] = png_bytes(images, value_range=(0.0, 1.0)).astype(float)
 png_s = (time.perf_counter() - t) / len(images)
 
-tsub = np.unique(np.linspace(0, len(images) - 1, min(N_TIMING, len(images))).round().astype(int))
+tsub = stats.spread_subset(np.arange(len(images)), N_TIMING)
 t = time.perf_counter()
 describe(pipe.vae_decode, lat_dev[tsub], k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH_SIZE,
          complexity=False, progress=False)
@@ -300,11 +300,8 @@ det[DET_COLS].round(3)
 # `FLIPD_T0`. On data on a manifold the curve plateaus (or shows a knee) at the LID (Kamkari et al.).
 
 # %%
-def spread(idx, n):
-    return idx[np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))]
-
-
-sub = np.r_[spread(np.flatnonzero(~is_ood), N_CURVE), spread(np.flatnonzero(is_ood), N_CURVE)]
+sub = np.r_[stats.spread_subset(np.flatnonzero(~is_ood), N_CURVE),
+            stats.spread_subset(np.flatnonzero(is_ood), N_CURVE)]
 curves = lid.flipd_curve(pipe, lat_dev[sub], FLIPD_T0S, encoder_hidden_states=emb_uncond, probes=FLIPD_PROBES,
                          seed=SEED)
 curves["image"] = sub[curves["point"].to_numpy()]

@@ -338,11 +338,8 @@ det[["score", "direction", "direction_from_data", "auroc_oriented", "lo_oriented
 # On data on a manifold the curve plateaus (or shows a knee) at the LID (Kamkari et al.).
 
 # %%
-def spread(idx, n):
-    return idx[np.unique(np.linspace(0, len(idx) - 1, min(n, len(idx))).round().astype(int))]
-
-
-sub = np.r_[spread(np.flatnonzero(is_mem), N_CURVE), spread(np.flatnonzero(~is_mem), N_CURVE)]
+sub = np.r_[stats.spread_subset(np.flatnonzero(is_mem), N_CURVE),
+            stats.spread_subset(np.flatnonzero(~is_mem), N_CURVE)]
 curves = []
 for cond, emb in (("conditional", emb_cond[sub]), ("unconditional", emb_uncond)):
     c = lid.flipd_curve(pipe, z_mem[sub], FLIPD_T0S, encoder_hidden_states=emb, probes=FLIPD_PROBES, seed=SEED)

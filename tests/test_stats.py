@@ -346,3 +346,12 @@ def test_detector_table_names_a_typo():
         stats.detector_table({"psi": np.arange(4.0)}, y, seconds_per_sample={"flipd": 1.0})
     with pytest.raises(ValueError, match="'higher' or 'lower'"):
         stats.detector_table({"psi": np.arange(4.0)}, y, directions={"psi": "up"})
+
+
+def test_spread_subset_is_evenly_spread_and_keeps_the_ends():
+    idx = np.arange(100, 110)
+    assert stats.spread_subset(idx, 4).tolist() == [100, 103, 106, 109]   # positions round(0, 3, 6, 9)
+    assert stats.spread_subset(idx, 50).tolist() == idx.tolist()          # n > m: every entry once
+    assert stats.spread_subset(np.array([7, 3]), 1).tolist() == [7]
+    with pytest.raises(ValueError, match="n >= 1"):
+        stats.spread_subset(idx, 0)
