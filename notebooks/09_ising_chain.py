@@ -92,14 +92,27 @@ print(f"posterior CE {np.mean(geo.posterior_history[:50]):.3f} -> {np.mean(geo.p
 # (the same as `Fi.reconstruct(..., convex=True)` with the same seed: the posterior network and its held-out
 # bundles are identical, only the $F$ network differs; this saves training the posterior network twice). For
 # every estimator: median relative error against the exact metric and the fraction of grid points where it is not
-# positive definite (or NaN).
+# positive definite (or NaN). Also the two thermodynamic quantities the metric gives at every grid point (issue 17
+# asks for them beside the full metric): with $\beta E = -\theta \cdot T(x)$, the heat capacity per spin is
+# $C = \mathrm{Var}(\beta E)/n = \theta^\top g\, \theta / n$, and the susceptibility per spin
+# $\chi = \partial\langle m\rangle/\partial h = \beta\, g_{HH} / n$; their median relative errors over the grid
+# against the exact ones (at $h = 0$ $C$ is $K^2 g_{KK}/n$, as in 10_ising_2d).
 
 # %%
 fit_cvx = Fi.fit_log_partition(geo.P, grid, BUNDLE, steps=FIT_STEPS, seed=SEED, convex=True)
 g_cvx = Fi.metric(fit_cvx.F, grid.natural).detach()
 interior = Fi.interior_mask(GRID, GRID)
+
+
+def thermo_errors(g):
+    """Median relative errors of C = theta^T g theta / n and of chi (relative error of g_HH; beta and n cancel)."""
+    C_hat, C = (torch.einsum("gi,gij,gj->g", grid.natural, x, grid.natural) for x in (g, g_exact))
+    return dict(C_median_rel_error=((C_hat - C).abs() / C).nanmedian().item(),
+                chi_median_rel_error=((g[:, 1, 1] - g_exact[:, 1, 1]).abs() / g_exact[:, 1, 1]).nanmedian().item())
+
+
 errors = pd.DataFrame([dict(model="ising_chain", estimator=name, **Fi.error_summary(g, g_exact, interior),
-                            not_pd_fraction=Fi.not_positive_definite_fraction(g))
+                            not_pd_fraction=Fi.not_positive_definite_fraction(g), **thermo_errors(g))
                        for name, g in [("hessian_of_learned_F", geo.g), ("fluctuation_baseline", g_fluct),
                                        ("posterior_covariance_baseline", g_post),
                                        ("hessian_of_learned_F_convex", g_cvx)]])
