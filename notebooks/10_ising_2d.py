@@ -41,6 +41,10 @@ FIT_STEPS = 1500
 BURN_IN_TAUS = 20         # Monte Carlo burn-in = BURN_IN_TAUS * thin updates
 REF_CHAINS = 4            # long-run reference (L > 10): independent chains per grid point
 REF_UPDATES = 1536        # Swendsen-Wang updates per reference chain, every one recorded
+ZOOM_LS = [64]            # zoom runs: the same pipeline and settings on a finer grid over a window (issue 17, part 2)
+ZOOM_GRID = [12, 13]      # [NT, NH] of the zoom grid: cells 3.3x (T) and 4x (h) finer than GRID_LARGE's
+ZOOM_T_RANGE = [2.0, 2.6]  # contains T_c; chosen from the measured posterior widths (below)
+ZOOM_H_RANGE = [-0.1, 0.1]
 DEVICE = "cpu"            # where the networks train ("cuda" on a GPU); the sampler is numpy/scipy on the CPU
 CACHE_DIR = "build/cache/10_ising_2d"  # resumable Monte Carlo samples, CACHE_DIR/L{L}/...
 OUT_DIR = "."
@@ -62,7 +66,8 @@ torch.set_num_threads(1)
 out = Outputs("10_ising_2d", OUT_DIR, params=dict(
     SEED=SEED, LS=LS, GRID=GRID, GRID_LARGE=GRID_LARGE, T_RANGE=T_RANGE, H_RANGE=H_RANGE, POOL=POOL,
     BUNDLE_SPINS=BUNDLE_SPINS, HELDOUT=HELDOUT, SIGMA=SIGMA, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS,
-    BURN_IN_TAUS=BURN_IN_TAUS, REF_CHAINS=REF_CHAINS, REF_UPDATES=REF_UPDATES, DEVICE=DEVICE))
+    BURN_IN_TAUS=BURN_IN_TAUS, REF_CHAINS=REF_CHAINS, REF_UPDATES=REF_UPDATES, ZOOM_LS=ZOOM_LS, ZOOM_GRID=ZOOM_GRID,
+    ZOOM_T_RANGE=ZOOM_T_RANGE, ZOOM_H_RANGE=ZOOM_H_RANGE, DEVICE=DEVICE))
 EXACT_MAX_L = 10  # the transfer-matrix sampler's limit
 
 
@@ -91,6 +96,31 @@ def sw_thin(L):
     """Thinning = tau_E of Swendsen-Wang at T_c, rounded up: measured 6.48 / 7.64 / 9.6 updates at L = 16 / 32 / 64
     (geom.physics.ising2d_swendsen_wang's docstring), i.e. tau ~ L^0.28; the power law extrapolates other L."""
     return math.ceil(9.6 * (L / 64) ** 0.28)
+
+
+def nearest_row(T_axis, T_target):
+    """Index of the grid temperature nearest T_target, or None if T_target lies outside the grid's T extent
+    (by more than half a cell): a quantity "at T ~ 3" is not defined on a window that stops at 2.6."""
+    T_axis = torch.as_tensor(T_axis, dtype=torch.float64)
+    half = 0.5 * (T_axis[-1] - T_axis[0]).item() / max(len(T_axis) - 1, 1)
+    if not T_axis[0].item() - half - 1e-9 <= T_target <= T_axis[-1].item() + half + 1e-9:
+        return None
+    return int(torch.argmin((T_axis - T_target).abs()))
+
+
+def posterior_sd_cells(g, points, N, cell):
+    """Width of the posterior of (T, h) from one bundle of N samples, in grid cells, per axis: 1 / sqrt(N g_ii)
+    with g the reference metric transformed to (T, h) (theta = (1/T, h/T)); cell = (dT, dh). Summary over the
+    points given: median and 10% / 90% quantiles (a Cramer-Rao width, the other coordinate held fixed)."""
+    T, h = points[:, 0].double(), points[:, 1].double()
+    g_TT = (g[:, 0, 0] + 2 * h * g[:, 0, 1] + h ** 2 * g[:, 1, 1]) / T ** 4
+    g_hh = g[:, 1, 1] / T ** 2
+    out = {}
+    for name, gi, c in (("T", g_TT, cell[0]), ("h", g_hh, cell[1])):
+        sd = 1 / torch.sqrt(N * gi) / c
+        q = torch.quantile(sd, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+        out[name] = dict(median=q[1].item(), q10=q[0].item(), q90=q[2].item())
+    return out
 
 
 # %% [markdown]
@@ -123,10 +153,10 @@ def exact_samples(L, grid):
     return pool, stats, g_ref, torch.zeros_like(g_ref), {}
 
 
-def mcmc_samples(L, grid, NT, NH, thin, burn_in):
+def mcmc_samples(L, grid, NT, NH, thin, burn_in, t_range, h_range):
     K, B = grid.natural[:, 0].numpy(), grid.natural[:, 1].numpy()
     G = grid.size
-    tag = f"{NT}x{NH}_T{T_RANGE[0]}-{T_RANGE[1]}_h{H_RANGE[0]}-{H_RANGE[1]}_seed{SEED}"
+    tag = f"{NT}x{NH}_T{t_range[0]}-{t_range[1]}_h{h_range[0]}-{h_range[1]}_seed{SEED}"
     run = P.ising2d_mcmc(L, K, B, G, POOL, thin=thin, burn_in=burn_in, seed=SEED + L, chunk=32,
                          out_dir=f"{CACHE_DIR}/L{L}/pool_{tag}_thin{thin}", progress=True)
     pool = torch.tensor(np.stack([P.ising2d_features(run["configs"][:, g]) for g in range(G)]), dtype=torch.float32)
@@ -160,10 +190,12 @@ def mcmc_samples(L, grid, NT, NH, thin, burn_in):
     z = (g_ref[idx0, 0, 0] - g_kauf) / se[idx0, 0, 0]
     g_ref[idx0, 0, 0] = g_kauf
     se[idx0, 0, 0] = 0.0
-    # integrated autocorrelation times of E and |M| at h = 0, nearest T_c and away (2.0, 3.0)
+    # integrated autocorrelation times of E and |M| at h = 0, nearest T_c and away (2.0, 3.0), where on the grid
     taus = []
     for T_target in (P.T_CRITICAL, 2.0, 3.0):
-        it = int(torch.argmin((Tcol - T_target).abs()))
+        it = nearest_row(Tcol, T_target)
+        if it is None:
+            continue
         g = it * NH + NH // 2
         row = dict(L=L, T=Tcol[it].item(), near="T_c" if T_target == P.T_CRITICAL else f"{T_target:.1f}")
         for name, series in (("E", -x[:, :, g, 0]), ("absM", np.abs(x[:, :, g, 1]))):
@@ -194,13 +226,56 @@ def mcmc_samples(L, grid, NT, NH, thin, burn_in):
 # reference; the fraction of grid points where an estimate is not positive definite (or NaN).
 
 # %%
-T_fine = torch.linspace(*T_RANGE, 201, dtype=torch.float64)
-h_fine = torch.linspace(*H_RANGE, 81, dtype=torch.float64)
-runs, tables, autocorr, fine = {}, [], [], {}
-for L in LS:
+def error_rows(L, ests, g_ref, T_axis, h_axis, grid_name, window=None):
+    """Errors of each estimator against the reference on a grid (all of it, or the points inside
+    window = (T_range, h_range)): full metric, C(T) at h = 0 vs Kaufman, chi(h) at the grid temperatures nearest
+    2.0 and 3.0 (NaN where the points used do not reach that temperature), not-positive-definite fraction."""
+    NT, NH = len(T_axis), len(h_axis)
+    Tg, hg = T_axis.double(), h_axis.double()
+    tsel, hsel = torch.ones(NT, dtype=torch.bool), torch.ones(NH, dtype=torch.bool)
+    if window is not None:
+        tsel = (Tg >= window[0][0] - 1e-6) & (Tg <= window[0][1] + 1e-6)
+        hsel = (hg >= window[1][0] - 1e-6) & (hg <= window[1][1] + 1e-6)
+    sel = (tsel[:, None] & hsel[None, :]).reshape(-1)
+    interior = Fi.interior_mask(NT, NH)[sel]
+    j0 = NH // 2  # h = 0 (NH odd, symmetric range)
+    Ts = Tg[tsel]
+    C_kauf = kaufman_gKK(L, Ts) / Ts ** 2 / L ** 2
+    rows_T = torch.nonzero(tsel)[:, 0]
+    it_chi = {}
+    for tag, target in (("T3", 3.0), ("T2", 2.0)):
+        k = nearest_row(Ts, target)
+        it_chi[tag] = None if k is None else int(rows_T[k])
+    rows = []
+    for name, g in ests.items():
+        gr = g.reshape(NT, NH, 2, 2)
+        C = heat_capacity(gr[tsel, j0], Ts, L)
+        summary = Fi.error_summary(g[sel], g_ref[sel], interior)
+        row = dict(L=L, model=f"ising2d_L{L}", estimator=name, metric_median_rel_error=summary["median_rel_error"],
+                   metric_median_rel_error_interior=summary["median_rel_error_interior"],
+                   C_median_rel_error=((C - C_kauf).abs() / C_kauf).nanmedian().item(),
+                   C_peak_T_grid=Ts[torch.nan_to_num(C, nan=-1.0).argmax()].item())
+        for tag, it in it_chi.items():
+            if it is None:
+                row[f"chi_median_rel_error_{tag}"] = float("nan")
+                continue
+            chi = susceptibility(gr[it, hsel], Tg[it], L)
+            chi_ref = susceptibility(g_ref.reshape(NT, NH, 2, 2)[it, hsel], Tg[it], L)
+            row[f"chi_median_rel_error_{tag}"] = ((chi - chi_ref).abs() / chi_ref).nanmedian().item()
+        row["not_pd_fraction"] = Fi.not_positive_definite_fraction(g[sel])
+        row["frac_nan"] = summary["frac_nan"]
+        row["grid"] = grid_name
+        rows.append(row)
+    return pd.DataFrame(rows), it_chi
+
+
+def run_size(L, NT, NH, t_range, h_range, grid_name):
+    """One lattice size on one grid: samples and reference, the posterior network and both log-partition fits,
+    the baselines, the error table; returns (results dict, error table, what the figures need)."""
     t_start = time.time()
-    NT, NH = GRID if L <= 32 else GRID_LARGE
-    T_axis, h_axis = torch.linspace(*T_RANGE, NT), torch.linspace(*H_RANGE, NH)
+    T_axis, h_axis = torch.linspace(*t_range, NT), torch.linspace(*h_range, NH)
+    T_fine = torch.linspace(*t_range, 201, dtype=torch.float64)
+    h_fine = torch.linspace(*h_range, 81, dtype=torch.float64)
     pts = torch.stack(torch.meshgrid(T_axis.double(), h_axis.double(), indexing="ij"), -1).reshape(-1, 2)
     grid = Fi.ParamGrid(T_axis, h_axis, natural=torch.stack([1 / pts[:, 0], pts[:, 1] / pts[:, 0]], 1), sigma=SIGMA)
     N = min(8, max(1, BUNDLE_SPINS // L ** 2))
@@ -209,7 +284,7 @@ for L in LS:
     thin = None if exact else sw_thin(L)
     burn_in = None if exact else BURN_IN_TAUS * thin
     pool, stats, g_ref, g_se, quality = (exact_samples(L, grid) if exact
-                                         else mcmc_samples(L, grid, NT, NH, thin, burn_in))
+                                         else mcmc_samples(L, grid, NT, NH, thin, burn_in, t_range, h_range))
     t_samples = time.time() - t_start
     j0 = NH // 2
     Tg = T_axis.double()
@@ -229,40 +304,26 @@ for L in LS:
             "hessian_of_learned_F_convex": Fi.metric(fit_cvx.F, grid.natural).detach(),
             "fluctuation_baseline": Fi.fluctuation_fisher(stats),
             "posterior_covariance_baseline": Fi.posterior_fisher(geo.P, grid, N, geo.idx)}
-    interior = Fi.interior_mask(NT, NH)
-    it_lo, it_hi = int(torch.argmin((T_axis - 2.0).abs())), int(torch.argmin((T_axis - 3.0).abs()))
-    rows = []
-    for name, g in ests.items():
-        gr = g.reshape(NT, NH, 2, 2)
-        C = heat_capacity(gr[:, j0], Tg, L)
-        summary = Fi.error_summary(g, g_ref, interior)
-        row = dict(L=L, model=f"ising2d_L{L}", estimator=name, metric_median_rel_error=summary["median_rel_error"],
-                   metric_median_rel_error_interior=summary["median_rel_error_interior"],
-                   C_median_rel_error=((C - C_kauf_grid).abs() / C_kauf_grid).nanmedian().item(),
-                   C_peak_T_grid=Tg[torch.nan_to_num(C, nan=-1.0).argmax()].item())
-        for it, tag in [(it_hi, "T3"), (it_lo, "T2")]:
-            chi = susceptibility(gr[it], Tg[it], L)
-            chi_ref = susceptibility(g_ref.reshape(NT, NH, 2, 2)[it], Tg[it], L)
-            row[f"chi_median_rel_error_{tag}"] = ((chi - chi_ref).abs() / chi_ref).nanmedian().item()
-        row["not_pd_fraction"] = Fi.not_positive_definite_fraction(g)
-        row["frac_nan"] = summary["frac_nan"]
-        rows.append(row)
-    errors = pd.DataFrame(rows)
-    tables.append(errors)
+    del pool, stats
+    errors, it_chi = error_rows(L, ests, g_ref, T_axis, h_axis, grid_name)
     theta_T = torch.stack([1 / T_fine, 0 * T_fine], 1)
     C_fine = {k: heat_capacity(Fi.metric(F, theta_T).detach(), T_fine, L) for k, F in Fs.items()}
     chi_fine = {}
-    for it in (it_lo, it_hi):
+    for it in (it_chi["T2"], it_chi["T3"]):
+        if it is None:
+            continue
         th = torch.stack([torch.ones_like(h_fine) / Tg[it], h_fine / Tg[it]], 1)
         chi_fine[it] = {k: susceptibility(Fi.metric(F, th).detach(), Tg[it], L) for k, F in Fs.items()}
         if exact:
             chi_fine[it]["exact"] = susceptibility(transfer_matrix_metric(L, th), Tg[it], L)
     r = errors.set_index("estimator")
-    runs[str(L)] = dict(
+    cell = ((t_range[1] - t_range[0]) / (NT - 1), (h_range[1] - h_range[0]) / (NH - 1))
+    run = dict(
         L=L, grid=[NT, NH], sampler="exact transfer matrix" if exact else "swendsen-wang", bundle=N,
         bundles_per_point=bpp, thin=thin, burn_in=burn_in,
         reference="exact transfer matrix" if exact else "Kaufman at h = 0 (g_KK, C), long-run fluctuation elsewhere",
-        T_chi_low=Tg[it_lo].item(), T_chi_high=Tg[it_hi].item(),
+        T_chi_low=None if it_chi["T2"] is None else Tg[it_chi["T2"]].item(),
+        T_chi_high=None if it_chi["T3"] is None else Tg[it_chi["T3"]].item(),
         C_peak_T_exact=T_fine[C_kauf_fine.argmax()].item(), C_peak_value_exact=C_kauf_fine.max().item(),
         C_peak_T_learned=T_fine[C_fine["hessian_of_learned_F"].argmax()].item(),
         C_peak_value_learned=C_fine["hessian_of_learned_F"].max().item(),
@@ -276,18 +337,75 @@ for L in LS:
         posterior_ce=[float(np.mean(geo.posterior_history[:50])), float(np.mean(geo.posterior_history[-50:]))],
         fit_js=[geo.fit.history[-1][1], fit_cvx.history[-1][1]],
         seconds_samples=t_samples, seconds_networks=t_fit, seconds_total=time.time() - t_start,
-        error_table=errors.drop(columns=["L", "model"]).to_dict(orient="records"))
-    autocorr += quality.get("autocorr", [])
-    fine[L] = dict(NT=NT, NH=NH, grid=grid, T_axis=T_axis, h_axis=h_axis, ests=ests, g_ref=g_ref, g_se=g_se,
-                   C_kauf_fine=C_kauf_fine, C_fine=C_fine, chi_fine=chi_fine, it=(it_lo, it_hi), exact=exact)
-    print(f"L = {L}: {NT} x {NH} grid, {'exact samples' if exact else f'Swendsen-Wang thin {thin}, burn-in {burn_in}'}, "
-          f"N = {N}; samples {t_samples:.0f} s, networks {t_fit:.0f} s")
+        error_table=errors.drop(columns=["L", "model", "grid"]).to_dict(orient="records"),
+        T_range=list(t_range), h_range=list(h_range), cell=list(cell),
+        posterior_sd_cells=posterior_sd_cells(g_ref, pts, N, cell))
+    f = dict(L=L, NT=NT, NH=NH, grid=grid, T_axis=T_axis, h_axis=h_axis, T_fine=T_fine, h_fine=h_fine, pts=pts,
+             cell=cell, N=N, ests=ests, g_ref=g_ref, g_se=g_se, C_kauf_fine=C_kauf_fine, C_fine=C_fine,
+             chi_fine=chi_fine, it=[it for it in (it_chi["T2"], it_chi["T3"]) if it is not None], exact=exact,
+             ext=[*h_range, *t_range], name=grid_name)
+    sd = run["posterior_sd_cells"]
+    print(f"L = {L} ({grid_name} grid): {NT} x {NH} over T in {t_range}, h in {h_range}, "
+          f"{'exact samples' if exact else f'Swendsen-Wang thin {thin}, burn-in {burn_in}'}, N = {N}; "
+          f"samples {t_samples:.0f} s, networks {t_fit:.0f} s")
+    print(f"  posterior s.d. from the reference metric, in grid cells (median [10%, 90%]): "
+          f"T {sd['T']['median']:.2f} [{sd['T']['q10']:.2f}, {sd['T']['q90']:.2f}], "
+          f"h {sd['h']['median']:.2f} [{sd['h']['q10']:.2f}, {sd['h']['q90']:.2f}]")
     if quality:
         print(f"  reference: median relative s.e. of the metric {quality['median_rel_se_metric']:.3f}; long-run g_KK "
               f"at h = 0 vs Kaufman: median |z| {quality['kaufman_check_median_abs_z']:.2f}, "
               f"{quality['kaufman_check_frac_abs_z_below_2']:.0%} within 2 s.e.")
     display(errors.drop(columns=["model"]).round(3))
-del pool, stats
+    return run, errors, f
+
+
+runs, tables, autocorr, fine = {}, [], [], {}
+for L in LS:
+    NT, NH = GRID if L <= 32 else GRID_LARGE
+    runs[str(L)], errors, fine[L] = run_size(L, NT, NH, T_RANGE, H_RANGE, "coarse")
+    tables.append(errors)
+    autocorr += [dict(a, grid="coarse") for a in (runs[str(L)]["reference_quality"] or {}).get("autocorr", [])]
+
+# %% [markdown]
+# ## Zoom: the same pipeline on a finer grid over a window (issue 17, part 2)
+# At $L = 64$ the learned metric fails on the coarse grid. The suspected cause: one sample pins $(T, h)$ to
+# well under a grid cell, so the learned posterior is mostly the $\sigma = 1$-cell target smoothing. A test that
+# changes the grid spacing alone: the same per-$L$ code, `POOL`, $N$, $\sigma$, network steps, thinning and
+# reference construction, on a `ZOOM_GRID` grid over `ZOOM_T_RANGE` x `ZOOM_H_RANGE` (new Monte Carlo samples and
+# a new long-run reference there). **Window:** on the coarse $L = 64$ grid the posterior width from the reference
+# metric ($1/\sqrt{N g_{ii}}$ in $(T, h)$, $N = 1$), at the coarse points inside $[2.0, 2.6] \times [-0.1, 0.1]$,
+# is a median 0.19 coarse cells in $T$ and 0.23 in $h$ (smaller still at $h = 0$ below $T_c$), so cells 3.3x ($T$)
+# and 4x ($h$) finer should bring it to ~0.6-0.9 cells; the window contains $T_c$ and $h = 0$, and reaches $T = 2.0$
+# (its edge row) for $\chi$ at $T \approx 2$. Reported: the same error table on the zoom grid (grid `zoom`), the
+# measured posterior widths in cells on both grids, and, like for like, the coarse-grid errors restricted to
+# the coarse points inside the window (grid `coarse_in_zoom_window`: 3 x 3 points at $L = 64$; $\chi$ at
+# $T \approx 2$ undefined there, the nearest coarse row inside being 2.15).
+
+# %%
+zoom_runs, zoom_fine = {}, {}
+for L in ZOOM_LS:
+    zr, errors, zoom_fine[L] = run_size(L, *ZOOM_GRID, ZOOM_T_RANGE, ZOOM_H_RANGE, "zoom")
+    tables.append(errors)
+    autocorr += [dict(a, grid="zoom") for a in (zr["reference_quality"] or {}).get("autocorr", [])]
+    if L in fine:  # the coarse run of the same L, restricted to the window
+        fc = fine[L]
+        window = (ZOOM_T_RANGE, ZOOM_H_RANGE)
+        coarse_in, _ = error_rows(L, fc["ests"], fc["g_ref"], fc["T_axis"], fc["h_axis"], "coarse_in_zoom_window",
+                                  window)
+        tables.append(coarse_in)
+        inside = ((fc["pts"][:, 0] >= ZOOM_T_RANGE[0] - 1e-6) & (fc["pts"][:, 0] <= ZOOM_T_RANGE[1] + 1e-6)
+                  & (fc["pts"][:, 1] >= ZOOM_H_RANGE[0] - 1e-6) & (fc["pts"][:, 1] <= ZOOM_H_RANGE[1] + 1e-6))
+        zr["coarse_in_window"] = dict(
+            grid_points=int(inside.sum()),
+            posterior_sd_cells=posterior_sd_cells(fc["g_ref"][inside], fc["pts"][inside], fc["N"], fc["cell"]),
+            cell=list(fc["cell"]), spacing_ratio=[fc["cell"][0] / zr["cell"][0], fc["cell"][1] / zr["cell"][1]],
+            error_table=coarse_in.drop(columns=["L", "model", "grid"]).to_dict(orient="records"))
+        sdc, sdz = zr["coarse_in_window"]["posterior_sd_cells"], zr["posterior_sd_cells"]
+        print(f"  coarse grid inside the window ({int(inside.sum())} points): posterior s.d. in coarse cells "
+              f"T {sdc['T']['median']:.2f}, h {sdc['h']['median']:.2f}; on the zoom grid, in zoom cells "
+              f"T {sdz['T']['median']:.2f}, h {sdz['h']['median']:.2f}")
+        display(coarse_in.drop(columns=["model"]).round(3))
+    zoom_runs[str(L)] = zr
 
 # %%
 errors_all = pd.concat(tables, ignore_index=True)
@@ -310,21 +428,29 @@ STYLE = {"hessian_of_learned_F": ("C0", "-", "learned F (unconstrained)"),
          "hessian_of_learned_F_convex": ("C3", "--", "learned F (convex)"),
          "fluctuation_baseline": ("C1", "o", "fluctuation baseline"),
          "posterior_covariance_baseline": ("C2", "s", "posterior covariance")}
-for L, f in fine.items():
-    NT, NH, Tg = f["NT"], f["NH"], f["T_axis"].double()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
+for f in [*fine.values(), *zoom_fine.values()]:
+    L, NT, NH, Tg, T_fine, h_fine = f["L"], f["NT"], f["NH"], f["T_axis"].double(), f["T_fine"], f["h_fine"]
+    zoom = f["name"] == "zoom"
+    sfx, tsfx = ("_zoom", ", zoom grid") if zoom else ("", "")
+    fig, axes = plt.subplots(1, 1 + len(f["it"]), figsize=(5 * (1 + len(f["it"])), 4.6), layout="constrained")
     ax = axes[0]
     ax.plot(T_fine, f["C_kauf_fine"], "k-", label="exact (Kaufman)")
     for k in ("hessian_of_learned_F", "hessian_of_learned_F_convex"):
         c, ls, lab = STYLE[k]
         ax.plot(T_fine, f["C_fine"][k], color=c, ls=ls, label=lab)
+    if zoom and L in fine:  # the coarse grid's learned C on the same window
+        fc = fine[L]
+        w = (fc["T_fine"] >= T_fine[0]) & (fc["T_fine"] <= T_fine[-1])
+        for k, lab in (("hessian_of_learned_F", "unconstrained"), ("hessian_of_learned_F_convex", "convex")):
+            ax.plot(fc["T_fine"][w], fc["C_fine"][k][w], color=STYLE[k][0], ls=":", alpha=0.6,
+                    label=f"learned F ({lab}), coarse grid")
     for k in ("fluctuation_baseline", "posterior_covariance_baseline"):
         c, m, lab = STYLE[k]
         ax.plot(Tg, heat_capacity(f["ests"][k].reshape(NT, NH, 2, 2)[:, NH // 2], Tg, L), m, color=c, ms=4, label=lab)
     ax.axvline(P.T_CRITICAL, color="grey", ls=":", label=r"Onsager $T_c$")
     ax.set_xlabel("T")
     ax.set_ylabel("C per spin (h = 0)")
-    ax.set_title(f"heat capacity, L = {L}")
+    ax.set_title(f"heat capacity, L = {L}{tsfx}")
     for ax, it in zip(axes[1:], f["it"]):
         T = Tg[it]
         gr = lambda g: g.reshape(NT, NH, 2, 2)[it]  # noqa: E731
@@ -342,17 +468,17 @@ for L, f in fine.items():
         ax.set_yscale("log")
         ax.set_xlabel("h")
         ax.set_ylabel(r"$\chi$ per spin")
-        ax.set_title(f"susceptibility at T = {T:.2f}, L = {L}")
+        ax.set_title(f"susceptibility at T = {T:.2f}, L = {L}{tsfx}")
     handles = {}
     for a in axes:
         for hd, lab in zip(*a.get_legend_handles_labels()):
             handles.setdefault(lab, hd)
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=4, fontsize=8)
-    out.savefig(fig, f"heat_capacity_susceptibility_L{L}")
+    out.savefig(fig, f"heat_capacity_susceptibility_L{L}{sfx}")
     plt.show()
 
     fig, axes = plt.subplots(1, 4, figsize=(17, 4), layout="constrained")
-    ext = [*H_RANGE, *T_RANGE]
+    ext = f["ext"]
 
     def log_sqrt_det(g):
         d = torch.linalg.det(g)
@@ -370,13 +496,13 @@ for L, f in fine.items():
         ax.axhline(P.T_CRITICAL, color="w", ls=":")
         ax.set_xlabel("h")
         ax.set_ylabel("T")
-        ax.set_title(f"{title}, L = {L}", fontsize=9)
+        ax.set_title(f"{title}, L = {L}{tsfx}", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    out.savefig(fig, f"metric_maps_L{L}")
+    out.savefig(fig, f"metric_maps_L{L}{sfx}")
     plt.show()
 
 # %%
-out.results.update(LS=LS, T_critical_onsager=P.T_CRITICAL, runs=runs)
+out.results.update(LS=LS, T_critical_onsager=P.T_CRITICAL, runs=runs, zoom_runs=zoom_runs)
 out.write()
 
 # %% [markdown]
@@ -453,4 +579,7 @@ for L, r in runs.items():
           f"burn-in = {r['burn_in']}; exact C peak T = {r['C_peak_T_exact']:.2f}")
     if r["kaufman_vs_transfer_max_abs"] is not None:
         print(f"  Kaufman = transfer matrix at h = 0: {r['kaufman_vs_transfer_max_abs'] < 1e-6}")
+for L, r in zoom_runs.items():
+    print(f"zoom L = {L}: {r['grid'][0]} x {r['grid'][1]} grid over T in {r['T_range']}, h in {r['h_range']}, "
+          f"{r['sampler']}, bundle N = {r['bundle']}, thin = {r['thin']}; exact C peak T = {r['C_peak_T_exact']:.2f}")
 print(f"Onsager T_c: {P.T_CRITICAL:.3f}")
