@@ -1,12 +1,14 @@
 # %% [markdown]
-# # 10 · Hessian geometry of the 2D Ising model: heat capacity and susceptibility at L = 8, 32, 64
+# # 10 · Hessian geometry of the 2D Ising model: heat capacity and susceptibility at L = 8, 32, 64 (+ a zoom grid)
 #
 # **Reproduces:** Lobashev et al., "Hessian Geometry of Latent Space in Generative Models" (ICML 2025), Ising experiment:
 # the Fisher metric of the periodic $L \times L$ Ising model in $(T, h)$ reconstructed as the Hessian of a
 # learned log-partition function, and the thermodynamic quantities derived from it (heat capacity $C(T)$ at
 # $h = 0$, susceptibility $\chi(h)$), against exact values and two baselines (issue 17). The paper uses $L = 128$
 # and $5.4\cdot10^5$ Monte Carlo samples; here $L = 8$ (exact samples), $32$ and $64$ (Swendsen-Wang), each with
-# the unconstrained and the convex-by-construction log-partition network, on a 2-core CPU.
+# the unconstrained and the convex-by-construction log-partition network, on a 2-core CPU. A **zoom run** repeats
+# $L = 64$ with every setting unchanged but the grid: the same 12 x 13 points over $T \in [2.0, 2.6]$,
+# $h \in [-0.1, 0.1]$ (cells 3.3x / 4x finer), to test whether the coarse grid is why the method fails at $L = 64$.
 #
 # **Inputs:** none. Samples: for $L \le 10$ exact, from the row-transfer-matrix sampler `geom.physics.ising2d_sample`;
 # for $L > 10$ Swendsen-Wang chains (`geom.physics.ising2d_mcmc`, one chain per grid point, thinning and burn-in from
@@ -15,10 +17,13 @@
 # long-run fluctuation estimate with error bars elsewhere (below). Parameters: `LS` (lattice sizes), grids, `POOL`
 # samples per grid point, network steps, `DEVICE`.
 #
-# **Runtime (2-core CPU):** smoke ($L = 4$ exact and $L = 12$ Monte Carlo, 10 x 9 grid, 64 samples per point) ~20 s;
-# full (`LS = [8, 32, 64]`: 16 x 17 grids for $L = 8, 32$ and 12 x 13 for $L = 64$, 256 samples per point) measured
-# 1,698 s (28 min): $L = 8$ 233 s, $L = 32$ 486 s (381 s Monte Carlo), $L = 64$ 963 s (904 s Monte Carlo); the two
-# networks take 1-2 min per $L$. A re-run reuses the cached Monte Carlo samples.
+# **Runtime (2-core CPU):** smoke ($L = 4$ exact and $L = 12$ Monte Carlo, 10 x 9 grids, zoom at $L = 12$, 64
+# samples per point) ~25 s; full (`LS = [8, 32, 64]`: 16 x 17 grids for $L = 8, 32$ and 12 x 13 for $L = 64$, plus
+# the 12 x 13 zoom grid at $L = 64$, 256 samples per point) measured 987 s (16 min) with the coarse grids' Monte
+# Carlo samples cached: $L = 8$ 129 s, $L = 32$ 74 s, $L = 64$ 37 s, zoom 735 s (697 s Monte Carlo: pool and
+# long-run reference). From an empty cache add the coarse Monte Carlo (first run: 381 s at $L = 32$, 904 s at
+# $L = 64$), about 2,400 s (40 min) in all. The two networks take 0.5-1.5 min per $L$ and grid. A re-run reuses the
+# cached Monte Carlo samples.
 # **$L = 128$ is one parameter away** (`LS = [128]`, 12 x 13 grid): the Swendsen-Wang sampler is numpy/scipy and
 # runs on the CPU whatever `DEVICE` says (2.2 ms per chain and update at $L = 128$, so about an hour here for the
 # estimators' samples and the reference); `DEVICE = "cuda"` moves the two networks (posterior and log-partition
@@ -421,7 +426,9 @@ if autocorr:
 # 3.0 (reference: exact for $L \le 10$, the long run with $\pm 1$ s.e. bars otherwise); learned curves on fine
 # lines (a non-positive learned $\chi$ leaves the log axis: that is where the unconstrained $F$ is no metric).
 # Metric maps: $\log_{10}\sqrt{\det g}$ of the reference and of the convex learned $F$ (white: not positive
-# definite), and the relative error of both learned metrics.
+# definite), and the relative error of both learned metrics. The zoom run's figures (`*_L64_zoom`) show the window
+# only, $\chi$ at $T = 2.0$ only (its edge row; $T \approx 3$ is outside), and the coarse grid's learned $C(T)$
+# over the same window (dotted) beside the zoom grid's.
 
 # %%
 STYLE = {"hessian_of_learned_F": ("C0", "-", "learned F (unconstrained)"),
@@ -543,16 +550,53 @@ out.write()
 # - *"Beats the baselines": not reproduced.* The learned full metric beats the posterior-covariance baseline at
 #   $L = 8, 32$ but never the fluctuation baseline given the same samples (closest: $L = 32$, 0.082 vs 0.072);
 #   only $C(T)$ at $L = 8$ (0.047 vs 0.052) and $L = 32$ (0.062 vs 0.090) is better. At $L = 64$ the method fails
-#   on this grid (0.52-0.56): one $L = 64$ sample pins $(T, h)$ to well under a grid cell (our estimate from the
-#   reference: posterior standard deviation in $K$ of ~0.15-0.45 cells, against ~1 cell at $L = 32$), so the
-#   learned posterior is little more than the $\sigma = 1$-cell target smoothing (final cross-entropy 3.01 nats at
-#   $L = 64$ vs 3.54 at $L = 32$) and carries almost no curvature information. $L = 128$ on the same grid would
-#   be worse; it needs a finer grid around the region of interest (issue 17, part 2).
+#   on this grid (0.52-0.56): one $L = 64$ sample pins $(T, h)$ to well under a grid cell (posterior standard
+#   deviation from the reference metric, `posterior_sd_cells`: median 0.28 cells in $T$ and 0.49 in $h$, 10-90%
+#   0.22-0.44 and 0.24-1.58, against 0.74 and 1.29 at $L = 32$ and 1.03 and 1.70 at $L = 8$), so the learned
+#   posterior is little more than the $\sigma = 1$-cell target smoothing (final cross-entropy 3.01 nats at
+#   $L = 64$ vs 3.54 at $L = 32$) and carries almost no curvature information. The zoom run (below) confirms
+#   this: a finer grid, nothing else changed, brings the convex $F$ to within 1.7x of the fluctuation baseline.
+#   $L = 128$ on the coarse grid would be worse still.
 # - *A metric that is a metric (issue 17, part 3): achieved.* The unconstrained $F$ is not positive definite at
 #   14-19% of the grid points (e.g. at $T \approx 2$ near $|h| \approx 0.1$, where its $\chi$ turns negative in the
 #   figures); the input-convex $F$ at 0% for every $L$. Accuracy after vs before: $\chi$ at $T \approx 2$ much
 #   better (above), full metric 0.117 -> 0.100 ($L = 8$), 0.082 -> 0.103 ($L = 32$, worse), 0.56 -> 0.52 ($L = 64$);
 #   $C(T)$ 0.047 -> 0.052, 0.062 -> 0.079, 0.31 -> 0.27. Both are positive definite on the fine $h = 0$ line.
+#
+# **Zoom grid at $L = 64$ (issue 17, part 2): the finer grid fixes most of the $L = 64$ failure, for the convex
+# $F$.** `zoom_runs["64"]` and the rows of `errors.parquet` with `grid` = `zoom` / `coarse_in_zoom_window`: the same
+# 12 x 13 points, $N = 1$, 256 samples per point, $\sigma = 1$ cell, network steps, thinning (10) and reference
+# construction, over $T \in [2.0, 2.6]$, $h \in [-0.1, 0.1]$ (cells 3.3x finer in $T$, 4x in $h$). Posterior
+# standard deviation from the reference metric, in cells of the grid used (median [10%, 90%]): coarse grid, its 9
+# points inside the window: $T$ 0.19 [0.17, 0.21], $h$ 0.23 [0.02, 0.53]; zoom grid: $T$ 0.66 [0.58, 0.72], $h$ 1.30
+# [0.40, 2.65], i.e. about one cell, as intended. Median relative errors, like for like on the window
+# ("unconstrained / convex" for the learned $F$; the fluctuation baseline from the same samples as the learned
+# $F$ on each grid):
+#
+# | quantity | grid | learned F (unconstr. / convex) | fluctuation | posterior cov. |
+# |---|---|---|---|---|
+# | full metric | coarse, whole grid (156 points) | 0.56 / 0.52 | 0.062 | 0.55 |
+# | | coarse, 9 points inside the window | 0.74 / 0.67 | 0.062 | 1.00 |
+# | | zoom (156 points) | 0.29 / **0.096** | 0.058 | 0.40 |
+# | $C(T)$ at $h=0$ vs Kaufman | coarse, 3 temperatures inside | 0.64 / 0.70 | 0.079 | 0.31 |
+# | | zoom (12 temperatures) | 0.18 / **0.070** | 0.052 | 0.39 |
+# | $\chi(h)$ at $T = 2.0$ (zoom edge row) | zoom | 9.2 / 0.30 | 0.028 | 3.1 |
+# | not-positive-definite fraction | coarse inside | 0 / 0 | 0 | 0.44 |
+# | | zoom | 0.23 / **0** | 0 | 0 |
+#
+# - *Does the finer grid fix $L = 64$?* For the convex $F$, largely: full metric 0.67 -> 0.096 on the same window
+#   (7x), $C(T)$ 0.70 -> 0.070 (10x); the learned $C$ now peaks at $T = 2.27$ (height 1.75) against the exact 2.28
+#   (2.25), where the coarse grid gave 2.38 (0.53). It does not beat the fluctuation baseline on the same samples
+#   (0.096 vs 0.058, 1.7x; $C$ 0.070 vs 0.052, 1.4x), close to where the method stands at $L = 8, 32$ on their
+#   grids (full metric 1.1-1.4x the baseline's). The unconstrained $F$ improves less (0.74 -> 0.29, $C$ 0.64 -> 0.18) and is not positive
+#   definite at 23% of the zoom grid. $\chi$ at $T = 2.0$ (the window's edge row, with the spike at $h = 0$) stays
+#   poor: 0.30 (convex) against 0.028. Final posterior cross-entropy 3.26 nats on the zoom grid vs 3.01 on the
+#   coarse one (the posterior is now about as wide as the smoothing, not far narrower).
+# - *What it does not show.* The zoom result covers only the window; a regular grid with these cells over the
+#   whole coarse range would need ~12x the points (and Monte Carlo chains). The zoom reference is as good as the
+#   coarse one: median relative s.e. of the metric 0.019 (max 0.035); long-run $g_{KK}$ at $h = 0$ vs Kaufman
+#   median $|z|$ 0.56, 8 of 12 within 2 s.e., none beyond 2.5 (a $t_3$ puts 14% beyond 2). Autocorrelation at $T = 2.27$:
+#   $\tau_E$ 9.2 (1.6), $\tau_{|M|}$ 7.9 (1.3) updates, below the thinning of 10.
 #
 # **References and sampler ($L > 10$).** The long-run reference (4 chains x 1,536 Swendsen-Wang updates per point,
 # every update recorded, doubled by the $h \to -h$ mirror: 12,288 updates per point against the estimators' 256
