@@ -49,7 +49,8 @@ def committed(model: str, quantity: str) -> dict[str, list[float] | None]:
         e = _errors("10_ising_2d")
         e = e[e.L == int(m.group(1))]
         if "grid" in e:
-            e = e[e.grid == ("zoom" if "zoom" in model else "coarse")]
+            e = e[e.grid == ("coarse_in_zoom_window" if "inside the zoom window" in model
+                             else "zoom" if "zoom" in model else "coarse")]
         e = e.set_index("estimator")
         col = {"full metric": "metric_median_rel_error", "C at h = 0": "C_median_rel_error",
                "chi at T ~ 3": "chi_median_rel_error_T3", "chi at T ~ 2": "chi_median_rel_error_T2"}[quantity]
