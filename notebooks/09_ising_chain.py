@@ -179,28 +179,14 @@ t_main = time.time() - t_run
 # posterior in grid cells (median over bundles) with the Jensen-Shannon divergence of the learned posterior from it.
 
 # %%
-d_feat = pool.shape[-1]
 logz_grid = exact_logz(grid.natural.T)
-pool_and_stats = torch.cat([pool, stats.float()], -1)[:, POOL // 2:]  # the held-out half, features + statistics
 step = torch.tensor([(K_RANGE[1] - K_RANGE[0]) / (GRID - 1), (H_RANGE[1] - H_RANGE[0]) / (GRID - 1)])
-
-
-def heldout_bundles(N, seed):
-    """The held-out bundles of Fi.reconstruct(pool, grid, N, seed=seed) (same generator and draws), with the sums
-    of their sufficient statistics: features (B, N, d), statistic sums (B, 2)."""
-    gen = torch.Generator().manual_seed(seed + 1)
-    X, _ = Fi.make_bundles(pool_and_stats, N, 0, gen, idx=torch.arange(grid.size).repeat(BUNDLES_PER_POINT))
-    return X[..., :d_feat], X[..., d_feat:].double().sum(1)
-
-
 sweep_rows, diag_rows = [], []
 for N in SWEEP_N:
     t0 = time.time()
     geo_N = geo if N == BUNDLE else Fi.reconstruct(pool, grid, N, posterior_steps=POSTERIOR_STEPS, fit_steps=FIT_STEPS,
                                                    bundles_per_point=BUNDLES_PER_POINT, seed=SEED)
-    X, S = heldout_bundles(N, SEED)
-    if not torch.allclose(Fi.predict_posterior(geo_N.net, X), geo_N.P):
-        raise RuntimeError("held-out bundles differ from reconstruct's")
+    S = geo_N.heldout(stats).double().sum(1)  # summed sufficient statistics of the held-out bundles
     P_bayes = torch.softmax(S @ grid.natural.T - N * logz_grid[None], -1)  # exact posterior, uniform prior
     P_bayes_s = grid.smooth(P_bayes)
     fit_bayes = Fi.fit_log_partition(P_bayes_s, grid, N, steps=FIT_STEPS, seed=SEED)

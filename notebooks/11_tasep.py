@@ -111,10 +111,7 @@ def bundle_loglik(X, logp_table):
 
 
 logp_table = torch.stack([torch.log_softmax(P.tasep_weights(L, a, b)[1], 0) for a, b in grid.points.tolist()])
-n_half = pool.shape[1]
-X_held, idx_held = Fi.make_bundles(pool[:, n_half // 2:], BUNDLE, 0, torch.Generator().manual_seed(SEED + 1),
-                                   idx=geo.idx)
-assert torch.equal(idx_held, geo.idx)
+X_held = geo.heldout(pool)  # the held-out bundles whose learned posteriors are geo.P
 ll = bundle_loglik(X_held, logp_table)
 # brute-force check on a few bundles and grid points: sum of log P(tau_n) from tasep_weights directly
 conf_all = P.tasep_weights(L, 0.5, 0.5)[0]

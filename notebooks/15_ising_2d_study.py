@@ -144,21 +144,6 @@ base = grid_data(BASE)
 # within $\sigma$ cells (near $T_c$).
 
 # %%
-def smooth_field(g, key, sigma):
-    """Gaussian average of a field on the grid, (G, 2, 2) -> (G, 2, 2); kernel of sigma cells, renormalised."""
-    NT, NH, _ = key
-    if sigma == 0:
-        return g.clone()
-
-    def kern(n):
-        i = torch.arange(n, dtype=torch.float64)
-        k = torch.exp(-0.5 * ((i[:, None] - i[None, :]) / sigma) ** 2)
-        return k / k.sum(1, keepdim=True)
-
-    f = g.reshape(NT, NH, 4).double()
-    return torch.einsum("ia,jb,abk->ijk", kern(NT), kern(NH), f).reshape(g.shape)
-
-
 def gaussian_fluctuation_error(key):
     """Median relative error of the sample covariance of POOL Gaussian vectors with the exact covariance."""
     g_ref = grid_data(key)["g_ref"]
@@ -217,16 +202,9 @@ def run_setting(N, key, sigma, width, steps, unconstrained=False):
     if unconstrained:
         fit_u = Fi.fit_log_partition(geo.P, grid, N, steps=FIT_STEPS, seed=SEED, convex=False)
         ests["hessian_of_learned_F"] = Fi.metric(fit_u.F, grid.natural).detach()
-    # held-out bundles' statistic sums: the same generator and draws as reconstruct's (checked on the features)
     ek = (N, key, sigma)
-    n = d["pool"].shape[1]
-    gen = torch.Generator().manual_seed(SEED + 1)
-    both = torch.cat([d["pool"], d["stats"].float()], -1)[:, n // 2:]
-    X, _ = Fi.make_bundles(both, N, 0, gen, idx=torch.arange(grid.size).repeat(BUNDLES_PER_POINT))
-    if not torch.allclose(Fi.predict_posterior(geo.net, X[..., :5]), geo.P):
-        raise RuntimeError("held-out bundles differ from reconstruct's")
     if ek not in EXACT_FITS:
-        S = X[..., 5:].double().sum(1)
+        S = geo.heldout(d["stats"]).double().sum(1)  # summed sufficient statistics of the held-out bundles
         P_bayes = torch.softmax(S @ grid.natural.T - N * d["logz"][None], -1)
         P_bayes_s = grid.smooth(P_bayes)
         fit_b = Fi.fit_log_partition(P_bayes_s, grid, N, steps=FIT_STEPS, seed=SEED, convex=True)
@@ -240,7 +218,7 @@ def run_setting(N, key, sigma, width, steps, unconstrained=False):
     ex = EXACT_FITS[ek]
     ests.update({"hessian_of_F_fit_to_exact_posterior": ex["g"],
                  "fluctuation_baseline": d["g_fluct"],
-                 "fluctuation_smoothed": smooth_field(d["g_fluct"], key, sigma),
+                 "fluctuation_smoothed": grid.average(d["g_fluct"]),
                  "posterior_covariance_baseline": Fi.posterior_fisher(geo.P, grid, N, geo.idx),
                  "posterior_covariance_of_exact_posterior": ex["g_post"]})
     rows = {name: estimator_rows(g, d["g_ref"], key) for name, g in ests.items()}

@@ -85,6 +85,27 @@ def test_grid_smoothing_and_targets():
     assert torch.equal(Fi.ParamGrid(grid.t1, grid.t2, sigma=0).targets(torch.tensor([3])).argmax(1), torch.tensor([3]))
 
 
+def test_grid_average_is_the_weighted_mean_over_neighbours():
+    """Brute force: at each point, the mean of the field over all grid points weighted by the Gaussian of the
+    cell distance (sigma cells), the weights of each axis renormalised over that axis; constants are kept;
+    sigma = 0 is the identity."""
+    grid = Fi.ParamGrid(torch.linspace(0, 1, 6), torch.linspace(0, 2, 5), sigma=1.3)
+    f = torch.randn(grid.size, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    i1, i2 = torch.meshgrid(torch.arange(6.), torch.arange(5.), indexing="ij")
+    i1, i2 = i1.reshape(-1).double(), i2.reshape(-1).double()
+    w1 = torch.exp(-0.5 * ((i1[:, None] - i1[None]) / 1.3) ** 2)
+    w2 = torch.exp(-0.5 * ((i2[:, None] - i2[None]) / 1.3) ** 2)
+    w1 = w1 / w1.sum(1, keepdim=True) * 5  # each row of w1 counts every axis-1 index 5 times (once per column)
+    w2 = w2 / w2.sum(1, keepdim=True) * 6
+    brute = torch.einsum("pq,qij->pij", w1 * w2, f)
+    torch.testing.assert_close(grid.average(f), brute)
+    torch.testing.assert_close(grid.average(torch.full((grid.size, 3), 2.5, dtype=torch.float64)),
+                               torch.full((grid.size, 3), 2.5, dtype=torch.float64))
+    assert torch.equal(Fi.ParamGrid(grid.t1, grid.t2, sigma=0).average(f), f)
+    with pytest.raises(ValueError, match="NaN"):
+        grid.average(torch.full((grid.size,), float("nan")))
+
+
 def test_fit_log_partition_recovers_gaussian_metric():
     """From exact (smoothed) Bregman posteriors of the Gaussian family, the fitted F has the right Hessian."""
     N = 40  # posteriors ~1.5-2 cells wide: well inside the grid
@@ -276,3 +297,23 @@ def test_reconstruct_device_argument(device):
         assert torch.equal(geo.g, ref.g) and torch.equal(geo.P, ref.P)
     else:
         torch.testing.assert_close(geo.P, ref.P, rtol=1e-3, atol=1e-5)
+
+
+def test_heldout_gives_the_bundles_behind_P():
+    """``heldout(pool)`` are the held-out bundles whose learned posteriors are ``P``: each sample comes from the
+    second half of its own grid point's pool; any per-sample array (here a sample label) is indexed the same way."""
+    geo = _tiny_reconstruct("cpu")
+    pool = torch.randn(geo.grid.size, 8, 3, generator=torch.Generator().manual_seed(1))
+    X = geo.heldout(pool)
+    assert X.shape == (len(geo.idx), 2, 3)
+    torch.testing.assert_close(Fi.predict_posterior(geo.net, X), geo.P, rtol=0, atol=0)
+    label = torch.arange(geo.grid.size * 8).reshape(geo.grid.size, 8)  # label = 8 * grid point + position
+    lab = geo.heldout(label)
+    assert torch.equal(lab // 8, geo.idx[:, None].expand_as(lab)) and bool((lab % 8 >= 4).all())
+    # the draws are make_bundles' on the held-out half, with the same generator
+    X2, _ = Fi.make_bundles(pool[:, 4:], 2, 0, torch.Generator().manual_seed(1), idx=geo.idx)
+    assert torch.equal(X, X2)
+    with pytest.raises(ValueError, match="one row per grid point"):
+        geo.heldout(pool[:-1])
+    with pytest.raises(ValueError, match="samples per grid point"):
+        geo.heldout(pool[:, :4])

@@ -35,10 +35,11 @@ from .evaluate import (error_summary, fluctuation_fisher, interior_mask, not_pos
 from .log_partition import (ConvexLogPartitionNet, LogPartitionFit, LogPartitionNet, bregman_divergence,
                             bregman_posterior, fit_log_partition, js_divergence)
 from .pipeline import HessianGeometry, reconstruct
-from .posterior import ParamGrid, PosteriorNet, make_bundles, posterior_moments, predict_posterior, train_posterior
+from .posterior import (ParamGrid, PosteriorNet, bundle_draws, make_bundles, posterior_moments, predict_posterior,
+                        train_posterior)
 
 __all__ = [
-    "ParamGrid", "PosteriorNet", "make_bundles", "train_posterior", "predict_posterior", "LogPartitionNet",
+    "ParamGrid", "PosteriorNet", "make_bundles", "bundle_draws", "train_posterior", "predict_posterior", "LogPartitionNet",
     "ConvexLogPartitionNet", "LogPartitionFit", "fit_log_partition", "bregman_divergence", "bregman_posterior",
     "js_divergence", "metric", "posterior_moments", "posterior_fisher", "fluctuation_fisher", "relative_error",
     "not_positive_definite_fraction", "interior_mask", "error_summary", "remove_affine", "geodesic",

@@ -10,14 +10,15 @@ from torch import nn
 from ..metric import metric
 from ._common import check_shape
 from .log_partition import LogPartitionFit, fit_log_partition
-from .posterior import ParamGrid, PosteriorNet, make_bundles, predict_posterior, train_posterior
+from .posterior import ParamGrid, PosteriorNet, bundle_draws, predict_posterior, train_posterior
 
 
 @dataclass
 class HessianGeometry:
     """Result of ``reconstruct``: the posterior network and its loss history, the held-out bundles' learned
-    posteriors ``P`` (B, G) with their true grid indices ``idx`` (B,), the log-partition fit, and on the grid
-    the learned metric ``g`` (G, 2, 2) (natural coordinates) and log-partition ``F`` (G,)."""
+    posteriors ``P`` (B, G) with their true grid indices ``idx`` (B,) and the positions ``sample_idx`` (B, N) of
+    their samples in the pool, the log-partition fit, and on the grid the learned metric ``g`` (G, 2, 2)
+    (natural coordinates) and log-partition ``F`` (G,)."""
 
     grid: ParamGrid
     net: PosteriorNet
@@ -27,6 +28,19 @@ class HessianGeometry:
     fit: LogPartitionFit
     g: torch.Tensor
     F: torch.Tensor
+    sample_idx: torch.Tensor
+
+    def heldout(self, values: torch.Tensor) -> torch.Tensor:
+        """Any per-sample quantity of the pool, ``values`` (G, n, ...), for the held-out bundles: (B, N, ...).
+        ``heldout(pool)`` are the bundles whose posteriors are ``P``; e.g. ``heldout(stats).sum(1)`` are their
+        summed sufficient statistics, for the exact posterior of the same bundles."""
+        if values.ndim < 2 or values.shape[0] != self.grid.size:
+            raise ValueError(f"values must have shape ({self.grid.size}, n, ...): one row per grid point, got "
+                             f"{tuple(values.shape)}")
+        if values.shape[1] <= int(self.sample_idx.max()):
+            raise ValueError(f"values has {values.shape[1]} samples per grid point; the pool given to reconstruct "
+                             f"had at least {int(self.sample_idx.max()) + 1}: pass a per-sample quantity of that pool")
+        return values[self.idx[:, None], self.sample_idx]
 
 
 def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: int = 2000,
@@ -47,12 +61,12 @@ def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: in
     net, hist = train_posterior(pool[:, : n // 2], grid, N, steps=posterior_steps, batch=batch, lr=2e-3,
                                 width=width, encoder=encoder, seed=seed, device=device, progress=progress)
     gen = torch.Generator().manual_seed(seed + 1)
-    idx = torch.arange(grid.size).repeat(bundles_per_point)
-    X, _ = make_bundles(pool[:, n // 2:], N, 0, gen, idx=idx)
-    P = predict_posterior(net, X)
+    idx, j = bundle_draws(grid.size, n - n // 2, N, 0, gen, idx=torch.arange(grid.size).repeat(bundles_per_point))
+    sample_idx = j + n // 2  # the held-out half of each grid point's samples
+    P = predict_posterior(net, pool[idx[:, None], sample_idx])
     fit = fit_log_partition(P, grid, N, steps=fit_steps, batch=fit_batch, centroid_weight=centroid_weight,
                             seed=seed, convex=convex, device=device, progress=progress)
     g = metric(fit.F, grid.natural).detach()
     with torch.no_grad():
         F = fit.F(grid.natural)
-    return HessianGeometry(grid, net, hist, P, idx, fit, g, F)
+    return HessianGeometry(grid, net, hist, P, idx, fit, g, F, sample_idx)

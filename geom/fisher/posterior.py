@@ -74,6 +74,16 @@ class ParamGrid:
         S1, S2 = (s.to(device=q.device, dtype=q.dtype) for s in self._S)
         return ((S1.T @ q.reshape(-1, n1, n2)) @ S2).reshape(q.shape)
 
+    def average(self, f: torch.Tensor) -> torch.Tensor:
+        """Gaussian average of a field over neighbouring grid points with the target-smoothing kernel (``sigma``
+        cells, truncated at the edges and renormalised per output point): ``f`` (G, ...) -> (G, ...). Unlike
+        ``smooth`` (which spreads probability mass and keeps its total), this is a weighted mean at each point;
+        e.g. the fluctuation estimate of the metric pooled over neighbours."""
+        n1, n2 = self.shape
+        check_shape(f.reshape(self.size, -1), "f", (self.size, None))
+        S1, S2 = (k.to(device=f.device, dtype=f.dtype) for k in self._S)
+        return torch.einsum("ia,jb,abk->ijk", S1, S2, f.reshape(n1, n2, -1)).reshape(f.shape)
+
     def targets(self, idx: torch.Tensor) -> torch.Tensor:
         """Gaussian-smoothed one-hot targets for true grid indices ``idx`` (B,) -> (B, G)."""
         onehot = torch.zeros(len(idx), self.size, dtype=torch.float64)
@@ -109,11 +119,18 @@ def make_bundles(pool: torch.Tensor, N: int, n_bundles: int, generator: torch.Ge
 
     ``pool`` (G, n, d): per-sample features at every grid point. ``idx`` (B,): grid points of the bundles
     (default: uniform). Returns ``x`` (B, N, d) and ``idx`` (B,)."""
-    G, n, d = pool.shape
+    idx, j = bundle_draws(pool.shape[0], pool.shape[1], N, n_bundles, generator, idx)
+    return pool[idx[:, None], j], idx
+
+
+def bundle_draws(G: int, n: int, N: int, n_bundles: int, generator: torch.Generator,
+                 idx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The draws behind ``make_bundles`` for a pool of ``n`` samples at each of ``G`` grid points: grid points
+    ``idx`` (B,) (default: ``n_bundles`` uniform draws) and sample positions ``j`` (B, N) (with replacement), so
+    that bundle ``b`` is ``pool[idx[b], j[b]]``."""
     if idx is None:
         idx = torch.randint(G, (n_bundles,), generator=generator)
-    j = torch.randint(n, (len(idx), N), generator=generator)
-    return pool[idx[:, None], j], idx
+    return idx, torch.randint(n, (len(idx), N), generator=generator)
 
 
 def train_posterior(pool: torch.Tensor, grid: ParamGrid, N: int, steps: int = 3000, batch: int = 256,
