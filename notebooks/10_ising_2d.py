@@ -86,12 +86,6 @@ def susceptibility(g, T, L):
     return g[..., 1, 1] / T / L ** 2
 
 
-def transfer_matrix_metric(L, theta):
-    """Exact Hessian of log Z (row transfer matrix, L <= 10) at natural parameters theta (m, 2) -> (m, 2, 2)."""
-    hess = torch.func.vmap(torch.func.hessian(lambda t: P.ising2d_logz(L, t[0], t[1])))
-    return torch.cat([hess(c) for c in theta.double().split(32)])
-
-
 def kaufman_gKK(L, T):
     """Exact d^2 log Z / dK^2 at h = 0 (Kaufman's finite-L formula), T (m,) -> (m,)."""
     return torch.func.vmap(torch.func.hessian(lambda k: P.ising2d_logz_kaufman(L, k)))(1 / T.double())
@@ -154,7 +148,7 @@ def exact_samples(L, grid):
     samples = [P.ising2d_sample(L, K, B, POOL, rng) for K, B in grid.natural.numpy()]
     pool = torch.tensor(np.stack([P.ising2d_features(s) for s in samples]), dtype=torch.float32)
     stats = torch.tensor(np.stack([P.ising2d_stats(s) for s in samples]))
-    g_ref = transfer_matrix_metric(L, grid.natural)
+    g_ref = P.ising2d_fisher(L, grid.natural)
     return pool, stats, g_ref, torch.zeros_like(g_ref), {}
 
 
@@ -320,7 +314,7 @@ def run_size(L, NT, NH, t_range, h_range, grid_name):
         th = torch.stack([torch.ones_like(h_fine) / Tg[it], h_fine / Tg[it]], 1)
         chi_fine[it] = {k: susceptibility(Fi.metric(F, th).detach(), Tg[it], L) for k, F in Fs.items()}
         if exact:
-            chi_fine[it]["exact"] = susceptibility(transfer_matrix_metric(L, th), Tg[it], L)
+            chi_fine[it]["exact"] = susceptibility(P.ising2d_fisher(L, th), Tg[it], L)
     r = errors.set_index("estimator")
     cell = ((t_range[1] - t_range[0]) / (NT - 1), (h_range[1] - h_range[0]) / (NH - 1))
     run = dict(

@@ -97,11 +97,6 @@ def make_grid(key, sigma):
     return Fi.ParamGrid(T_axis, h_axis, natural=torch.stack([1 / pts[:, 0], pts[:, 1] / pts[:, 0]], 1), sigma=sigma)
 
 
-def exact_metric(theta):
-    hess = torch.func.vmap(torch.func.hessian(lambda t: P.ising2d_logz(L, t[0], t[1])))
-    return torch.cat([hess(c) for c in theta.double().split(32)])
-
-
 def spacing(key):
     """Cell size relative to the baseline grid's (geometric mean of the T and h spacings)."""
     NT, NH, frac = key
@@ -120,7 +115,7 @@ def grid_data(key):
         pool = torch.tensor(np.stack([P.ising2d_features(s) for s in samples]), dtype=torch.float32)
         stats = torch.tensor(np.stack([P.ising2d_stats(s) for s in samples]))
         del samples
-        g_ref = exact_metric(grid.natural)
+        g_ref = P.ising2d_fisher(L, grid.natural)
         logz = P.ising2d_logz(L, grid.natural[:, 0], grid.natural[:, 1]).double()
         GRIDS[key] = dict(pool=pool, stats=stats, g_ref=g_ref, logz=logz, T_axis=grid.t1, h_axis=grid.t2,
                           g_fluct=Fi.fluctuation_fisher(stats), seconds=time.time() - t0)

@@ -93,6 +93,20 @@ def test_exact_moments_match_enumeration():
     np.testing.assert_allclose(cov.numpy(), np.cov(st.T, aweights=w, bias=True), rtol=1e-8)
 
 
+def test_fisher_metric_is_the_enumerated_covariance():
+    """ising2d_fisher at several (K, B) equals the Boltzmann-weighted covariance of the statistics over all 2^16
+    configurations of the 4 x 4 lattice; bad shapes raise."""
+    st = P.ising2d_stats(P.ising2d_enumerate(4))
+    theta = torch.tensor([[0.35, 0.2], [0.44, 0.0], [0.2, -0.3]], dtype=torch.float64)
+    g = P.ising2d_fisher(4, theta, chunk=2)
+    assert g.shape == (3, 2, 2) and g.dtype == torch.float64
+    for (K, B), gi in zip(theta.tolist(), g):
+        w = np.exp(K * st[:, 0] + B * st[:, 1])
+        np.testing.assert_allclose(gi.numpy(), np.cov(st.T, aweights=w / w.sum(), bias=True), rtol=1e-8, atol=1e-9)
+    with pytest.raises(ValueError, match="shape"):
+        P.ising2d_fisher(4, torch.tensor([0.3, 0.1]))
+
+
 @pytest.mark.parametrize("L,K,B", [(4, 0.44, 0.0), (6, 0.3, 0.1), (8, 0.5, -0.05)])
 def test_transfer_matrix_sampler_moments(L, K, B):
     s = P.ising2d_sample(L, K, B, size=20_000, seed=L)

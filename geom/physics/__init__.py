@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .ising1d import ising_chain_features, ising_chain_logz, ising_chain_sample, ising_chain_stats
 from .ising2d import (T_CRITICAL, ising2d_energy_kaufman, ising2d_enumerate, ising2d_exact_moments,
-                      ising2d_features, ising2d_free_energy_onsager, ising2d_logz, ising2d_logz_kaufman,
+                      ising2d_features, ising2d_fisher, ising2d_free_energy_onsager, ising2d_logz, ising2d_logz_kaufman,
                       ising2d_sample, ising2d_stats)
 from .mcmc import integrated_autocorr_time, ising2d_mcmc, ising2d_metropolis, ising2d_swendsen_wang
 from .tasep import (tasep_current, tasep_features, tasep_fisher, tasep_generator_stationary, tasep_logz,
@@ -30,6 +30,7 @@ __all__ = [
     "ising2d_logz", "ising2d_logz_kaufman", "ising2d_free_energy_onsager", "ising2d_enumerate",
     "ising2d_sample", "ising2d_metropolis", "ising2d_swendsen_wang", "ising2d_mcmc", "integrated_autocorr_time",
     "ising2d_energy_kaufman", "ising2d_stats", "ising2d_features", "ising2d_exact_moments",
+    "ising2d_fisher",
     "T_CRITICAL", "tasep_logz", "tasep_current", "tasep_weights", "tasep_generator_stationary",
     "tasep_sample", "tasep_fisher", "tasep_features", "tasep_phase",
 ]

@@ -140,6 +140,18 @@ def ising2d_enumerate(L: int) -> np.ndarray:
     return (1 - 2 * ((idx >> np.arange(n)) & 1)).astype(np.int8).reshape(-1, L, L)
 
 
+def ising2d_fisher(L: int, theta: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """Exact Fisher metric of the periodic L x L Ising model (L <= 10) in natural coordinates ``theta = (K, B)``
+    (m, 2) -> (m, 2, 2) float64: the Hessian of the transfer-matrix log Z, i.e. the covariance of the sufficient
+    statistics ``(sum s_i s_j, sum s_i)`` (Lobashev et al. Sec. 3, exponential families); ``chunk`` points per
+    vmapped call bound the memory."""
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    if theta.ndim != 2 or theta.shape[1] != 2:
+        raise ValueError(f"theta must have shape (m, 2) = (K, B) per point, got {tuple(theta.shape)}")
+    hess = torch.func.vmap(torch.func.hessian(lambda t: ising2d_logz(L, t[0], t[1])))
+    return torch.cat([hess(c) for c in theta.split(chunk)])
+
+
 def ising2d_exact_moments(L: int, K: float, B: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact mean (2,) and covariance (2, 2) of the sufficient statistics ``(sum s_i s_j, sum s_i)`` at (K, B):
     gradient and Hessian of the transfer-matrix log Z (exponential-family identities)."""
