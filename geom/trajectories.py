@@ -15,10 +15,10 @@
 * ``wen_statistic`` / ``wen_score``: Wen et al.'s detection score, the text-conditional minus unconditional
   noise prediction norm (model outputs converted to noise predictions for v- / x0-prediction models),
   averaged over the first ``n`` steps.
-* ``random_conv_features``: an offline image embedding (a fixed, seeded random conv net with mean/std
-  pooling) for the Vendi kernel (``geom.stats.vendi``); ``initial_latents``: per-seed ``x_T`` (reproducible
-  whatever the batching); ``generate``: final DDIM latents in batches (decoded images:
-  ``LatentDiffusion.decode_latents``).
+* ``random_conv_features`` (moved to ``geom.embeddings``, still importable here): an offline image embedding
+  (a fixed, seeded random conv net with mean/std pooling) for the Vendi kernel (``geom.stats.vendi``);
+  ``initial_latents``: per-seed ``x_T`` (reproducible whatever the batching); ``generate``: final DDIM latents
+  in batches (decoded images: ``LatentDiffusion.decode_latents``).
 
 The statistics these notebooks report (AUROC, t intervals, level sets, Vendi scores) are ``geom.stats``; their
 former names here (``auroc``, ``mean_ci``, ``diff_ci``, ``band``, ``level_sets``, ``vendi``,
@@ -26,7 +26,6 @@ former names here (``auroc``, ``mean_ci``, ``diff_ci``, ``band``, ``level_sets``
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -38,6 +37,7 @@ from tqdm import tqdm
 
 from .descriptors import describe
 from .diffusion import DDIMStep, sample
+from .embeddings import random_conv_features  # noqa: F401 (moved to geom.embeddings)
 from .stats import auroc, band, diff_ci, level_sets, mean_ci, vendi, vendi_per_level  # noqa: F401 (moved)
 
 AT = ("pred_x0", "latents")
@@ -175,38 +175,7 @@ def wen_score(df: pd.DataFrame, first_steps: int = 1, by: Sequence[str] = ("samp
 
 
 # ------------------------------------------------------------------------------------------ embedding
-@torch.no_grad()
-def random_conv_features(images: Tensor, seed: int = 0, width: int = 32, layers: int = 3, max_side: int = 64,
-                         batch_size: int = 256) -> np.ndarray:
-    """An offline image embedding for diversity scores: a fixed random conv net (seeded He-normal 3x3
-    convolutions, stride 2, ReLU) with per-channel mean and std pooling after every layer, concatenated with
-    the channel means/stds of the input. ``images`` ``(N, 3, H, W)`` in ``[-1, 1]`` (larger sides are
-    average-pooled to at most ``max_side``) -> ``(N, 2 * (3 + layers * width))`` float64.
-
-    Random conv features with global pooling are (approximately) translation invariant and respond to colour,
-    texture and edges, which a raw-pixel embedding does not: two images of the same red circle at different
-    positions are nearly orthogonal in pixels but close here. They need no pretrained weights (no download)."""
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    g = torch.Generator().manual_seed(int(seed))
-    C = images.shape[1]
-    ws, c = [], C
-    for _ in range(layers):
-        ws.append(torch.randn(width, c, 3, 3, generator=g, dtype=torch.float32) * math.sqrt(2.0 / (9 * c)))
-        c = width
-    feats = []
-    for s in range(0, images.shape[0], batch_size):
-        x = images[s:s + batch_size].detach().float().cpu()
-        side = max(x.shape[-2:])
-        if side > max_side:
-            x = torch.nn.functional.adaptive_avg_pool2d(x, (x.shape[-2] * max_side // side,
-                                                            x.shape[-1] * max_side // side))
-        parts = [x.mean((2, 3)), x.std((2, 3))]
-        for w in ws:
-            x = torch.relu(torch.nn.functional.conv2d(x, w, stride=2, padding=1))
-            parts += [x.mean((2, 3)), x.std((2, 3))]
-        feats.append(torch.cat(parts, 1))
-    return torch.cat(feats).double().numpy()
+# random_conv_features: moved to geom.embeddings (imported above)
 
 
 def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], num_steps: int = 50, guidance_scale: float = 7.5,

@@ -17,8 +17,8 @@ LAYERS = ["data", "models", "geometry", "analysis"]
 LAYER = {
     # data: paths, data sets, exactly solvable reference models and their samplers
     "paths": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
-    # models: generators, pipelines, sampling procedures of the models
-    "models": "models", "diffusion": "models",
+    # models: generators, pipelines, sampling procedures of the models, pretrained image embeddings
+    "models": "models", "diffusion": "models", "embeddings": "models",
     # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves
     "jacobian": "geometry", "complexity": "geometry", "descriptors": "geometry", "lid": "geometry",
     "partition": "geometry", "fisher": "geometry", "metric": "geometry",
