@@ -100,13 +100,17 @@ def slice_maps(df, n: int, lo: float = -0.5, hi: float = 1.5, columns: Sequence[
 
 
 def descriptor_hist(df, by: str, columns: Sequence[str] = ("psi", "nu", "delta"), bins: int = 40):
-    """Overlaid histograms of descriptor columns split by the categorical column ``by``."""
-    fig, axes = plt.subplots(1, len(columns), figsize=(4.3 * len(columns), 3.3), squeeze=False)
+    """Overlaid histograms (density per group) of descriptor columns split by the categorical column ``by``:
+    one panel per column, one legend (the groups of ``by``) outside the panels, to the right of the last one,
+    so that it never covers a histogram whatever the data (constrained layout makes room for it)."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.3 * len(columns) + 1.5, 3.3), squeeze=False,
+                             layout="constrained")
     for ax, col in zip(axes[0], columns):
         sns.histplot(data=df, x=col, hue=by, bins=bins, stat="density", common_norm=False, element="step",
-                     ax=ax)
+                     ax=ax, legend=ax is axes[0, -1])
         ax.set_xlabel(LABELS.get(col, col))
-    fig.tight_layout()
+    if axes[0, -1].get_legend() is not None:
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8, title_fontsize=8)
     return fig
 
 

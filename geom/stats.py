@@ -11,7 +11,10 @@ intervals, quantile level sets and diversity.
 * ``level_sets``: quantile bins of a descriptor; ``vendi`` / ``vendi_per_level``: the Vendi score
   (Friedman & Dieng 2023, ``vendi-score`` package) of a cosine-similarity kernel (unit diagonal), per level set.
 
-Labels are binary ``(N,)`` arrays (``0/1`` or bool, ``1`` = positive); scores ``(N,)`` finite floats.
+Labels are binary ``(N,)`` arrays (``0/1`` or bool, ``1`` = positive); scores ``(N,)`` finite floats. Every
+function that takes labels checks them the same way (``_labels``): NaN / None labels and any other value set
+(``{1, 2}``, ``{-1, 1}``, strings) raise a ``ValueError`` that names the values found and how to map them
+(e.g. ``labels == "ood"``), never a number with missing labels counted as positives.
 """
 from __future__ import annotations
 
@@ -26,17 +29,67 @@ __all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "
 
 
 # ------------------------------------------------------------------------------------------ ROC
-def _split(scores, labels) -> tuple[np.ndarray, np.ndarray]:
-    """``(positive scores, negative scores)`` of ``scores`` ``(N,)`` by binary ``labels`` ``(N,)``, checked."""
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    y = np.asarray(labels).reshape(-1)
-    if s.shape != y.shape:
-        raise ValueError(f"scores {s.shape} and labels {y.shape} differ in length")
-    if not np.isfinite(s).all():
-        raise ValueError("scores contain NaN or inf")
-    if not np.isin(y, (0, 1, True, False)).all():
-        raise ValueError("labels must be binary (0/1 or bool)")
-    y = y.astype(bool)
+def _labels(labels) -> np.ndarray:
+    """Binary ``labels`` ``(N,)`` as a bool array (``True`` = positive), checked: the one validation of labels
+    behind every function here that takes them (``auroc``, ``auroc_ci``, ``auroc_table``, ``tpr_at_fpr``,
+    ``detector_table``). Accepted: bool, and numbers that are all ``0`` or ``1`` (ints, floats ``0.0 / 1.0``,
+    an object array or pandas Series of those, a pandas ``"boolean"`` Series without ``NA``). Refused with a
+    ``ValueError`` that says what was found and how to map it: missing labels (NaN, None, ``pd.NA``: a missing
+    label is neither class, and ``bool(nan)`` is ``True``), and every other value set, also two-class ones
+    such as ``{1, 2}``, ``{-1, 1}`` or ``{"id", "ood"}`` (which of the two is positive is the caller's choice,
+    e.g. ``labels == "ood"``; scikit-learn's ``roc_curve`` refuses ``{1, 2}`` and strings without a
+    ``pos_label`` for the same reason)."""
+    y = np.asarray(labels)
+    y = y.reshape(-1)
+    if y.dtype == bool:
+        return y
+    missing = np.flatnonzero(pd.isna(y)) if y.dtype.kind in "fcOMm" else np.zeros(0, int)
+    if missing.size:
+        rows = missing[:10].tolist()
+        raise ValueError(f"labels contain {missing.size} missing value(s) (NaN / None) at rows {rows}"
+                         f"{' ...' if missing.size > 10 else ''} of {y.size}: a missing label is neither class "
+                         "(bool(nan) is True); drop those rows from labels and scores together, e.g. "
+                         "keep = ~pd.isna(labels), before computing the AUROC")
+    vals = list(pd.unique(y))
+    numeric = all(isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)) for v in vals)
+    if not (numeric and all(v == 0 or v == 1 for v in vals)):
+        try:
+            vals = sorted(vals)
+        except TypeError:  # mixed types: keep the order of appearance
+            pass
+        vals = [v.item() if isinstance(v, np.generic) else v for v in vals]
+        shown = ", ".join(map(repr, vals[:10])) + (", ..." if len(vals) > 10 else "")
+        how = (f"labels == {vals[-1]!r} if {vals[-1]!r} is the positive class" if len(vals) == 2 else
+               f"np.isin(labels, [...the positive values...]), or labels >= threshold")
+        raise ValueError(f"labels must be binary (0/1 or bool, 1 = positive), found {len(vals)} distinct "
+                         f"value(s) {{{shown}}} (dtype {y.dtype}); map them to the positive class yourself, "
+                         f"e.g. {how}")
+    return np.asarray(y == 1, dtype=bool)
+
+
+def _scores(scores, n: int, name: str = "scores") -> np.ndarray:
+    """``scores`` ``(n,)`` as float64, checked: numbers, ``n`` of them (one per label), all finite."""
+    try:
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numbers, got {type(scores).__name__} that numpy cannot convert to "
+                         f"float ({e})") from None
+    if s.size != n:
+        raise ValueError(f"{name} has {s.size} values for {n} labels (lengths differ): scores and labels must "
+                         "be the same samples, in the same order")
+    bad = np.flatnonzero(~np.isfinite(s))
+    if bad.size:
+        raise ValueError(f"{name}: {bad.size} NaN or inf value(s) at rows {bad[:10].tolist()}"
+                         f"{' ...' if bad.size > 10 else ''} of {n}: fix their computation, or drop those rows "
+                         "from scores and labels together")
+    return s
+
+
+def _split(scores, labels, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
+    """``(positive scores, negative scores)`` of ``scores`` ``(N,)`` by binary ``labels`` ``(N,)``, both
+    checked (``_labels``, ``_scores``), and both classes present."""
+    y = _labels(labels)
+    s = _scores(scores, y.size, name)
     n1, n0 = int(y.sum()), int((~y).sum())
     if n1 == 0 or n0 == 0:
         raise ValueError(f"AUROC needs both classes, got {n1} positives and {n0} negatives")
@@ -58,7 +111,7 @@ def auroc(scores, labels) -> float:
     expected higher): the probability that a random positive scores higher than a random negative (ties
     count 1/2), i.e. the Mann-Whitney U statistic with mid-ranks divided by ``n_pos * n_neg``. 0.5 = no
     separation; ``1 - auroc`` is the AUROC of the flipped score. Raises ``ValueError`` for NaN / inf scores,
-    non-binary labels, lengths that differ and a missing class."""
+    missing (NaN / None) or non-binary labels, lengths that differ and a missing class."""
     return _mann_whitney(*_split(scores, labels))
 
 
@@ -66,7 +119,11 @@ def auroc_ci(scores, labels, n_boot: int = 2000, level: float = 0.95, seed: int 
     """``(auroc, lo, hi)``: the AUROC of ``scores`` for ``labels`` and a stratified bootstrap percentile
     interval (positives and negatives resampled with replacement separately, positives first in each of the
     ``n_boot`` rounds, ``numpy.random.default_rng(seed)``)."""
-    x, y = _split(scores, labels)
+    return _ci(*_split(scores, labels), n_boot=n_boot, level=level, seed=seed)
+
+
+def _ci(x: np.ndarray, y: np.ndarray, n_boot: int, level: float, seed: int) -> tuple[float, float, float]:
+    """``auroc_ci`` of positives ``x`` against negatives ``y`` (checked by ``_split``)."""
     a = _mann_whitney(x, y)
     if n_boot < 1 or not 0 < level < 1:
         raise ValueError(f"n_boot must be >= 1 and 0 < level < 1, got {n_boot}, {level}")
@@ -80,16 +137,13 @@ def auroc_ci(scores, labels, n_boot: int = 2000, level: float = 0.95, seed: int 
 
 def auroc_table(scores: dict, labels, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """AUROC with bootstrap CI (``auroc_ci``) of several scores: ``scores`` ``{name: (n,) array}``, ``labels``
-    ``(n,)`` (truthy = positive). Returns a DataFrame (``score, auroc, lo, hi, best_direction``):
-    ``best_direction`` is ``"higher"`` when larger scores mean positive (AUROC >= 0.5), else ``"lower"``;
+    ``(n,)`` (binary, ``1`` / ``True`` = positive, checked once as in ``auroc``). Returns a DataFrame
+    (``score, auroc, lo, hi, best_direction``): ``best_direction`` is ``"higher"`` when larger scores mean positive (AUROC >= 0.5), else ``"lower"``;
     AUROC is always reported for "higher = positive" so that values below 0.5 stay visible."""
-    pos = np.asarray(labels, dtype=bool).reshape(-1)
+    pos = _labels(labels)
     rows = []
     for name, s in scores.items():
-        s = np.asarray(s, dtype=float).reshape(-1)
-        if s.shape != pos.shape:
-            raise ValueError(f"score {name!r} has {s.size} values for {pos.size} labels")
-        a, lo, hi = auroc_ci(s, pos, n_boot=n_boot, seed=seed)
+        a, lo, hi = _ci(*_split(s, pos, name=f"score {name!r}"), n_boot=n_boot, level=0.95, seed=seed)
         rows.append(dict(score=name, auroc=a, lo=lo, hi=hi, best_direction="higher" if a >= 0.5 else "lower"))
     return pd.DataFrame(rows)
 
@@ -140,6 +194,7 @@ def detector_table(scores: dict, labels, seconds_per_sample: dict | None = None,
     bad = {k: v for k, v in directions.items() if v not in ("higher", "lower")}
     if bad:
         raise ValueError(f"directions must be 'higher' or 'lower', got {bad}")
+    labels = _labels(labels)
     tab = auroc_table(scores, labels, n_boot=n_boot, seed=seed)
     tab["direction"] = [directions.get(n, b) for n, b in zip(tab["score"], tab["best_direction"])]
     tab["direction_from_data"] = [n not in directions for n in tab["score"]]

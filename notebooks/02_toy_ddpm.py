@@ -126,7 +126,7 @@ summary = summary.reset_index()
 summary.round(3)
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), layout="constrained")
 for ax, col in zip(axes, ["psi", "delta", "nu"]):
     for name, ls in (("init", ":"), ("early", "--"), ("late", "-")):
         s = summary[summary.checkpoint == name]
@@ -134,8 +134,7 @@ for ax, col in zip(axes, ["psi", "delta", "nu"]):
         ax.plot(s.t, s[f"{col}_far"], ls, marker="s", c="C0", label=f"far, {name}")
     ax.set_xlabel("t")
     ax.set_title(f"mean {col}")
-axes[0].legend(fontsize=8)
-fig.tight_layout()
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)  # outside the data
 out.savefig(fig, "fig19_near_far")
 plt.show()
 

@@ -100,7 +100,7 @@ print(f"trained {len(SEEDS) * len(NOISES)} VAEs ({len(SEEDS)} seeds x {len(NOISE
       f"in {time.time() - t0:.0f} s")
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")
 for ax, col in zip(axes, ["delta", "psi", "loss"]):
     for i, s in enumerate(NOISES):
         r = records[records.noise_std == s].groupby("step")[col]
@@ -111,9 +111,8 @@ for ax, col in zip(axes, ["delta", "psi", "loss"]):
     ax.set_title({"delta": r"mean local complexity $\delta$", "psi": r"mean local scaling $\psi$",
                   "loss": "training loss (EMA)"}[col])
 axes[2].set_yscale("log")
-axes[0].legend(fontsize=8)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)  # outside the data
 fig.suptitle(f"VAE decoder geometry over training ({DATA_NAME}; mean and range over {len(SEEDS)} seeds)")
-fig.tight_layout()
 out.savefig(fig, "fig4_training_dynamics")
 plt.show()
 
@@ -214,11 +213,12 @@ for col in ("psi", "delta", "nu"):
             rows.append(dict(descriptor=col, level=l + 1, samples=lab, n=len(X),
                              vendi=vendi.score_dual(X.astype(np.float64)) if len(X) > 1 else np.nan))
 vendi_df = pd.DataFrame(rows)
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+fig, axes = plt.subplots(1, 3, figsize=(14, 3.5), layout="constrained")
 for ax, col in zip(axes, ("psi", "delta", "nu")):
-    sns.barplot(vendi_df[vendi_df.descriptor == col], x="level", y="vendi", hue="samples", ax=ax)
+    sns.barplot(vendi_df[vendi_df.descriptor == col], x="level", y="vendi", hue="samples", ax=ax,
+                legend=ax is axes[-1])
     ax.set_title(f"Vendi score per level set of {col}")
-fig.tight_layout()
+sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1), fontsize=8)  # one legend, outside the bars
 out.savefig(fig, "fig27_vendi_levels")
 plt.show()
 empty = vendi_df[vendi_df.n < 2]

@@ -131,7 +131,7 @@ LAB = {"psi": r"local scaling $\psi$", "nu": r"local rank $\nu$", "delta": r"loc
 
 
 def plot_bands(df, hue, cols, title, palette=None):
-    fig, axes = plt.subplots(1, len(cols), figsize=(4.6 * len(cols), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.6 * len(cols) + 1.5, 3.6), squeeze=False, layout="constrained")
     levels = list(dict.fromkeys(df[hue]))
     for ax, col in zip(axes[0], cols):
         b = stats.band(df.dropna(subset=[col]), "step", col, by=[hue])
@@ -142,9 +142,8 @@ def plot_bands(df, hue, cols, title, palette=None):
             ax.fill_between(bb.step, bb.low, bb.high, color=c, alpha=0.2)
         ax.set_xlabel("DDIM step (0 = pure noise)")
         ax.set_title(LAB[col])
-    axes[0, 0].legend(fontsize=7)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)  # outside the data
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -362,7 +361,7 @@ for ax, cond in zip(axes, ("conditional", "unconditional")):
     ax.set_xlabel("noise level $t_0$ (fraction of the schedule)")
     ax.set_title(f"{cond} FLIPD of the final latent")
 axes[0].set_ylabel(f"FLIPD (latent dimension D = {D_LAT})")
-axes[0].legend(fontsize=7, loc="lower left")
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)  # outside the data
 out.savefig(fig, "flipd_t0_sweep")
 plt.show()
 curve_means = curves.groupby(["conditioning", "group", "t0"])["lid"].mean().unstack("t0").round(1)

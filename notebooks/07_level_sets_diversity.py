@@ -138,7 +138,7 @@ vendi_df["random_mean"] = [ref[n][0] for n in vendi_df.n]
 vendi_df["random_low"] = [ref[n][1] for n in vendi_df.n]
 vendi_df["random_high"] = [ref[n][2] for n in vendi_df.n]
 vendi_all = stats.vendi(feats)
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), layout="constrained")
 for ax, c in zip(axes, DESC):
     v = vendi_df[vendi_df.descriptor == c]
     x = v.level + 1
@@ -148,8 +148,7 @@ for ax, c in zip(axes, DESC):
     ax.set_xlabel(f"level set of {c} (1 = lowest)")
     ax.set_ylabel("Vendi score")
     ax.set_title(f"diversity per level set of {c}")
-axes[0].legend(fontsize=7)
-fig.tight_layout()
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)  # outside the data
 out.savefig(fig, "fig13_vendi_levels")
 plt.show()
 print(f"Vendi of all {N_SAMPLES} samples ({EMBEDDING}): {vendi_all:.2f}")

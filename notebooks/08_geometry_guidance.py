@@ -78,13 +78,13 @@ print(f"{len(x0)} latents, psi in [{psi0.min():.1f}, {psi0.max():.1f}], bin coun
 # %%
 model, hist = guidance.train_reward_model(reward_data, n_bins=N_BINS, steps=REWARD_STEPS, width=REWARD_WIDTH,
                                           seed=SEED, num_train_timesteps=pipe.scheduler.config.num_train_timesteps)
-fig, ax = plt.subplots(1, 2, figsize=(9, 3))
+fig, ax = plt.subplots(1, 2, figsize=(9, 3.3), layout="constrained")
 ax[0].plot(pd.Series(hist["loss"]).rolling(max(1, REWARD_STEPS // 50)).mean())
 ax[0].set(xlabel="step", ylabel="cross-entropy (smoothed)", title="reward model training")
 ax[1].bar(range(5), hist["val_accuracy_by_t"])
 ax[1].axhline(hist["chance"], color="k", ls="--", label="majority class")
 ax[1].set(xticks=range(5), xticklabels=[f"t<{int((i + 1) * 200)}" for i in range(5)], ylabel="held-out accuracy")
-ax[1].legend()
+fig.legend(*ax[1].get_legend_handles_labels(), loc="outside lower center", fontsize=8)  # outside the bars
 out.savefig(fig, "reward_model")
 plt.show()
 print(f"held-out accuracy {hist['val_accuracy']:.2f} (majority class {hist['chance']:.2f})")

@@ -194,7 +194,7 @@ errors.round(3)
 st = stages[stages.metric_from != "exact_fisher"].reset_index(drop=True)
 labels = [f"{p_} posterior\n-> {m_}".replace("none posterior\n-> ", "") .replace("_", " ")
           for p_, m_ in zip(st.posterior, st.metric_from)]
-fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+fig, axes = plt.subplots(1, 2, figsize=(14, 5.9), layout="constrained")
 y = np.arange(len(st))
 axes[0].barh(y - 0.2, st.median_rel_error, 0.4, label="all grid points")
 axes[0].barh(y + 0.2, st.median_rel_error_interior, 0.4, label="interior (2 cells from the edge)")
@@ -203,14 +203,13 @@ axes[0].set_xscale("log")
 axes[0].set_yticks(y, labels, fontsize=8)
 axes[0].invert_yaxis()
 axes[0].set_xlabel("median relative error vs exact Fisher information")
-axes[0].legend(fontsize=8)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)  # outside the bars
 axes[1].barh(y, st.not_pd_fraction, 0.6, color="C3")
 axes[1].set_yticks(y, [])
 axes[1].invert_yaxis()
 axes[1].set_xlim(0, max(0.05, 1.15 * st.not_pd_fraction.max()))
 axes[1].set_xlabel("fraction of grid points: not positive definite (or NaN)")
 fig.suptitle(f"Open TASEP, L = {L}, bundles of {BUNDLE}: error of each stage (same grid, same bundles)")
-fig.tight_layout()
 out.savefig(fig, "stage_errors")
 plt.show()
 
@@ -251,7 +250,7 @@ bt = pd.DataFrame({k: {kk: vv for kk, vv in v.items() if kk not in ("low", "high
 bt
 
 # %%
-fig, axes = plt.subplots(2, 3, figsize=(15, 9))
+fig, axes = plt.subplots(2, 3, figsize=(15, 9.4), layout="constrained")
 ext = [*B_RANGE, *A_RANGE]
 ld = lambda g: torch.log10(torch.linalg.det(g).clamp_min(1e-9).sqrt()).reshape(GRID, GRID)  # noqa: E731
 panels = [(ld(g_fisher), r"exact Fisher $\log_{10}\sqrt{\det g}$"), (ld(g_hess_logz), r"Hessian of exact $\log Z_L$"),
@@ -270,9 +269,8 @@ for ax, (v, title) in zip(axes.flat, panels):
 for name, mk, c in [("exact_fisher", "o", "w"), ("hessian_of_learned_F", "x", "r")]:
     low, high = markers[name]["low"], markers[name]["high"]
     axes[0, 0].plot([b for b, _ in low + high], [a for _, a in low + high], mk, color=c, ms=4, label=name)
-axes[0, 0].legend(fontsize=7)
+fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)  # outside the maps
 fig.suptitle(f"Open TASEP, L = {L}: metric, log-partition and current (dashed: L -> inf phase boundaries)")
-fig.tight_layout()
 out.savefig(fig, "tasep_maps")
 plt.show()
 

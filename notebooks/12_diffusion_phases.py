@@ -287,7 +287,7 @@ geodesics = pd.DataFrame(rows)
 if len(geodesics):
     geodesics["length_ratio"] = geodesics.geodesic_length / geodesics.straight_length
     out.table(geodesics, "geodesics")
-fig, ax = plt.subplots(figsize=(6.5, 5.5))
+fig, ax = plt.subplots(figsize=(6.5, 5.9), layout="constrained")
 ax.imshow(labels.T, origin="lower", extent=ext, cmap=cmap, vmin=-0.5, vmax=max(PHASES, 2) - 0.5, alpha=0.45)
 ax.contour(grid.t1.numpy(), grid.t2.numpy(), trace.reshape(GRID, GRID).T, levels=8, cmap="magma", linewidths=0.7)
 for kind, (straight, path) in paths.items():
@@ -298,7 +298,7 @@ ax.set_xlim(ext[:2])
 ax.set_ylim(ext[2:])
 ax.set_xlabel("a")
 ax.set_ylabel("b")
-ax.legend(fontsize=8)
+fig.legend(loc="outside lower center", ncol=2, fontsize=8)  # outside the map and the paths
 ax.set_title("geodesics (solid) vs straight lines (dashed) over phases and trace g contours")
 out.savefig(fig, "geodesics")
 plt.show()

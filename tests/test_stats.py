@@ -355,3 +355,111 @@ def test_spread_subset_is_evenly_spread_and_keeps_the_ends():
     assert stats.spread_subset(np.array([7, 3]), 1).tolist() == [7]
     with pytest.raises(ValueError, match="n >= 1"):
         stats.spread_subset(idx, 0)
+
+
+# ------------------------------------------------------------------------------------------ label validation
+# Every function that takes labels, called the same way: name -> f(scores, labels) -> a number.
+_LABEL_TAKERS = {
+    "auroc": lambda s, y: stats.auroc(s, y),
+    "auroc_ci": lambda s, y: stats.auroc_ci(s, y, n_boot=20)[0],
+    "auroc_table": lambda s, y: stats.auroc_table({"psi": s}, y, n_boot=20)["auroc"][0],
+    "tpr_at_fpr": lambda s, y: stats.tpr_at_fpr(s, y, 0.1),
+    "detector_table": lambda s, y: stats.detector_table({"psi": s}, y, n_boot=20)["auroc"][0],
+}
+
+
+def _encodings(y):
+    """The same binary labels ``y`` ``(n,)`` of 0/1 in the encodings a caller may hold (all valid)."""
+    b = y.astype(bool)
+    return {"bool": b, "int": y.astype(np.int64), "uint8": y.astype(np.uint8), "float": y.astype(float),
+            "list": y.tolist(), "object bools": np.array(b.tolist(), dtype=object),
+            "Series bool": pd.Series(b), "Series boolean": pd.Series(b, dtype="boolean"),
+            "Series Int64": pd.Series(y, dtype="Int64")}
+
+
+@pytest.mark.parametrize("fn", list(_LABEL_TAKERS))
+def test_valid_label_encodings_give_sklearns_auroc(fn):
+    """Reference: scikit-learn's roc_auc_score (and, for tpr_at_fpr, the same call with bool labels, itself
+    checked against roc_curve above) on the same valid labels; every encoding gives the identical number."""
+    s, y = _data(5, 80, ties=True)
+    ref = _LABEL_TAKERS[fn](s, y.astype(bool))
+    if fn != "tpr_at_fpr":
+        assert ref == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    for name, lab in _encodings(y).items():
+        assert _LABEL_TAKERS[fn](s, lab) == ref, name
+
+
+def _missing_labels():
+    """Labels with two rows (2 and 4) missing, as a pandas merge leaves them, in three encodings."""
+    y = np.array([0, 1] * 6, dtype=float)
+    y[[2, 4]] = np.nan
+    obj = np.array([bool(v) if v == v else None for v in y], dtype=object)
+    return {"float NaN": y, "object None": obj, "Series boolean NA": pd.Series(obj, dtype="boolean")}
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")  # sklearn, casting NaN
+@pytest.mark.parametrize("fn", list(_LABEL_TAKERS))
+@pytest.mark.parametrize("kind", list(_missing_labels()))
+def test_missing_labels_are_refused_like_sklearn(fn, kind):
+    """NaN / None / NA labels: scikit-learn refuses them; so does every function here, naming the rows,
+    instead of counting them as positives (auroc_table used bool(nan) = True: 0.531 instead of the 0.500 of
+    the labelled rows in field case 17). Following the message (drop the rows) gives sklearn's number."""
+    s = np.random.default_rng(0).normal(size=12)
+    y = _missing_labels()[kind]
+    with pytest.raises(ValueError):
+        roc_auc_score(np.asarray(y, dtype=float), s)
+    with pytest.raises(ValueError, match=r"2 missing value\(s\) \(NaN / None\) at rows \[2, 4\].*drop those rows"):
+        _LABEL_TAKERS[fn](s, y)
+    keep = ~pd.isna(np.asarray(y, dtype=object))
+    if fn != "tpr_at_fpr":
+        assert _LABEL_TAKERS[fn](s[keep], np.asarray(y)[keep].astype(float)) == pytest.approx(
+            roc_auc_score(np.asarray(y)[keep].astype(float), s[keep]), abs=1e-12)
+
+
+@pytest.mark.parametrize("fn", list(_LABEL_TAKERS))
+@pytest.mark.parametrize("lab, shown, positive", [
+    (np.array([1, 2] * 6), "{1, 2}", 2),
+    (np.array([-1, 1] * 6), "{-1, 1}", 1),
+    (np.array(["id", "ood"] * 6), "{'id', 'ood'}", "ood"),
+])
+def test_two_class_labels_other_than_0_1_are_refused_with_the_mapping(fn, lab, shown, positive):
+    """{1, 2}, {-1, 1} and strings hold two classes: the error says which values it found and how to map them
+    (never "0 negatives", which auroc_table reported after bool()). Following it (labels == positive) gives
+    sklearn's roc_auc_score of the raw labels, which takes the larger class as positive."""
+    s = np.random.default_rng(1).normal(size=lab.size) + (lab == positive)
+    with pytest.raises(ValueError, match="found 2 distinct value") as err:
+        _LABEL_TAKERS[fn](s, lab)
+    msg = str(err.value)
+    assert shown in msg and f"labels == {positive!r}" in msg and "negatives" not in msg
+    if fn != "tpr_at_fpr":
+        assert _LABEL_TAKERS[fn](s, lab == positive) == pytest.approx(roc_auc_score(lab, s), abs=1e-12)
+
+
+@pytest.mark.parametrize("fn", list(_LABEL_TAKERS))
+def test_non_binary_labels_are_refused_like_sklearn(fn):
+    """A fraction (0.5) and a third class: sklearn refuses both ("continuous" / "multiclass"), so does geom."""
+    s = np.arange(6.0)
+    for lab, shown in ((np.array([0, 0.5, 1] * 2), "{0.0, 0.5, 1.0}"), (np.array([0, 1, 2] * 2), "{0, 1, 2}")):
+        with pytest.raises(ValueError):
+            roc_auc_score(lab, s)
+        with pytest.raises(ValueError, match="found 3 distinct value") as err:
+            _LABEL_TAKERS[fn](s, lab)
+        assert shown in str(err.value)
+
+
+@pytest.mark.parametrize("fn", list(_LABEL_TAKERS))
+def test_scores_must_be_finite_numbers_of_the_labels_length(fn):
+    y = np.array([0, 1] * 4)
+    s = np.arange(8.0)
+    for bad, match in ((np.r_[s[:3], np.nan, s[4:]], r"NaN or inf value\(s\) at rows \[3\]"),
+                       (np.r_[s[:7], np.inf], r"NaN or inf value\(s\) at rows \[7\]"),
+                       (s[:7], "has 7 values for 8 labels"),
+                       (np.array(["a"] * 8), "must be numbers")):
+        with pytest.raises(ValueError, match=match):
+            _LABEL_TAKERS[fn](bad, y)
+
+
+def test_auroc_table_names_the_bad_score():
+    y = np.array([0, 1] * 4)
+    with pytest.raises(ValueError, match=r"score 'nu': 1 NaN or inf value"):
+        stats.auroc_table({"psi": np.arange(8.0), "nu": np.r_[np.arange(7.0), np.nan]}, y, n_boot=10)
