@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tol
 from geom import physics as P
 
 
@@ -369,3 +370,243 @@ def test_swendsen_wang_and_metropolis_agree_in_a_field_L16():
     se = np.sqrt(a.var(0, ddof=1) / 64 + b.var(0, ddof=1) / 64)
     assert np.all(np.abs(a.mean(0) - b.mean(0)) < 5 * se), (a.mean(0), b.mean(0), se)
     assert np.all(se / np.abs(a.mean(0)) < 0.02)  # the check resolves the means to 2%
+
+
+# ---------------------------------------------------------------------------------------------- whole domain (issue 23)
+# Every exact reference over its whole parameter domain (large |K|, |h|; the odd antiferromagnet; K -> 0) against
+# high-precision enumeration (mpmath, 60 digits, over the exact density of states of all 2^n configurations), or a
+# ValueError that names the parameter, its value and the valid range. Covariances are compared with the named float64
+# tolerance, its atol in units of the statistics' squared scale (the rounding floor of an autograd Hessian of log Z).
+mp = pytest.importorskip("mpmath")
+EXACT = tol(torch.float64)
+
+
+def density_of_states(stats: np.ndarray) -> list[tuple[int, int, int]]:
+    """(E, M, number of configurations) for every distinct pair of sufficient statistics, exact integers."""
+    keys, counts = np.unique(np.asarray(stats), axis=0, return_counts=True)
+    return [(int(e), int(m), int(c)) for (e, m), c in zip(keys, counts)]
+
+
+def mp_log_partition(dos, K: float, B: float) -> tuple[float, np.ndarray]:
+    """log Z and the covariance (2, 2) of (E, M) at (K, B), summed in 60-digit arithmetic."""
+    with mp.workdps(60):
+        K, B = mp.mpf(K), mp.mpf(B)
+        w = [(e, m, c * mp.exp(K * e + B * m)) for e, m, c in dos]
+        Z = mp.fsum(x for *_, x in w)
+        mE, mM = mp.fsum(e * x for e, _, x in w) / Z, mp.fsum(m * x for _, m, x in w) / Z
+        cEE = mp.fsum((e - mE) ** 2 * x for e, _, x in w) / Z
+        cEM = mp.fsum((e - mE) * (m - mM) * x for e, m, x in w) / Z
+        cMM = mp.fsum((m - mM) ** 2 * x for _, m, x in w) / Z
+        return float(mp.log(Z)), np.array([[float(cEE), float(cEM)], [float(cEM), float(cMM)]])
+
+
+def chain_dos(n: int):
+    idx = np.arange(2 ** n)[:, None]
+    return density_of_states(P.ising_chain_stats(1 - 2 * ((idx >> np.arange(n)) & 1)))
+
+
+def assert_cov_close(g: torch.Tensor, cov: np.ndarray, scale: float) -> None:
+    assert torch.isfinite(g).all(), g
+    torch.testing.assert_close(g, torch.as_tensor(cov), rtol=EXACT["rtol"], atol=EXACT["atol"] * scale ** 2)
+
+
+CHAIN_K = [-400.0, -50.0, -30.0, -10.0, -1.0, -0.3, 0.0, 1e-9, 1.0, 3.0, 30.0, 50.0, 400.0]
+CHAIN_H = [0.0, 0.5, -5.0, 40.0, 800.0]
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 7, 8])
+def test_chain_logz_and_metric_over_the_whole_domain(n):
+    """log Z and its Hessian (the Fisher metric) are finite and equal the 60-digit enumeration for every (K, H) of a
+    grid from the odd antiferromagnetic ring at K = -400 (l-/l+ -> -1: the closed form gave -inf) through the
+    ferromagnet at K = 400, H = 800 (exp overflows: NaN); the closed form's region (|K| <= 1) is included."""
+    dos = chain_dos(n)
+    f = lambda t: P.ising_chain_logz(t[0], t[1], n)  # noqa: E731
+    theta = torch.tensor([[K, H] for K in CHAIN_K for H in CHAIN_H], dtype=torch.float64)
+    logz, g = f(theta.T), torch.func.vmap(torch.func.hessian(f))(theta)
+    for (K, H), lz, gi in zip(theta.tolist(), logz, g):
+        lz_ref, cov = mp_log_partition(dos, K, H)
+        assert math.isfinite(lz.item()) and lz.item() == pytest.approx(lz_ref, rel=EXACT["rtol"]), (K, H, lz, lz_ref)
+        assert_cov_close(gi, cov, scale=n)
+
+
+@pytest.mark.parametrize("n", [5, 7])
+@pytest.mark.parametrize("K", [-10.0, -30.0])
+def test_odd_antiferromagnetic_ring(n, K):
+    """The odd ring at strong antiferromagnetic coupling: one frustrated bond anywhere on the ring, so
+    log Z = -K (n - 2) + log(2 n) + O(e^{-4|K|}) and Var(M) = 1 at H = 0; the transfer-matrix eigenvalues are
+    l+- = +-e^{-K} + e^{K} (nearly opposite), where log(l+^n + l-^n) cancels (the old closed form: -inf at K = -30)."""
+    lz = P.ising_chain_logz(K, 0.0, n).item()
+    lz_ref, cov = mp_log_partition(chain_dos(n), K, 0.0)
+    assert lz == pytest.approx(lz_ref, rel=EXACT["rtol"])
+    assert lz == pytest.approx(-K * (n - 2) + math.log(2 * n), abs=1e-6)
+    g = torch.func.hessian(lambda t: P.ising_chain_logz(t[0], t[1], n))(torch.tensor([K, 0.0], dtype=torch.float64))
+    assert_cov_close(g, cov, scale=n)
+    assert g[1, 1].item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_chain_closed_form_and_log_space_agree_at_the_switch():
+    """Both evaluations of ising_chain_logz (eigenvalue closed form for |K| <= 1, log-space powers beyond) agree at
+    the switch |K| = 1, value and Hessian, so the metric is continuous there."""
+    from geom.physics.ising1d import _chain_logz_log_space
+
+    for n in (2, 7, 16):
+        for K, H in [(1.0, 0.3), (-1.0, 0.0), (-1.0, -2.0), (0.4, 300.0)]:
+            t = torch.tensor([K, H], dtype=torch.float64)
+            a = lambda t: P.ising_chain_logz(t[0], t[1], n)  # noqa: E731
+            b = lambda t: _chain_logz_log_space(t[0], t[1], n)  # noqa: E731
+            torch.testing.assert_close(a(t), b(t), **EXACT)
+            torch.testing.assert_close(torch.func.hessian(a)(t), torch.func.hessian(b)(t), rtol=EXACT["rtol"],
+                                       atol=EXACT["atol"] * n ** 2)
+
+
+def test_chain_sampler_at_large_coupling_and_field():
+    """Exact draws where T's entries over- or underflow float64: the odd AF ring at K = -400 has exactly one
+    frustrated bond, uniformly placed, and M = +-1 with probability 1/2; K = 400 gives the two ferromagnetic states
+    1/2 each; H = 800 gives all spins up."""
+    n, size = 5, 5000
+    s = P.ising_chain_sample(-400.0, 0.0, n, size, seed=0)
+    frustrated = s * np.roll(s, -1, 1) > 0
+    assert np.all(frustrated.sum(1) == 1)
+    counts = np.bincount(frustrated.argmax(1), minlength=n)
+    assert np.all(np.abs(counts - size / n) < 5 * math.sqrt(size * (1 / n) * (1 - 1 / n))), counts
+    z_bound(s.sum(1, keepdims=True).astype(float), np.array([0.0]))
+    s = P.ising_chain_sample(400.0, 0.0, 4, size, seed=1)
+    assert np.all(np.abs(s.sum(1)) == 4)
+    z_bound(s.sum(1, keepdims=True).astype(float), np.array([0.0]))
+    assert np.all(P.ising_chain_sample(0.3, 800.0, 4, 100, seed=2) == 1)
+
+
+def test_chain_bad_input_names_the_range():
+    for bad in (1, 2.5, -3, True):
+        with pytest.raises(ValueError, match="n >= 2"):
+            P.ising_chain_logz(0.1, 0.0, bad)
+    with pytest.raises(ValueError, match="n >= 2"):
+        P.ising_chain_sample(0.1, 0.0, 1, 3)
+    with pytest.raises(ValueError, match="size must be an integer >= 0"):
+        P.ising_chain_sample(0.1, 0.0, 4, -3)
+    with pytest.raises(ValueError, match="finite"):
+        P.ising_chain_logz(float("inf"), 0.0, 4)
+
+
+@pytest.mark.parametrize("L,Ks", [(3, [-77.0, -50.0, -20.0, -5.0, 0.0, 5.0, 50.0, 200.0]),
+                                  (4, [-1000.0, -200.0, -20.0, 0.0, 20.0, 1000.0])])
+def test_transfer_matrix_logz_and_fisher_over_its_range(L, Ks):
+    """ising2d_logz and ising2d_fisher vs the 60-digit enumeration of all 2^(L^2) configurations, from the frustrated
+    odd (L = 3) antiferromagnet to the edge of its float64 range (K = -77) and |K| up to 1000 for even L, in fields up
+    to |B| = 50: finite, log Z to the exact tolerance, the metric to the covariance's rounding floor."""
+    dos = density_of_states(P.ising2d_stats(P.ising2d_enumerate(L)))
+    theta = torch.tensor([[K, B] for K in Ks for B in (0.0, 0.3, -4.0, 50.0)], dtype=torch.float64)
+    logz = P.ising2d_logz(L, theta[:, 0], theta[:, 1])
+    g = P.ising2d_fisher(L, theta, chunk=8)
+    for (K, B), lz, gi in zip(theta.tolist(), logz, g):
+        lz_ref, cov = mp_log_partition(dos, K, B)
+        assert math.isfinite(lz.item()) and lz.item() == pytest.approx(lz_ref, rel=EXACT["rtol"]), (K, B, lz, lz_ref)
+        assert_cov_close(gi, cov, scale=2 * L * L)
+
+
+def test_transfer_matrix_range_errors_name_the_point():
+    """Past the float64 range of the row transfer matrix (odd-L antiferromagnet, K < -230 / L) every entry point
+    raises a ValueError naming (K, B), L and the valid range, instead of -inf (ising2d_logz), NaN (its Hessian) or
+    draws from all-zero weights (ising2d_sample returned the all-up lattice at K = -200)."""
+    for L, K in [(3, -100.0), (5, -100.0), (7, -40.0)]:
+        with pytest.raises(ValueError, match=r"outside the float64 range.*K >= -230 / L"):
+            P.ising2d_logz(L, K, 0.1)
+    with pytest.raises(ValueError, match=r"ising2d_fisher: \(K, B\) = \(-100.0, 0.0\) at L=3"):
+        P.ising2d_fisher(3, torch.tensor([[0.3, 0.0], [-100.0, 0.0]]))
+    with pytest.raises(ValueError, match="ising2d_sample.*outside the float64 range"):
+        P.ising2d_sample(3, -200.0, 0.0, 5, seed=0)
+    with pytest.raises(ValueError, match="outside the float64 range"):
+        P.ising2d_exact_moments(5, -100.0, 0.0)
+    for bad in (1, 13, 4.0):
+        with pytest.raises(ValueError, match="integer L"):
+            P.ising2d_logz(bad, 0.3)
+    with pytest.raises(ValueError, match="size must be an integer >= 0"):
+        P.ising2d_sample(4, 0.3, 0.0, -1)
+
+
+def test_transfer_matrix_sampler_frustrated_ground_states_L3():
+    """At K = -20 (well inside the range) the odd 3 x 3 antiferromagnet is sampled exactly: every draw is a
+    frustrated ground state (the enumerated minimum energy) and the magnetisation's mean matches the exact one."""
+    L, K, B = 3, -20.0, 0.05
+    st_all = P.ising2d_stats(P.ising2d_enumerate(L))
+    s = P.ising2d_sample(L, K, B, 20_000, seed=4)
+    st = P.ising2d_stats(s)
+    assert np.all(st[:, 0] == st_all[:, 0].min())
+    grad = torch.func.grad(lambda t: P.ising2d_logz(L, t[0], t[1]))(torch.tensor([K, B], dtype=torch.float64))
+    z_bound(st[:, 1:], grad[1:].numpy())
+
+
+@pytest.mark.parametrize("L", [2, 3, 4])
+def test_kaufman_over_its_range(L):
+    """Kaufman's log Z and d^2 log Z / dK^2 (autograd) vs the 60-digit enumeration from K = 1e-3 (T = 1000, where the
+    formula's 1/K^2 terms cancel: relative error ~1e-16 / K^2) to K = 100 (T = 0.01)."""
+    dos = density_of_states(P.ising2d_stats(P.ising2d_enumerate(L)))
+    K = torch.tensor([1e-3, 1e-2, 0.3, 2.0, 20.0, 100.0], dtype=torch.float64)
+    lz = P.ising2d_logz_kaufman(L, K)
+    gKK = torch.func.vmap(torch.func.hessian(lambda k: P.ising2d_logz_kaufman(L, k)))(K)
+    u, c = P.ising2d_energy_kaufman(L, K)
+    assert torch.isfinite(torch.stack([lz, gKK, u, c])).all()
+    for k, lzi, gi in zip(K.tolist(), lz, gKK):
+        lz_ref, cov = mp_log_partition(dos, k, 0.0)
+        assert lzi.item() == pytest.approx(lz_ref, rel=EXACT["rtol"])
+        # the cancellation floor of the second derivative at small K: 1e-16 / K^2 relative, below rtol at K >= 1e-3
+        assert gi.item() == pytest.approx(cov[0, 0], rel=max(EXACT["rtol"], 1e-16 / k ** 2 * 10),
+                                          abs=EXACT["atol"] * (2 * L * L) ** 2)
+
+
+def test_kaufman_range_errors_name_the_value():
+    """Outside K in [1e-3, 100] float64 loses Kaufman's derivatives (measured: relative error 0.33 at K = 1e-8,
+    L = 3; at K = 150 the Hessian was 120 instead of ~0, NaN from K = 180): a ValueError names K and the range."""
+    for K in (1e-4, 150.0, 0.0, -0.3):
+        with pytest.raises(ValueError, match=r"K in \[0.001, 100\].*got K="):
+            P.ising2d_logz_kaufman(8, K)
+        with pytest.raises(ValueError, match=r"K in \[0.001, 100\]"):
+            P.ising2d_energy_kaufman(8, torch.tensor([0.3, K]))
+    for L in (0, 1, 2.5):
+        with pytest.raises(ValueError, match="integer L"):
+            P.ising2d_logz_kaufman(L, 0.3)
+
+
+def test_onsager_over_the_whole_axis():
+    """Onsager's free energy vs mpmath's quadrature of the same integral (50 digits) for K of either sign up to
+    |K| = 400 (cosh 2K overflowed: NaN), its symmetry f(-K) = f(K) and the ground-state limit f -> 2|K|."""
+    K = [-400.0, -1.0, -0.3, 1e-6, 0.3, 1 / P.T_CRITICAL, 1.0, 10.0, 50.0, 400.0]
+    f = P.ising2d_free_energy_onsager(torch.tensor(K, dtype=torch.float64))
+    assert torch.isfinite(f).all()
+    with mp.workdps(50):
+        for k, fi in zip(K, f.tolist()):
+            k2 = 2 * mp.sinh(2 * mp.mpf(k)) / mp.cosh(2 * mp.mpf(k)) ** 2
+            ref = mp.log(2 * mp.cosh(2 * mp.mpf(k))) + mp.quad(
+                lambda p: mp.log((1 + mp.sqrt(1 - k2 ** 2 * mp.sin(p) ** 2)) / 2), [0, mp.pi / 4, mp.pi / 2]) / mp.pi
+            # Gauss-Legendre with 512 nodes: the kink of the integrand at K_c limits it to ~1e-9 there
+            assert fi == pytest.approx(float(ref), rel=1e-9, abs=1e-9), (k, fi, float(ref))
+    torch.testing.assert_close(P.ising2d_free_energy_onsager(torch.tensor(K)), P.ising2d_free_energy_onsager(
+        -torch.tensor(K)), **EXACT)
+    assert f[-1].item() == pytest.approx(800.0, rel=EXACT["rtol"])
+
+
+@pytest.mark.parametrize("L", [1, 3, 6])
+def test_tasep_at_the_edges_of_its_rate_range(L):
+    """At the corners of RATE_RANGE = [1e-12, 1e12] the matrix-product weights stay finite, normalise to the
+    closed-form Z_L (an independent formula) and give a finite Fisher information (autograd)."""
+    for a, b in [(1e-12, 0.5), (0.5, 1e-12), (1e12, 1e12), (1e-12, 1e-12), (1e12, 1e-12), (1e-12, 1e12)]:
+        conf, lw = P.tasep_weights(L, a, b)
+        lz = P.tasep_logz(L, a, b).item()
+        assert torch.isfinite(lw).all() and math.isfinite(lz)
+        assert torch.logsumexp(lw, 0).item() == pytest.approx(lz, rel=EXACT["rtol"]), (a, b)
+        assert torch.isfinite(P.tasep_fisher(L, a, b, method="autograd")).all()
+
+
+def test_tasep_range_errors_name_the_value():
+    for a, b in [(1e-300, 0.5), (0.5, 1e13), (0.0, 0.5), (-0.1, 0.5)]:
+        with pytest.raises(ValueError, match=r"alpha, beta must (lie in \[1e-12, 1e\+12\]|be positive)"):
+            P.tasep_logz(4, a, b)
+        with pytest.raises(ValueError, match=r"alpha, beta must (lie in|be positive)"):
+            P.tasep_weights(4, a, b)
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="integer number of sites"):
+            P.tasep_logz(bad, 0.5, 0.5)
+    with pytest.raises(ValueError, match="integer number of sites"):
+        P.tasep_current(0, 0.5, 0.5)
+    with pytest.raises(ValueError, match="method='autograd'"):
+        P.tasep_fisher(4, 1e-5, 0.5)

@@ -32,15 +32,18 @@ def _transfer_log(L: int, K: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return half + half.transpose(-1, -2) + K * inter
 
 
-def ising2d_logz(L: int, K, B=0.0) -> torch.Tensor:
-    """Exact log Z of the periodic L x L Ising model by the row transfer matrix, ``log tr T^L`` (any field).
+TRACE_MIN = 1e-200  # the rescaled trace of T^L below which float64 no longer holds log Z (see ising2d_logz)
 
-    ``K``, ``B``: broadcastable tensors; returns their broadcast shape, differentiable (float64).
-    Cost ``O(L * 8^L)`` per point (L products of 2^L x 2^L matrices): fine for L <= 8, slow beyond 10."""
-    if not 2 <= L <= 12:
-        raise ValueError(f"transfer matrix log Z supports 2 <= L <= 12, got L={L}")
-    K, B = torch.broadcast_tensors(to_tensor(K).double(), to_tensor(B).double())
-    check_finite("K, B", torch.stack([K, B]))
+
+def _check_size(L, lo: int, hi: int, what: str) -> int:
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or not lo <= L <= hi:
+        raise ValueError(f"{what} supports integer L with {lo} <= L <= {hi}, got L={L!r}")
+    return int(L)
+
+
+def _transfer_power_trace(L: int, K: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log of the scale, trace)`` of ``T^L`` computed as ``scale * P`` with ``P`` rescaled to max entry 1 at every
+    product: ``log tr T^L = log scale + log trace``."""
     lt = _transfer_log(L, K, B)
     c = lt.amax(dim=(-1, -2), keepdim=True)
     A = torch.exp(lt - c)
@@ -50,18 +53,77 @@ def ising2d_logz(L: int, K, B=0.0) -> torch.Tensor:
         m = P.amax(dim=(-1, -2), keepdim=True).detach()
         P = (P / m) @ A
         logscale = logscale + torch.log(m[..., 0, 0])
-    return logscale + torch.log(torch.diagonal(P, dim1=-2, dim2=-1).sum(-1))
+    return logscale, torch.diagonal(P, dim1=-2, dim2=-1).sum(-1)
+
+
+def _range_error(L: int, K, B, what: str) -> ValueError:
+    return ValueError(
+        f"{what}: (K, B) = ({float(K)}, {float(B)}) at L={L} is outside the float64 range of the row transfer matrix: "
+        f"the trace of the rescaled T^L is below {TRACE_MIN:g}, so the states that carry Z (the frustrated ground "
+        f"states of an odd-L antiferromagnet at large |K|) underflow next to the largest entries. Valid: every finite "
+        f"(K, B) for even L; for odd L, K >= -230 / L (measured: L = 3 holds to K = -77, L = 5 to K = -46). Beyond, "
+        f"use the ground-state limit log Z ~ K E_0 + log(degeneracy), or an even L")
+
+
+def _check_transfer_range(L: int, K, B=0.0, what: str = "ising2d_logz") -> None:
+    """Raise a ValueError naming the point where the transfer matrix of :func:`ising2d_logz` loses ``log Z`` in
+    float64 (rescaled trace below ``TRACE_MIN``); ``K``, ``B`` broadcastable, evaluated without gradients."""
+    with torch.no_grad():
+        K, B = torch.broadcast_tensors(to_tensor(K).double(), to_tensor(B).double())
+        _, tr = _transfer_power_trace(L, K, B)
+    bad = ~(tr >= TRACE_MIN)
+    if bool(bad.any()):
+        i = int(bad.reshape(-1).nonzero()[0])
+        raise _range_error(L, K.reshape(-1)[i], B.reshape(-1)[i], what)
+
+
+def ising2d_logz(L: int, K, B=0.0) -> torch.Tensor:
+    """Exact log Z of the periodic L x L Ising model by the row transfer matrix, ``log tr T^L`` (any field).
+
+    ``T^L`` is built from ``exp(log T - max log T)``, rescaled to max entry 1 after every product: its entries are
+    sums of positive terms (no sign cancellation, unlike the eigenvalue sum of an odd antiferromagnet), so log Z
+    holds in float64 for any finite (K, B) except where the rescaled trace underflows (below ``TRACE_MIN``: an odd-L
+    antiferromagnet with K < -230 / L), where it raises a ValueError naming the point
+    (checked outside torch.func transforms; :func:`ising2d_fisher` checks its batch first).
+    ``K``, ``B``: broadcastable tensors; returns their broadcast shape, differentiable (float64).
+    Cost ``O(L * 8^L)`` per point (L products of 2^L x 2^L matrices): fine for L <= 8, slow beyond 10."""
+    L = _check_size(L, 2, 12, "transfer matrix log Z")
+    K, B = torch.broadcast_tensors(to_tensor(K).double(), to_tensor(B).double())
+    check_finite("K, B", torch.stack([K, B]))
+    logscale, tr = _transfer_power_trace(L, K, B)
+    if not holds(tr >= TRACE_MIN):
+        bad = int((~(tr >= TRACE_MIN)).reshape(-1).nonzero()[0])
+        raise _range_error(L, K.reshape(-1)[bad].detach(), B.reshape(-1)[bad].detach(), "ising2d_logz")
+    return logscale + torch.log(tr)
+
+
+KAUFMAN_K_RANGE = (1e-3, 100.0)  # where ising2d_logz_kaufman and its autograd derivatives hold in float64
+
+
+def _check_kaufman_range(K: torch.Tensor) -> None:
+    lo, hi = KAUFMAN_K_RANGE
+    if not holds((K >= lo) & (K <= hi)):
+        bad = K[~((K >= lo) & (K <= hi))].reshape(-1)[0].item()
+        raise ValueError(f"Kaufman's formula holds for ferromagnetic K in [{lo:g}, {hi:g}] (T = 1/K in [{1 / hi:g}, "
+                         f"{1 / lo:g}]) in float64, got K={bad}; use ising2d_logz (the transfer matrix, L <= 12, any "
+                         f"K) or the limits log Z -> 2 L^2 K + log 2 (K -> inf), L^2 log 2 (K -> 0)")
 
 
 def ising2d_logz_kaufman(L: int, K) -> torch.Tensor:
     """Exact log Z of the periodic L x L Ising model at zero field, Kaufman (1949) finite-lattice formula:
     ``Z = 1/2 (2 sinh 2K)^{L^2/2} (Z1 + Z2 + Z3 + Z4)`` with ``Z1,2 = prod_r 2 cosh|sinh(L g_{2r+1} / 2)``,
     ``Z3,4 = prod_r 2 cosh|sinh(L g_{2r} / 2)``, ``cosh g_l = cosh 2K coth 2K - cos(pi l / L)`` and
-    ``g_0 = 2K + log tanh K`` (its sign makes Z4 negative above T_c). ``K > 0`` tensor, any shape; differentiable."""
+    ``g_0 = 2K + log tanh K`` (its sign makes Z4 negative above T_c). ``K`` tensor, any shape, in
+    ``KAUFMAN_K_RANGE`` = [1e-3, 100] (T in [0.01, 1000]); differentiable. Outside that range float64 loses the
+    formula's derivatives (measured: below K = 1e-3 the second derivative cancels its 1/K^2 terms, relative error
+    1e-4 at K = 1e-6, 0.3 at 1e-8; above K ~ 120 acosh's argument squared overflows, wrong Hessian then NaN), so it
+    raises a ValueError naming K (checked outside torch.func transforms; :func:`ising2d_energy_kaufman` checks
+    before its vmap): use :func:`ising2d_logz` (L <= 12) there, or the limits log Z -> 2 L^2 K + log 2 (K -> inf),
+    L^2 log 2 (K -> 0)."""
+    L = _check_size(L, 2, 10 ** 6, "Kaufman's formula")
     K = to_tensor(K).double()
     check_finite("K", K)
-    if not holds(K > 0):
-        raise ValueError("Kaufman's formula is implemented for ferromagnetic K > 0")
+    _check_kaufman_range(K)
     Ke = K[..., None]
     l = torch.arange(2 * L, dtype=torch.float64)
     arg = torch.cosh(2 * Ke) / torch.tanh(2 * Ke) - torch.cos(math.pi * l / L)
@@ -100,15 +162,23 @@ def _leggauss(n: int):
 def ising2d_free_energy_onsager(K, n_nodes: int = 512) -> torch.Tensor:
     """Onsager's thermodynamic limit ``lim log Z / L^2`` at zero field (Onsager 1944), evaluated as
     ``log(2 cosh 2K) + 1/pi int_0^{pi/2} log[(1 + sqrt(1 - k^2 sin^2 phi)) / 2] dphi``, ``k = 2 sinh 2K / cosh^2 2K``,
-    by Gauss-Legendre quadrature with ``n_nodes`` nodes. ``K`` any shape; differentiable away from K_c."""
+    by Gauss-Legendre quadrature with ``n_nodes`` nodes. ``K`` any shape and sign (the square lattice is bipartite:
+    f(-K) = f(K)), any finite size: written without overflow as ``log(2 cosh 2K) = 2|K| + log1p(e^{-4|K|})``,
+    ``k = 2 tanh 2K sech 2K`` and ``1 - k^2 sin^2 = cos^2 + k'^2 sin^2`` with ``k' = 2 sech^2 2K - 1`` (exact, >= 0
+    without clamping). Differentiable away from K_c."""
     K = to_tensor(K).double()
     check_finite("K", K)
-    x, w = _leggauss(n_nodes)
+    if isinstance(n_nodes, bool) or not isinstance(n_nodes, (int, np.integer)) or n_nodes < 1:
+        raise ValueError(f"n_nodes must be an integer >= 1 (Gauss-Legendre nodes), got {n_nodes!r}")
+    x, w = _leggauss(int(n_nodes))
     phi = torch.as_tensor((x + 1) * math.pi / 4, dtype=torch.float64)
     w = torch.as_tensor(w * math.pi / 4, dtype=torch.float64)
-    k = 2 * torch.sinh(2 * K) / torch.cosh(2 * K) ** 2
-    inner = torch.log((1 + torch.sqrt(torch.clamp(1 - (k[..., None] * torch.sin(phi)) ** 2, min=0))) / 2)
-    return torch.log(2 * torch.cosh(2 * K)) + (inner * w).sum(-1) / math.pi
+    a = 2 * K.abs()
+    sech = 2 * torch.exp(-a) / (1 + torch.exp(-2 * a))
+    kp = 2 * sech ** 2 - 1
+    s2 = torch.sin(phi) ** 2
+    inner = torch.log((1 + torch.sqrt(torch.cos(phi) ** 2 + kp[..., None] ** 2 * s2)) / 2)
+    return a + torch.log1p(torch.exp(-2 * a)) + (inner * w).sum(-1) / math.pi
 
 
 def ising2d_stats(s) -> np.ndarray:
@@ -145,9 +215,13 @@ def ising2d_fisher(L: int, theta: torch.Tensor, chunk: int = 32) -> torch.Tensor
     (m, 2) -> (m, 2, 2) float64: the Hessian of the transfer-matrix log Z, i.e. the covariance of the sufficient
     statistics ``(sum s_i s_j, sum s_i)`` (Lobashev et al. Sec. 3, exponential families); ``chunk`` points per
     vmapped call bound the memory."""
+    L = _check_size(L, 2, 12, "ising2d_fisher")
     theta = torch.as_tensor(theta, dtype=torch.float64)
     if theta.ndim != 2 or theta.shape[1] != 2:
         raise ValueError(f"theta must have shape (m, 2) = (K, B) per point, got {tuple(theta.shape)}")
+    check_finite("theta", theta)
+    for c in theta.split(chunk):  # range check outside vmap, where values can be read
+        _check_transfer_range(L, c[:, 0], c[:, 1], "ising2d_fisher")
     hess = torch.func.vmap(torch.func.hessian(lambda t: ising2d_logz(L, t[0], t[1])))
     return torch.cat([hess(c) for c in theta.split(chunk)])
 
@@ -157,6 +231,7 @@ def ising2d_exact_moments(L: int, K: float, B: float) -> tuple[torch.Tensor, tor
     gradient and Hessian of the transfer-matrix log Z (exponential-family identities)."""
     f = lambda t: ising2d_logz(L, t[0], t[1])  # noqa: E731
     t = torch.tensor([K, B], dtype=torch.float64)
+    f(t)  # checks L, finiteness and the float64 range outside the transforms
     return torch.func.grad(f)(t), torch.func.hessian(f)(t)
 
 
@@ -164,9 +239,12 @@ def ising2d_sample(L: int, K: float, B: float, size: int, seed=0) -> np.ndarray:
     """Exact samples of the periodic L x L Ising model, (size, L, L) int8, by the row transfer matrix:
     forward powers ``T^k`` then sequential sampling of rows, ``r_1 ~ (T^L)_{r1 r1}`` and
     ``r_{i+1} ~ T(r_i, r_{i+1}) (T^{L-i})_{r_{i+1} r_1}`` (forward-filter / backward-sample on the periodic chain
-    of rows). Memory ``L * 4^L`` doubles: L <= 10."""
-    if not 2 <= L <= 10:
-        raise ValueError(f"transfer-matrix sampling supports 2 <= L <= 10, got L={L}")
+    of rows). Memory ``L * 4^L`` doubles: L <= 10. Where the weights that carry Z underflow (below ``TRACE_MIN``
+    after rescaling: an odd-L antiferromagnet at large |K|) it raises a ValueError naming the point instead of
+    drawing from zeros."""
+    L = _check_size(L, 2, 10, "transfer-matrix sampling")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
+        raise ValueError(f"size must be an integer >= 0 (samples to draw), got size={size!r}")
     if not (np.isfinite(K) and np.isfinite(B)):
         raise ValueError(f"K, B must be finite, got {K}, {B}")
     rng = make_rng(seed)
@@ -185,11 +263,16 @@ def ising2d_sample(L: int, K: float, B: float, size: int, seed=0) -> np.ndarray:
         return np.minimum((c < u[:, None]).sum(1), w.shape[1] - 1)
 
     d = np.diag(P[L])
+    if not d.sum() >= TRACE_MIN:  # the states that carry Z underflowed: the draws would be silently wrong
+        raise _range_error(L, K, B, "ising2d_sample")
     r = np.empty((size, L), dtype=np.int64)
     r[:, 0] = draw(np.broadcast_to(d, (size, len(d))))
     r1 = r[:, 0]
     for i in range(1, L):
-        r[:, i] = draw(T[r[:, i - 1]] * P[L - i][:, r1].T)
+        w = T[r[:, i - 1]] * P[L - i][:, r1].T
+        if size and not w.sum(1).min() >= TRACE_MIN:
+            raise _range_error(L, K, B, "ising2d_sample")
+        r[:, i] = draw(w)
     return rows[r].astype(np.int8)
 
 
@@ -198,9 +281,10 @@ def ising2d_energy_kaufman(L: int, K) -> tuple[torch.Tensor, torch.Tensor]:
     spin ``c = K^2 Var(sum_<ij> s_i s_j) / L^2`` of the periodic L x L model, from the first and second
     derivatives of Kaufman's log Z (:func:`ising2d_logz_kaufman`) by autograd. ``K > 0``: any shape; returns
     two tensors of that shape (float64)."""
-    if int(L) != L or L < 2:
-        raise ValueError(f"L must be an integer >= 2, got {L}")
+    L = _check_size(L, 2, 10 ** 6, "Kaufman's energy")
     K = to_tensor(K).double()
+    check_finite("K", K)
+    _check_kaufman_range(K)
     flat = K.reshape(-1)
     f = lambda k: ising2d_logz_kaufman(L, k)  # noqa: E731
     mean = torch.func.vmap(torch.func.grad(f))(flat)

@@ -11,15 +11,42 @@ import torch
 from ._common import check_finite, holds, make_rng, to_tensor
 
 
+RATE_RANGE = (1e-12, 1e12)  # alpha, beta (in units of the hopping rate) where every function here holds in float64
+
+
+def _check_sites(L, lo: int, hi: int, what: str) -> int:
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)) or not lo <= L <= hi:
+        raise ValueError(f"{what} supports an integer number of sites L with {lo} <= L <= {hi}, got L={L!r}")
+    return int(L)
+
+
+def _check_rates(a: torch.Tensor, b: torch.Tensor) -> None:
+    """Positive rates inside ``RATE_RANGE`` (skipped under torch.func transforms, where values cannot be read)."""
+    check_finite("alpha, beta", torch.stack([a, b]))
+    lo, hi = RATE_RANGE
+    ok = (a > 0) & (b > 0)
+    if not holds(ok):
+        i = int((~ok).reshape(-1).nonzero()[0])
+        raise ValueError(f"TASEP rates alpha, beta must be positive, got alpha={a.reshape(-1)[i].item()}, "
+                         f"beta={b.reshape(-1)[i].item()}")
+    ok = (a >= lo) & (a <= hi) & (b >= lo) & (b <= hi)
+    if not holds(ok):
+        i = int((~ok).reshape(-1).nonzero()[0])
+        raise ValueError(f"TASEP rates alpha, beta must lie in [{lo:g}, {hi:g}] (units of the hopping rate; beyond, "
+                         f"alpha^-L and the D-coefficients 1/beta over- or underflow the matrix-product weights in "
+                         f"float64), got alpha={a.reshape(-1)[i].item()}, beta={b.reshape(-1)[i].item()}; rescale "
+                         f"time or clip the rates to the range (the phase is decided well inside it)")
+
+
 def tasep_logz(L: int, alpha, beta) -> torch.Tensor:
     """Exact log of the matrix-product normalisation of the open TASEP (Derrida et al. 1993; as quoted in
     Lobashev et al.): ``Z_L = sum_{p=1}^{L} p (2L-1-p)! / (L! (L-p)!) * (b^{p+1} - a^{p+1}) / (b - a)``, ``a = 1/alpha``,
     ``b = 1/beta``, with the ratio written as ``sum_{k=0}^{p} b^k a^{p-k}`` (exact at alpha = beta).
-    ``alpha``, ``beta``: broadcastable positive tensors; ``Z_0 = 1``. Differentiable (float64)."""
+    ``alpha``, ``beta``: broadcastable positive tensors in ``RATE_RANGE``; ``Z_0 = 1``; integer ``L >= 0``.
+    Differentiable (float64)."""
+    L = _check_sites(L, 0, 10 ** 7, "tasep_logz")
     a, b = torch.broadcast_tensors(to_tensor(alpha).double(), to_tensor(beta).double())
-    check_finite("alpha, beta", torch.stack([a, b]))
-    if not holds((a > 0) & (b > 0)):
-        raise ValueError("TASEP rates alpha, beta must be positive")
+    _check_rates(a, b)
     if L == 0:
         return torch.zeros_like(a)
     la, lb = -torch.log(a), -torch.log(b)
@@ -34,8 +61,7 @@ def tasep_logz(L: int, alpha, beta) -> torch.Tensor:
 
 def tasep_current(L: int, alpha, beta) -> torch.Tensor:
     """Stationary current ``J = Z_{L-1} / Z_L`` of the open TASEP (Derrida et al. 1993)."""
-    if L < 1:
-        raise ValueError(f"L must be >= 1, got {L}")
+    L = _check_sites(L, 1, 10 ** 7, "tasep_current")
     return torch.exp(tasep_logz(L - 1, alpha, beta) - tasep_logz(L, alpha, beta))
 
 
@@ -50,12 +76,12 @@ def tasep_weights(L: int, alpha, beta) -> tuple[np.ndarray, torch.Tensor]:
 
     Each word is normal-ordered from the right: a vector ``c_a`` holds the coefficients of ``E^a |V>``;
     prepending E shifts ``a -> a + 1``; prepending D uses ``D E^a |V> = |V>/beta + sum_{j=1}^a E^j |V>``
-    (from DE = D + E); finally ``<W| E^a |V> = alpha^{-a}``. L <= 16."""
-    if not 1 <= L <= 16:
-        raise ValueError(f"enumeration supports 1 <= L <= 16, got L={L}")
+    (from DE = D + E); finally ``<W| E^a |V> = alpha^{-a}``. L <= 16; alpha, beta in ``RATE_RANGE``."""
+    L = _check_sites(L, 1, 16, "enumeration of the TASEP weights")
     a, b = to_tensor(alpha).double(), to_tensor(beta).double()
-    if a.ndim or b.ndim or float(a.detach()) <= 0 or float(b.detach()) <= 0:
-        raise ValueError(f"alpha, beta must be positive scalars, got {alpha}, {beta}")
+    if a.ndim or b.ndim:
+        raise ValueError(f"alpha, beta must be scalars, got shapes {tuple(a.shape)}, {tuple(b.shape)}")
+    _check_rates(a.detach(), b.detach())
     conf = _tasep_configs(L)
     n = len(conf)
     c = torch.zeros(n, L + 1, dtype=torch.float64)
@@ -76,8 +102,8 @@ def tasep_weights(L: int, alpha, beta) -> tuple[np.ndarray, torch.Tensor]:
 def tasep_generator_stationary(L: int, alpha: float, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """Independent reference: the stationary distribution of the TASEP master equation, from the null vector
     of the dense 2^L x 2^L generator (L <= 10). Returns configurations (2^L, L) and probabilities (2^L,)."""
-    if not 1 <= L <= 10:
-        raise ValueError(f"dense generator supports 1 <= L <= 10, got L={L}")
+    L = _check_sites(L, 1, 10, "the dense generator")
+    _check_rates(to_tensor(float(alpha)), to_tensor(float(beta)))
     conf = _tasep_configs(L)
     n = len(conf)
     code = lambda c: int((c.astype(np.int64) << np.arange(L)).sum())  # noqa: E731
@@ -118,6 +144,10 @@ def tasep_fisher(L: int, alpha: float, beta: float, method: str = "fd", eps: flo
     """Exact Fisher information (2, 2) of the stationary TASEP measure in (alpha, beta), by enumeration:
     ``g = sum_tau P(tau) d log P d log P^T``, with the derivatives of ``log P`` by central differences of step
     ``eps`` (``method="fd"``, fast, relative error ~1e-9) or by autograd (``method="autograd"``, slow)."""
+    if method == "fd" and not min(alpha, beta) > 10 * eps:
+        raise ValueError(f"finite differences of step eps={eps:g} need alpha, beta > 10 eps, got alpha={alpha}, "
+                         f"beta={beta}; pass method='autograd' or a smaller eps")
+
     def logp(a, b):
         return torch.log_softmax(tasep_weights(L, a, b)[1], 0)
 
