@@ -12,17 +12,24 @@ pipelines do (the conversion to ``eps`` is affine with unit weight on ``out``, s
 Both branches are always evaluated (one batch of ``2B``) so that callbacks see ``eps_c - eps_u`` (the
 memorisation statistic of Wen et al., ICLR 2024).
 
-Sampling delegates each step to diffusers' own ``DDIMScheduler.step`` on the model's scheduler (its
-``prediction_type``, time steps (``timestep_spacing``, ``steps_offset``), ``t_prev = t - T // num_steps``,
-final alpha (``set_alpha_to_one``), ``clip_sample`` / ``clip_sample_range``, and the noise schedule
-(``beta_schedule`` / ``trained_betas`` / ``rescale_betas_zero_snr``, through ``alphas_cumprod``)), with one
-precision change: the step's coefficients are formed from ``alphas_cumprod`` in float64 (same values), so a
-float64 pipeline samples in float64. Settings geom does not implement are refused by ``check_scheduler``
-(also called by ``geom.models.load_pipeline`` on load). Inversion (``invert``) is geom's own (see there).
+Time list: every step goes from ``t`` to the NEXT entry ``t_prev`` of the scheduler's own list
+(``scheduler.set_timesteps(num_steps)``: ``timestep_spacing``, ``steps_offset``), and the last step to
+``final_alpha_cumprod`` (``1`` with ``set_alpha_to_one``, else ``alphas_cumprod[0]``); ``ddim_schedule`` is the one
+place where ``t_prev`` is decided, for sampling, inversion (the same list reversed) and the callbacks.
+diffusers' own ``DDIMScheduler.step`` instead takes ``t_prev = t - T // num_steps``, which is the list's next entry
+only when the list is evenly spaced by ``T // num_steps`` (``"leading"`` always; ``"trailing"`` / ``"linspace"``
+only for some step counts: ``"trailing"`` with 7 steps goes 999 -> 856 but diffusers steps to 857), and whose
+last step reaches the final alpha only when ``t_last < T // num_steps`` (else it stops at
+``alphas_cumprod[t_last - T // num_steps]``, whatever ``set_alpha_to_one``). Where the list is evenly spaced
+geom's step is diffusers' step (tested); elsewhere geom follows the list. Each step (``ddim_step``) honours
+``prediction_type``, ``clip_sample`` / ``clip_sample_range`` and the noise schedule (``beta_schedule`` /
+``trained_betas`` / ``rescale_betas_zero_snr``, through ``alphas_cumprod``), with its coefficients formed from
+``alphas_cumprod`` in float64, so a float64 pipeline samples in float64. Settings geom does not implement are refused by
+``check_scheduler`` (also called by ``geom.models.load_pipeline`` on load), time lists it cannot follow by
+``ddim_schedule``.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -38,7 +45,8 @@ TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 class DDIMStep:
     """What a callback sees at step ``index`` (0-based, ``num_steps`` in all) of the sampler.
 
-    ``timestep`` the UNet time ``t``; ``prev_timestep`` ``t_prev`` (< 0 at the last step);
+    ``timestep`` the UNet time ``t``; ``prev_timestep`` ``t_prev``, the next time of the scheduler's list
+    (``ddim_schedule``; ``-1`` at the last step: the level ``final_alpha_cumprod``);
     ``latents`` ``x_t`` ``(B, 4, h, w)``; ``eps_cond``, ``eps_uncond``, ``eps`` (guided) *noise* predictions
     ``(B, 4, h, w)``: the denoiser outputs converted to ``eps`` with ``to_eps_x0`` whatever the model's
     ``prediction_type``; ``pred_x0`` the denoised latent predicted from ``x_t`` (after the scheduler's
@@ -103,13 +111,41 @@ def check_scheduler(scheduler, source: object = None) -> None:
                          "rescale_betas_zero_snr=false)")
 
 
-def ddim_timesteps(scheduler, num_steps: int) -> Tensor:
-    """The ``num_steps`` UNet times (descending) of ``scheduler.set_timesteps(num_steps)`` (diffusers'
-    ``timestep_spacing`` and ``steps_offset``)."""
+def ddim_schedule(scheduler, num_steps: int) -> tuple[Tensor, Tensor]:
+    """The DDIM time list and each step's target, ``(timesteps, prev_timesteps)``, both ``(num_steps,)`` int64: the
+    one place where ``t_prev`` is decided (sampling, inversion, callbacks).
+
+    ``timesteps`` is the scheduler's own list ``scheduler.set_timesteps(num_steps)`` (descending; diffusers'
+    ``timestep_spacing`` and ``steps_offset``); ``prev_timesteps[i] = timesteps[i + 1]`` (Song et al. Eq. 12 steps
+    from ``t`` to the next time of the sub-sequence, Sec. 4.2) and ``prev_timesteps[-1] = -1``, the final level
+    ``final_alpha_cumprod`` (``_alpha``). Raises ``ValueError`` for a ``num_steps`` that is not an int in
+    ``[1, num_train_timesteps]`` and for a list geom cannot follow (diffusers' float ``arange`` makes
+    ``"trailing"`` return ``num_steps + 1`` times ending in ``-1`` for some counts, e.g. 61 of 1000; ``"leading"``
+    with ``steps_offset = 1`` and ``num_steps = num_train_timesteps`` reaches time ``T``), naming the setting and
+    a step count that works."""
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    c = scheduler.config
+    T = int(c.num_train_timesteps)
+    if num_steps > T:
+        raise ValueError(f"num_steps={num_steps} exceeds the scheduler's num_train_timesteps={T}; use at most {T} "
+                         "steps")
     scheduler.set_timesteps(num_steps)
-    return scheduler.timesteps.clone()
+    ts = scheduler.timesteps.clone().long()
+    ok = len(ts) == num_steps and bool((ts[1:] < ts[:-1]).all()) and int(ts.min()) >= 0 and int(ts.max()) < T
+    if not ok:
+        near = [n for n in (num_steps - 1, num_steps + 1) if 1 <= n <= T]
+        raise ValueError(f"scheduler.set_timesteps({num_steps}) with timestep_spacing={c.timestep_spacing!r}, "
+                         f"steps_offset={c.steps_offset} gives {len(ts)} times in [{int(ts.min())}, {int(ts.max())}] "
+                         f"(DDIM needs {num_steps} distinct descending times in [0, {T})); choose another num_steps "
+                         f"(e.g. {' or '.join(map(str, near))}) or another timestep_spacing")
+    prev = torch.cat([ts[1:], ts.new_full((1,), -1)])
+    return ts, prev
+
+
+def ddim_timesteps(scheduler, num_steps: int) -> Tensor:
+    """The ``num_steps`` UNet times (descending) of ``ddim_schedule``: the scheduler's own list."""
+    return ddim_schedule(scheduler, num_steps)[0]
 
 
 def _alpha(scheduler, t: int) -> Tensor:
@@ -162,26 +198,38 @@ def from_eps(eps: Tensor, x_t: Tensor, alpha_bar_t: Tensor | float, prediction_t
     return (x_t - sb * eps) / sa
 
 
-def _stepper(scheduler):
-    """A shallow copy of the model's ``DDIMScheduler`` whose ``alphas_cumprod`` / ``final_alpha_cumprod`` are
-    float64 (the same values): diffusers' ``step`` then forms ``sqrt(a)``, ``sqrt(1 - a)``, ``sigma`` in float64
-    before they multiply the latents (in the latents' dtype).
+def ddim_step(model_output: Tensor, x_t: Tensor, alpha_bar_t: Tensor | float, alpha_bar_prev: Tensor | float,
+              prediction_type: str, eta: float = 0.0, noise: Tensor | None = None,
+              clip_sample_range: float | None = None) -> tuple[Tensor, Tensor]:
+    """One DDIM step (Song et al., ICLR 2021, Eq. 12) from level ``a_t = alpha_bar_t`` to ``a_prev =
+    alpha_bar_prev``: ``(x_prev, x0)``, both of the shape and dtype of ``x_t`` ``(B, ...)``.
 
-    Rounding guard: ``sigma^2 <= 1 - a_prev`` holds exactly for ``eta <= 1`` (equality only at ``a_t = 0``, the
-    first step of a zero-terminal-SNR schedule), but rounded it can exceed it by an ulp and the step's
-    ``sqrt(1 - a_prev - sigma^2)`` is NaN; the copy's variance is capped at ``(1 - a_prev)(1 - 2^-50)``, which
-    changes nothing unless ``a_t < ~1e-15``."""
-    st = copy.copy(scheduler)
-    st.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
-    st.final_alpha_cumprod = torch.as_tensor(scheduler.final_alpha_cumprod, dtype=torch.float64)
-    variance = st._get_variance
+    ``(eps, x0) = to_eps_x0(model_output, x_t, a_t, prediction_type)``, ``x0`` clamped to
+    ``[-clip_sample_range, clip_sample_range]`` when given (the scheduler's ``clip_sample``; ``eps`` is not
+    re-derived, as diffusers' default ``use_clipped_model_output=False``);
+    ``sigma = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev)`` (Eq. 16),
+    ``x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma noise`` (``noise`` ``(B, ...)``, needed
+    for ``eta > 0``); diffusers' ``DDIMScheduler.step`` for the same ``a_t``, ``a_prev``. Coefficients in float64.
 
-    def _get_variance(timestep, prev_timestep):
-        a_prev = st.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else st.final_alpha_cumprod
-        return torch.minimum(variance(timestep, prev_timestep), (1 - a_prev) * (1 - 2.0 ** -50))
-
-    st._get_variance = _get_variance
-    return st
+    The direction coefficient is formed as ``1 - a_prev - sigma^2 = (1 - a_prev) ((1 - eta^2) + eta^2 a_t
+    (1 - a_prev) / (a_prev (1 - a_t)))`` (the same number, a sum of non-negative terms for ``eta <= 1``): it is
+    exactly 0 at ``a_t = 0, eta = 1`` (the first step at zero terminal SNR), where the difference as written rounds
+    to ``-1 ulp`` (measured -1.1e-16 in float64, -6e-8 in float32: a NaN square root), and near it the difference
+    cancels (a relative error ``1e-16 / (1 - a_prev - sigma^2)``, amplified by the square root). For ``eta = 0`` it
+    is ``1 - a_prev`` either way (bit for bit)."""
+    a_t = torch.as_tensor(alpha_bar_t, dtype=torch.float64)
+    a_prev = torch.as_tensor(alpha_bar_prev, dtype=torch.float64)
+    eps, x0 = to_eps_x0(model_output, x_t, a_t, prediction_type)
+    if clip_sample_range is not None:
+        x0 = x0.clamp(-clip_sample_range, clip_sample_range)
+    std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
+    direction = ((1 - a_prev) * ((1 - eta ** 2) + eta ** 2 * a_t * (1 - a_prev) / (a_prev * (1 - a_t)))) ** 0.5
+    x_prev = (a_prev ** 0.5).to(x_t) * x0 + direction.to(x_t) * eps
+    if eta > 0:
+        if noise is None:
+            raise ValueError("ddim_step with eta > 0 needs noise (B, ...) ~ N(0, I)")
+        x_prev = x_prev + std.to(x_t) * noise
+    return x_prev, x0
 
 
 # ------------------------------------------------------------------------------------------ sampling
@@ -223,9 +271,10 @@ def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float 
            generator: torch.Generator | None = None, latents: Tensor | None = None, negative_prompt: str | list[str] = "",
            callback: Callable[[DDIMStep], None] | None = None, progress: bool = False,
            eps_fn: Callable[[Tensor, int, Tensor, Tensor], Tensor] | None = None) -> DDIMResult:
-    """DDIM sampling with classifier-free guidance; each step is diffusers' ``DDIMScheduler.step`` on the
-    model's scheduler (module docs), so every ``prediction_type`` and scheduler setting is honoured as diffusers
-    does (``check_scheduler`` refuses the rest).
+    """DDIM sampling with classifier-free guidance along the scheduler's own time list (``ddim_schedule``;
+    ``ddim_step`` from each time to the next, the last to ``final_alpha_cumprod``); every ``prediction_type`` and
+    scheduler setting is honoured (``check_scheduler`` refuses the rest). Where the list is evenly spaced by
+    ``T // num_steps`` this is diffusers' ``DDIMScheduler.step`` loop (module docs).
 
     Args:
         pipe: a ``LatentDiffusion`` (``geom.models.load_pipeline``).
@@ -244,8 +293,8 @@ def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float 
     Returns:
         ``DDIMResult`` with the final latents ``(B, *latent_shape)`` (decode with ``pipe.vae_decode``).
     Raises:
-        ``ValueError`` for a scheduler ``check_scheduler`` refuses, ``eta`` outside ``[0, 1]``, or ``latents`` of
-        the wrong shape.
+        ``ValueError`` for a scheduler ``check_scheduler`` refuses, a time list ``ddim_schedule`` refuses, ``eta``
+        outside ``[0, 1]``, or ``latents`` of the wrong shape.
     """
     check_scheduler(pipe.scheduler)
     if not 0.0 <= float(eta) <= 1.0:
@@ -257,15 +306,15 @@ def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float 
     elif tuple(latents.shape) != shape:
         raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}")
     cond, uncond = _embeddings(pipe, prompts, negative_prompt)
-    ts = ddim_timesteps(pipe.scheduler, num_steps)
-    step = _stepper(pipe.scheduler)
-    pt = pipe.scheduler.config.prediction_type
-    ratio = pipe.scheduler.config.num_train_timesteps // num_steps
+    ts, prevs = ddim_schedule(pipe.scheduler, num_steps)
+    c = pipe.scheduler.config
+    pt = c.prediction_type
+    clip = float(c.clip_sample_range) if c.clip_sample else None
     x = latents.to(pipe.device, pipe.dtype)
     x_T = x.clone()
-    for i, t in enumerate(tqdm(ts.tolist(), disable=not progress, desc="DDIM")):
+    for i, (t, t_prev) in enumerate(tqdm(list(zip(ts.tolist(), prevs.tolist())), disable=not progress, desc="DDIM")):
         out, o_c, o_u = guided_output(pipe, x, t, cond, uncond, guidance_scale)
-        a_t = _alpha(pipe.scheduler, t)
+        a_t, a_prev = _alpha(pipe.scheduler, t), _alpha(pipe.scheduler, t_prev)
         eps = to_eps_x0(out, x, a_t, pt)[0]
         if eps_fn is not None:
             eps = eps_fn(x, int(t), eps, a_t)
@@ -273,11 +322,10 @@ def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float 
         noise = None
         if eta > 0:
             noise = torch.randn(shape, generator=generator, dtype=pipe.dtype, device="cpu").to(pipe.device)
-        res = step.step(out, t, x, eta=float(eta), variance_noise=noise)
-        x_prev, x0 = res.prev_sample, res.pred_original_sample
+        x_prev, x0 = ddim_step(out, x, a_t, a_prev, pt, eta=float(eta), noise=noise, clip_sample_range=clip)
         if callback is not None:
             e_c, e_u = (to_eps_x0(o, x, a_t, pt)[0] for o in (o_c, o_u))
-            callback(DDIMStep(i, num_steps, int(t), int(t) - ratio, x, e_c, e_u, eps, x0, x_prev,
+            callback(DDIMStep(i, num_steps, int(t), int(t_prev), x, e_c, e_u, eps, x0, x_prev,
                               float(guidance_scale)))
         x = x_prev
     return DDIMResult(x, x_T, ts)
@@ -289,9 +337,9 @@ def invert(pipe, latents: Tensor, prompts: list[str], num_steps: int = 50, guida
            progress: bool = False) -> Tensor:
     """DDIM inversion (eta = 0; Song et al. Sec. 4.3, Mokady et al. 2023): clean latents ``x_0``
     ``(B, *latent_shape)`` -> ``x_T`` ``(B, *latent_shape)`` by running the deterministic DDIM map backwards
-    over the sampler's own ``(t_prev, t)`` pairs (``ddim_timesteps`` ascending, ``t_prev = t - T // num_steps``,
-    ``final_alpha_cumprod`` below the first), with the model evaluated at the current latent (level
-    ``t_prev``) and the higher time ``t``:
+    over the sampler's own ``(t_prev, t)`` pairs (``ddim_schedule``'s time list reversed: from
+    ``final_alpha_cumprod`` up to the last time, then each time up to the one before it in the list), with the
+    model evaluated at the current latent (level ``t_prev``) and the higher time ``t``:
     ``(eps, _) = to_eps_x0(out(x, t), x, a_t)``, ``x0 = (x - sqrt(1 - a_prev) eps) / sqrt(a_prev)`` (clipped to
     ``clip_sample_range`` when the scheduler's ``clip_sample`` is set, as the sampler does),
     ``x_next = sqrt(a_t) x0 + sqrt(1 - a_t) eps``. Each step is the exact inverse of the sampler's step when
@@ -303,15 +351,16 @@ def invert(pipe, latents: Tensor, prompts: list[str], num_steps: int = 50, guida
     same inversion in any parametrisation; ``DDIMInverseScheduler`` converts it at ``a_prev`` instead (the
     two differ at O(step) in the model output).
     Callbacks see ``DDIMStep`` with ``latents`` the current (lower) level, ``pred_x0`` and ``next_latents``
-    the higher level. Raises ``ValueError`` for a scheduler ``check_scheduler`` refuses."""
+    the higher level. Raises ``ValueError`` for a scheduler ``check_scheduler`` refuses or a time list
+    ``ddim_schedule`` refuses."""
     check_scheduler(pipe.scheduler)
     cond, uncond = _embeddings(pipe, prompts, negative_prompt)
-    ts = ddim_timesteps(pipe.scheduler, num_steps).flip(0)  # ascending
+    ts, prevs = ddim_schedule(pipe.scheduler, num_steps)
     c = pipe.scheduler.config
-    ratio = c.num_train_timesteps // num_steps
     x = latents.to(pipe.device, pipe.dtype)
-    for i, t in enumerate(tqdm(ts.tolist(), disable=not progress, desc="DDIM inversion")):
-        t_prev = t - ratio  # the level x currently sits at
+    pairs = list(zip(ts.flip(0).tolist(), prevs.flip(0).tolist()))  # the sampler's (t, t_prev) pairs, ascending
+    for i, (t, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="DDIM inversion")):
+        # x currently sits at level t_prev
         out, o_c, o_u = guided_output(pipe, x, t, cond, uncond, guidance_scale)
         a_t, a_prev = _alpha(pipe.scheduler, t), _alpha(pipe.scheduler, t_prev)
         eps, e_c, e_u = (to_eps_x0(o, x, a_t, c.prediction_type)[0] for o in (out, o_c, o_u))

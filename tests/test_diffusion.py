@@ -1,6 +1,9 @@
 """geom.diffusion against independent references: the closed-form denoiser of Gaussian data (exact eps, v and
-x0 of one underlying model), diffusers' DDIMScheduler.step and DDIMInverseScheduler.step loops, for every
-prediction_type and the scheduler settings geom honours; refusals of the settings it does not."""
+x0 of one underlying model), a float64 implementation of Song et al. Eq. 12 along the scheduler's own time list
+(every timestep_spacing, step counts that do not divide num_train_timesteps, zero terminal SNR), diffusers'
+DDIMScheduler.step and DDIMInverseScheduler.step loops where the list is evenly spaced (the only case their
+t_prev = t - T // num_steps is the list's next time), for every prediction_type and the scheduler settings geom
+honours; refusals of the settings and time lists it does not."""
 from __future__ import annotations
 
 import pytest
@@ -70,9 +73,13 @@ def test_to_eps_x0_and_from_eps_closed_form(prediction_type):
 
 # ------------------------------------------------------------------------------------------ sampling
 def _diffusers_loop(pipe, x_T, steps, scale, eta, seed):
-    """Reference: diffusers' own DDIMScheduler (from the same config, its own float32 alphas) on the guided
-    model output, per-step noise drawn in geom's order. Returns per-step (pred_x0, next latents)."""
+    """Reference: diffusers' own DDIMScheduler (from the same config) on the guided model output, per-step noise
+    drawn in geom's order; for a float64 pipe its alphas are cast to float64 (same values, diffusers' arithmetic)
+    so that it is a float64 reference. Returns per-step (pred_x0, next latents)."""
     sch = DDIMScheduler.from_config(pipe.scheduler.config)
+    if x_T.dtype == torch.float64:
+        sch.alphas_cumprod = sch.alphas_cumprod.double()
+        sch.final_alpha_cumprod = torch.as_tensor(sch.final_alpha_cumprod, dtype=torch.float64)
     sch.set_timesteps(steps)
     g = torch.Generator().manual_seed(seed)
     c, u = pipe.encode_prompt(["a", "b"]), pipe.encode_prompt(["", ""])
@@ -95,37 +102,157 @@ CONFIGS = {
     "linear_betas": dict(beta_schedule="linear", beta_start=1e-4, beta_end=0.02, num_train_timesteps=500),
     "zero_snr_trailing": dict(rescale_betas_zero_snr=True, timestep_spacing="trailing", steps_offset=0),
 }
+# step counts whose time list is evenly spaced by T // num_steps and ends below T // num_steps, the lists on which
+# diffusers' step (t_prev = t - T // num_steps) is DDIM along the list: "leading" any count, "trailing" the
+# divisors of T, "linspace" only 1 and T (test_evenly_spaced_step_counts)
+EVEN_STEPS = {"sd": 7, "trailing": 8, "linspace_alpha_one": 1000, "clip_1.5": 7, "linear_betas": 7,
+              "zero_snr_trailing": 8}
+
+
+def _evenly_spaced(scheduler, steps):
+    scheduler.set_timesteps(steps)
+    ts, ratio = scheduler.timesteps.tolist(), scheduler.config.num_train_timesteps // steps
+    return all(a - b == ratio for a, b in zip(ts, ts[1:])) and ts[-1] - ratio < 0
+
+
+def test_evenly_spaced_step_counts():
+    for config, n in EVEN_STEPS.items():
+        assert _evenly_spaced(GaussianDenoiser(**CONFIGS[config]).scheduler, n), config
+    assert not _evenly_spaced(GaussianDenoiser(**CONFIGS["trailing"]).scheduler, 7)
+    assert not _evenly_spaced(GaussianDenoiser(**CONFIGS["linspace_alpha_one"]).scheduler, 7)
 
 
 @pytest.mark.parametrize("config", list(CONFIGS), ids=list(CONFIGS))
 @pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_sample_matches_diffusers_step_for_step(prediction_type, config, eta):
+def test_sample_matches_diffusers_step_for_step(prediction_type, config, eta, dtype):
+    """On evenly spaced lists geom's step is diffusers' DDIMScheduler.step. Except at zero terminal SNR with
+    eta = 1: there 1 - a_prev - sigma^2 = 0 exactly at the first step (a_t = 0), diffusers forms it from float32
+    alphas, on some CPUs it rounds below 0 (-6e-8) and diffusers' loop is NaN from that step on; the reference is
+    then the float64 closed form of Eq. 12 (_eq12_reference), which cannot fail (diffusers in float64 rounds
+    below 0 too, at -1.1e-16). 1000 "linspace" steps only in float64 (in float32 the two accumulate ~1e-6 of
+    rounding apart over 1000 steps)."""
     if config == "zero_snr_trailing" and prediction_type == "epsilon":
         pytest.skip("refused (test_refused_scheduler_settings)")
-    pipe = GaussianDenoiser(prediction_type, **CONFIGS[config])
+    n = EVEN_STEPS[config]
+    if n > 100 and dtype == torch.float32:
+        pytest.skip("1000 steps compared in float64")
+    pipe = GaussianDenoiser(prediction_type, dtype, **CONFIGS[config])
     steps = []
-    res = diffusion.sample(pipe, ["a", "b"], num_steps=7, guidance_scale=3.0, eta=eta, latents=_x_T(),
+    res = diffusion.sample(pipe, ["a", "b"], num_steps=n, guidance_scale=3.0, eta=eta, latents=_x_T(dtype),
                            generator=torch.Generator().manual_seed(5), callback=steps.append)
-    ref = _diffusers_loop(pipe, _x_T(), 7, 3.0, eta, 5)
-    assert len(steps) == len(ref) == 7
-    t32 = tol(torch.float32)
     if config == "zero_snr_trailing" and eta > 0:
-        # first step at a_t = 0: 1 - a_prev - sigma^2 = 0 exactly; diffusers forms it from float32 alphas, so it
-        # is +-1 ulp and its square root ~sqrt(6e-8) = 2.4e-4 multiplies eps. Check that step against the closed
-        # form sqrt(a_prev) x0 + sqrt(1 - a_prev) noise, and diffusers at sqrt(ulp) after it.
-        s = steps[0]
-        a_p = pipe.scheduler.alphas_cumprod[s.prev_timestep].double()
-        noise = torch.randn(_x_T().shape, generator=torch.Generator().manual_seed(5))
-        exact = a_p.sqrt() * s.pred_x0.double() + (1 - a_p).sqrt() * noise.double()
-        torch.testing.assert_close(s.next_latents, exact.float(), **t32)
-        t32 = dict(rtol=1e-2, atol=2e-3)
+        ref = [(x0, nxt) for _, _, x0, nxt in _eq12_reference(pipe, _x_T(dtype), n, 3.0, eta, 5)]
+    else:
+        ref = _diffusers_loop(pipe, _x_T(dtype), n, 3.0, eta, 5)
+    assert len(steps) == len(ref) == n
+    assert torch.isfinite(res.latents).all()
+    t = tol(dtype)
     for s, (x0, nxt) in zip(steps, ref):
-        torch.testing.assert_close(s.pred_x0, x0, **t32)
-        torch.testing.assert_close(s.next_latents, nxt, **t32)
-    torch.testing.assert_close(res.latents, ref[-1][1], **t32)
+        torch.testing.assert_close(s.pred_x0, x0.to(dtype), **t)
+        torch.testing.assert_close(s.next_latents, nxt.to(dtype), **t)
+    torch.testing.assert_close(res.latents, ref[-1][1].to(dtype), **t)
     if CONFIGS[config].get("clip_sample"):
         assert max(float(s.pred_x0.abs().max()) for s in steps) == pytest.approx(1.5)  # clipping was active
+
+
+# ------------------------------------------------------------------------------------------ Eq. 12 on the time list
+def _eq12_reference(pipe, x_T, steps, scale, eta, seed):
+    """Independent float64 DDIM (Song et al. 2021, Eq. 12 and 16) along the scheduler's own time list
+    ``set_timesteps(steps)``: from each time to the NEXT one, the last to ``final_alpha_cumprod`` (1 with
+    set_alpha_to_one, else alphas_cumprod[0]); the model's output converted with the formulas written here;
+    per-step noise drawn in geom's order. ``1 - a_prev - sigma^2`` in the closed form
+    ``(1 - a_prev) ((1 - eta^2) + eta^2 a_t (1 - a_prev) / (a_prev (1 - a_t)))``, a sum of non-negative terms that
+    cannot round below 0. Returns per step ``(t, t_prev, pred_x0, next latents)``, float64."""
+    cfg = pipe.scheduler.config
+    sch = DDIMScheduler.from_config(cfg)
+    sch.set_timesteps(steps)
+    ts = [int(t) for t in sch.timesteps]
+    acp = sch.alphas_cumprod.double()
+    final = torch.tensor(1.0 if cfg.set_alpha_to_one else float(acp[0]), dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    c, u = pipe.encode_prompt(["a", "b"]).double(), pipe.encode_prompt(["", ""]).double()
+    x, out = x_T.double(), []
+    for i, t in enumerate(ts):
+        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
+        a, ap = acp[t], (acp[t_prev] if t_prev >= 0 else final)
+        tt = torch.full((2,), t)
+        o_c, o_u = pipe.predict_noise(x, tt, c), pipe.predict_noise(x, tt, u)
+        o = o_u + scale * (o_c - o_u)
+        if cfg.prediction_type == "epsilon":
+            eps, x0 = o, (x - (1 - a).sqrt() * o) / a.sqrt()
+        elif cfg.prediction_type == "v_prediction":
+            eps, x0 = a.sqrt() * o + (1 - a).sqrt() * x, a.sqrt() * x - (1 - a).sqrt() * o
+        else:
+            eps, x0 = (x - a.sqrt() * o) / (1 - a).sqrt(), o
+        if cfg.clip_sample:
+            x0 = x0.clamp(-cfg.clip_sample_range, cfg.clip_sample_range)
+        sigma2 = eta ** 2 * (1 - ap) * (ap - a) / (ap * (1 - a))
+        dir2 = (1 - ap) * ((1 - eta ** 2) + eta ** 2 * a * (1 - ap) / (ap * (1 - a)))
+        x = ap.sqrt() * x0 + dir2.sqrt() * eps
+        if eta > 0:
+            x = x + sigma2.sqrt() * torch.randn(x.shape, generator=g, dtype=pipe.dtype).double()
+        out.append((t, t_prev, x0, x))
+    return out
+
+
+SPACINGS = {
+    "leading": dict(timestep_spacing="leading", steps_offset=1),   # Stable Diffusion's
+    "trailing": dict(timestep_spacing="trailing", steps_offset=0, set_alpha_to_one=True),
+    "linspace": dict(timestep_spacing="linspace", steps_offset=0),
+}
+NOISE = {"sd": {}, "zero_snr": dict(rescale_betas_zero_snr=True)}
+
+
+@pytest.mark.parametrize("num_steps,dtype", [(1, torch.float32), (7, torch.float32), (30, torch.float32),
+                                             (50, torch.float32), (7, torch.float64),
+                                             pytest.param(999, torch.float64, marks=pytest.mark.slow)],
+                         ids=["1-float32", "7-float32", "30-float32", "50-float32", "7-float64", "999-float64"])
+@pytest.mark.parametrize("noise", list(NOISE))
+@pytest.mark.parametrize("spacing", list(SPACINGS))
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_sample_is_eq12_along_the_scheduler_time_list(eta, prediction_type, spacing, noise, num_steps, dtype):
+    """Every spacing, step counts that do and do not divide T = 1000, zero terminal SNR: geom's sampler step for
+    step against the float64 Eq. 12 reference (times, pred_x0, next latents) at the tolerance of its dtype (999
+    steps in float64: float32 rounding accumulates to ~1e-6 over 999 steps, above the float32 tolerance)."""
+    if noise == "zero_snr" and prediction_type == "epsilon":
+        pytest.skip("refused (test_refused_scheduler_settings)")
+    pipe = GaussianDenoiser(prediction_type, dtype, **SPACINGS[spacing], **NOISE[noise])
+    steps = []
+    res = diffusion.sample(pipe, ["a", "b"], num_steps=num_steps, guidance_scale=3.0, eta=eta, latents=_x_T(dtype),
+                           generator=torch.Generator().manual_seed(5), callback=steps.append)
+    ref = _eq12_reference(pipe, _x_T(dtype), num_steps, 3.0, eta, 5)
+    assert [(s.timestep, s.prev_timestep) for s in steps] == [(t, tp) for t, tp, _, _ in ref]
+    assert torch.isfinite(res.latents).all()
+    t = tol(dtype)
+    for s, (_, _, x0, nxt) in zip(steps, ref):
+        torch.testing.assert_close(s.pred_x0, x0.to(dtype), **t)
+        torch.testing.assert_close(s.next_latents, nxt.to(dtype), **t)
+    torch.testing.assert_close(res.latents, ref[-1][3].to(dtype), **t)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_ddim_step_at_zero_snr_where_the_direction_rounds_below_zero(dtype):
+    """At a_t = 0, eta = 1: sigma^2 = 1 - a_prev, so x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) noise exactly.
+    Found by search: pairs (999, t_prev) of the zero-SNR schedule where 1 - a_prev - sigma^2 as written (diffusers'
+    step) rounds below 0 in float64 (its square root is NaN); geom's step there is finite and the closed form."""
+    acp = GaussianDenoiser("v_prediction", **NOISE["zero_snr"]).scheduler.alphas_cumprod.double()
+    assert float(acp[999]) == 0.0
+    a_t = acp[999]
+    neg = [tp for tp in range(1, 999)
+           if float(1 - acp[tp] - (((1 - acp[tp]) / (1 - a_t) * (1 - a_t / acp[tp])) ** 0.5) ** 2) < 0]
+    assert neg, "no pair rounds below 0: the case is not exercised"
+    g = torch.Generator().manual_seed(3)
+    out, x, noise = (torch.randn(2, 4, 3, 3, generator=g, dtype=dtype) for _ in range(3))
+    for tp in neg[:20]:
+        x_prev, x0 = diffusion.ddim_step(out, x, a_t, acp[tp], "v_prediction", eta=1.0, noise=noise)
+        assert torch.isfinite(x_prev).all()
+        torch.testing.assert_close(x0, -out)  # v at a_t = 0: x0 = sqrt(a) x - sqrt(1 - a) v = -v
+        exact = acp[tp].sqrt() * x0.double() + (1 - acp[tp]).sqrt() * noise.double()
+        torch.testing.assert_close(x_prev, exact.to(dtype), **tol(dtype))
+    with pytest.raises(ValueError, match="needs noise"):
+        diffusion.ddim_step(out, x, a_t, acp[neg[0]], "v_prediction", eta=1.0)
 
 
 def test_sample_matches_diffusers_with_the_tiny_ldm_config():
@@ -183,6 +310,50 @@ def test_invert_matches_diffusers_inverse_scheduler_for_epsilon(config):
     torch.testing.assert_close(got, ref, **tol(torch.float32))
 
 
+def _inversion_reference(pipe, x0, steps, scale):
+    """Independent float64 DDIM inversion along the sampler's time list reversed: x starts at the final level
+    (final_alpha_cumprod) and goes up to each time t of the list in ascending order from the level t_prev below
+    it, with eps of the model at (x, t): x <- sqrt(a_t) (x - sqrt(1 - a_prev) eps) / sqrt(a_prev)
+    + sqrt(1 - a_t) eps. Returns per step (t, t_prev, x after the step)."""
+    cfg = pipe.scheduler.config
+    sch = DDIMScheduler.from_config(cfg)
+    sch.set_timesteps(steps)
+    ts = [int(t) for t in sch.timesteps][::-1]
+    acp = sch.alphas_cumprod.double()
+    final = torch.tensor(1.0 if cfg.set_alpha_to_one else float(acp[0]), dtype=torch.float64)
+    c, u, x, out = pipe.encode_prompt(["a", "b"]).double(), pipe.encode_prompt(["", ""]).double(), x0.double(), []
+    for i, t in enumerate(ts):
+        t_prev = ts[i - 1] if i > 0 else -1
+        a, ap = acp[t], (acp[t_prev] if t_prev >= 0 else final)
+        tt = torch.full((2,), t)
+        o_c, o_u = pipe.predict_noise(x, tt, c), pipe.predict_noise(x, tt, u)
+        o = o_u + scale * (o_c - o_u)
+        eps = {"epsilon": o, "v_prediction": a.sqrt() * o + (1 - a).sqrt() * x,
+               "sample": (x - a.sqrt() * o) / (1 - a).sqrt()}[cfg.prediction_type]
+        x = a.sqrt() * (x - (1 - ap).sqrt() * eps) / ap.sqrt() + (1 - a).sqrt() * eps
+        out.append((t, t_prev, x))
+    return out
+
+
+@pytest.mark.parametrize("num_steps", [1, 7, 30, 50])
+@pytest.mark.parametrize("spacing", list(SPACINGS))
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+def test_invert_is_the_time_list_reversed(prediction_type, spacing, num_steps):
+    """Inversion steps through the sampler's own (t_prev, t) pairs in reverse order (callback times checked against
+    the sampler's), step for step equal to the float64 reference at the float32 tolerance."""
+    pipe = GaussianDenoiser(prediction_type, **SPACINGS[spacing])
+    fwd, inv = [], []
+    diffusion.sample(pipe, ["a", "b"], num_steps=num_steps, guidance_scale=2.0, latents=_x_T(), callback=fwd.append)
+    x0 = 1.5 * _x_T(seed=2)
+    got = diffusion.invert(pipe, x0, ["a", "b"], num_steps=num_steps, guidance_scale=2.0, callback=inv.append)
+    ref = _inversion_reference(pipe, x0, num_steps, 2.0)
+    pairs = [(s.timestep, s.prev_timestep) for s in inv]
+    assert pairs == [(s.timestep, s.prev_timestep) for s in fwd][::-1] == [(t, tp) for t, tp, _ in ref]
+    for s, (_, _, x) in zip(inv, ref):
+        torch.testing.assert_close(s.next_latents, x.float(), **tol(torch.float32))
+    torch.testing.assert_close(got, ref[-1][2].float(), **tol(torch.float32))
+
+
 class XIndependentNoise(GaussianDenoiser):
     """eps(x, t, c) = sin(t / 100) pattern + 0.01 c, independent of x, written in any parametrisation:
     inversion is then the exact inverse of eta = 0 sampling."""
@@ -196,11 +367,12 @@ class XIndependentNoise(GaussianDenoiser):
 
 @pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 @pytest.mark.parametrize("config", ["sd", "trailing", "linspace_alpha_one"])
-def test_invert_then_sample_round_trips(prediction_type, config):
+@pytest.mark.parametrize("num_steps", [12, 30])
+def test_invert_then_sample_round_trips(prediction_type, config, num_steps):
     pipe = XIndependentNoise(prediction_type, torch.float64, **CONFIGS[config])
     x0 = _x_T(torch.float64, seed=4)
-    xT = diffusion.invert(pipe, x0, ["a", "b"], num_steps=12, guidance_scale=3.0)
-    back = diffusion.sample(pipe, ["a", "b"], num_steps=12, guidance_scale=3.0, latents=xT).latents
+    xT = diffusion.invert(pipe, x0, ["a", "b"], num_steps=num_steps, guidance_scale=3.0)
+    back = diffusion.sample(pipe, ["a", "b"], num_steps=num_steps, guidance_scale=3.0, latents=xT).latents
     torch.testing.assert_close(back, x0, **tol(torch.float64))
     assert (xT - x0).norm() > 0.5 * x0.norm()  # the inversion moved the latents
 
@@ -238,6 +410,28 @@ def test_refused_scheduler_settings(setting, match):
         diffusion.sample(pipe, ["a"], num_steps=2)
     with pytest.raises(ValueError, match=match):
         diffusion.invert(pipe, _x_T()[:1], ["a"], num_steps=2)
+
+
+@pytest.mark.parametrize("setting,num_steps,match", [
+    (dict(timestep_spacing="trailing", steps_offset=0), 61, r"gives 62 times in \[-1, 999\].*60 or 62"),
+    (dict(timestep_spacing="leading", steps_offset=1), 1000, r"gives 1000 times in \[1, 1000\]"),
+    ({}, 1001, "exceeds the scheduler's num_train_timesteps=1000"),
+    ({}, 0, "num_steps must be a positive int"),
+])
+def test_refused_time_lists(setting, num_steps, match):
+    """Lists DDIM cannot follow (diffusers' set_timesteps returns them silently; its step would index
+    alphas_cumprod[-1], the noisiest level, or past the end) are refused by name with a step count that works."""
+    pipe = GaussianDenoiser(**setting)
+    with pytest.raises(ValueError, match=match):
+        diffusion.ddim_schedule(pipe.scheduler, num_steps)
+    with pytest.raises(ValueError, match=match):
+        diffusion.sample(pipe, ["a"], num_steps=num_steps)
+    with pytest.raises(ValueError, match=match):
+        diffusion.invert(pipe, _x_T()[:1], ["a"], num_steps=num_steps)
+    if num_steps == 61:  # the step counts the message proposes work
+        for n in (60, 62):
+            ts, prev = diffusion.ddim_schedule(pipe.scheduler, n)
+            assert len(ts) == n and ts.min() >= 0 and prev.tolist() == ts[1:].tolist() + [-1]
 
 
 def test_refuses_a_scheduler_that_is_not_ddim():
