@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tol
 from geom import diffusion, guidance
 from geom.models.pipeline import LatentDiffusion
 from geom.models.tiny_ldm import PromptEncoder, TrainConfig, build_scheduler, build_unet, build_vae
@@ -46,6 +47,7 @@ def test_rho_zero_reproduces_unguided_sampling_exactly(pipe):
     assert torch.equal(out.latents, ref.latents)
 
 
+@pytest.mark.kernels
 def test_one_step_guidance_matches_closed_form(pipe):
     """r = mean(x): grad = 1/E everywhere. One DDIM step from t to t_prev changes by
     (sqrt(1 - a_prev) - sqrt(a_prev) sqrt(1 - a_t) / sqrt(a_t)) * (-rho sqrt(1 - a_t) / E)."""
@@ -59,7 +61,8 @@ def test_one_step_guidance_matches_closed_form(pipe):
     for rho in (-1.5, 1.0):
         out = guidance.guided_sample(pipe, PROMPTS, mean_reward, rho=rho, num_steps=1, latents=x_T).latents
         expected = float(coef * (-rho * (1 - a_t).sqrt() / E))
-        torch.testing.assert_close(out - base, torch.full_like(base, expected), rtol=1e-4, atol=1e-6)
+        # float32 latents of magnitude ~1: the difference carries their rounding (~3e-7), the shift is ~1e-5
+        torch.testing.assert_close(out - base, torch.full_like(base, expected), **tol(base.dtype))
 
 
 def test_guidance_moves_samples_towards_the_reward(pipe):

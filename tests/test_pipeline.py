@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import tol
+from conftest import tol, tol_scaled
 from geom import diffusion
 from geom.models import load_pipeline
 
@@ -131,12 +131,13 @@ def _diffusers_ddim(pipe, prompts, steps, scale, eta, generator):
     return x
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("scale,eta", [(1.0, 0.0), (7.5, 0.0), (3.0, 1.0)])
 def test_ddim_matches_diffusers_scheduler(sd, scale, eta):
     ref = _diffusers_ddim(sd, PROMPTS, 6, scale, eta, torch.Generator().manual_seed(3))
     out = diffusion.sample(sd, PROMPTS, num_steps=6, guidance_scale=scale, eta=eta,
                            generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(out.latents, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.latents, ref, **tol_scaled(ref.dtype, ref))  # 6 float32 UNet steps
 
 
 def test_ddim_seeded_deterministic_and_callback(sd):
@@ -284,15 +285,17 @@ def test_scheduler_settings_are_kept_on_load(tmp_path, sd_folder):
     assert load_pipeline(sd_folder).scheduler.config.clip_sample is False
 
 
+@pytest.mark.kernels
 def test_v_prediction_folder_samples_as_diffusers(tmp_path):
     """A v-prediction config on the tiny-ldm weights: geom's sampler equals diffusers' DDIMScheduler loop (the
     UNet output read as v, not as noise)."""
     p = load_pipeline(_tiny_copy(tmp_path, prediction_type="v_prediction"))
     ref = _diffusers_ddim(p, PROMPTS, 4, 3.0, 0.0, torch.Generator().manual_seed(0))
     out = diffusion.sample(p, PROMPTS, num_steps=4, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out.latents, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.latents, ref, **tol_scaled(ref.dtype, ref))
 
 
+@pytest.mark.kernels
 def test_batched_encode_images_and_decode_latents_equal_the_single_calls(sd):
     """The pipeline's batched helpers (used by the notebooks) equal vae_encode / vae_decode of the whole batch,
     for a batch size that does not divide the count, and return CPU tensors."""
@@ -304,5 +307,9 @@ def test_batched_encode_images_and_decode_latents_equal_the_single_calls(sd):
     z = sd.encode_images(x, batch_size=2)
     back = sd.decode_latents(z, batch_size=3)
     assert z.device.type == "cpu" and back.dtype == torch.float32 and back.shape == x.shape
-    torch.testing.assert_close(z, z_ref.cpu(), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(back, x_ref.float().cpu(), rtol=1e-5, atol=1e-5)
+    # other batch shapes through the VAE's convolutions: float32 last digits differ (up to 4e-6 on images of
+    # magnitude ~2, AMD EPYC), a row of another image by O(1)
+    torch.testing.assert_close(z, z_ref.cpu(), **tol_scaled(z_ref.dtype, z_ref))
+    torch.testing.assert_close(back, x_ref.float().cpu(), **tol_scaled(x_ref.dtype, x_ref))
+    with pytest.raises(AssertionError):  # the tolerance still sees a row of another image
+        torch.testing.assert_close(back, x_ref.float().cpu().roll(1, 0), **tol_scaled(x_ref.dtype, x_ref))
