@@ -64,7 +64,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .jacobian import call_generator, check_generator, check_latents, find_module, random_projection
+from .jacobian import NonFiniteError, call_generator, check_generator, check_latents, find_module, random_projection
 
 # Piecewise activations: joints read from the instance (module -> sorted joints).
 _PIECEWISE: dict[type[nn.Module], Callable[[nn.Module], tuple[float, ...]]] = {
@@ -233,6 +233,7 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
     Raises:
         ValueError: bad radius, dim or basis; a radius below ``smallest_radius(z, dtype)``; a generator that
             fails in ``dtype``. TypeError: no ``nn.Module`` to find the activation modules in.
+        NonFiniteError (a ``ValueError``): latents, a pre-activation or the output are NaN or inf.
     """
     check_generator(G)
     check_latents(z)
@@ -284,6 +285,12 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
             if x.shape[0] != nb * P2:
                 raise ValueError(f"activation '{key}' saw a leading dimension {x.shape[0]} != batch "
                                  f"{nb * P2}: local_complexity needs batch-first activations")
+            finite = torch.isfinite(x.detach()).reshape(nb, -1).all(dim=1)
+            if not finite.all():  # a NaN is on no piece: a count over it would be silently wrong
+                rows = (s + (~finite).nonzero().flatten()).tolist()
+                raise NonFiniteError(f"the pre-activation of '{key}' contains NaN or inf values at the polytope "
+                                     f"vertices of latent rows {rows[:10]} (evaluated in {dtype}): no neuron's "
+                                     f"piece is defined there; check the latents' scale, the radius and the model")
             piece = piece_index(x.detach(), joint_sets[id(mod)]).reshape(nb, P2, -1)
             changed = piece.amin(dim=1) != piece.amax(dim=1)  # piece differs between some vertices
             counts.append((f"{key}#{c}" if c else key, changed.sum(dim=1).cpu()))
@@ -291,7 +298,14 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
         handles = [m.register_forward_pre_hook(hook) for m in acts.values()]
         try:
             with torch.no_grad(), cast_module(module, dtype):
-                call_generator(G, verts)
+                y = call_generator(G, verts)
+            if not torch.isfinite(y).all():
+                bad = (s + (~torch.isfinite(y)).reshape(nb, -1).any(1).nonzero().flatten()).tolist()
+                raise NonFiniteError(f"the generator's output contains NaN or inf values at the polytope vertices "
+                                     f"of latent rows {bad[:10]} (evaluated in {dtype}); check the latents' scale, "
+                                     f"the radius and the model")
+        except NonFiniteError:
+            raise
         except ValueError as e:
             raise ValueError(f"{e} (local_complexity evaluates G in {dtype}, see its `dtype` argument; tensors "
                              f"outside the parameters and buffers of {type(module).__name__} are not cast)") from e

@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .complexity import local_complexity, polytope_basis
-from .jacobian import check_generator, check_latents, jacobian, output_dim, random_projection
+from .jacobian import NonFiniteError, check_generator, check_latents, jacobian, output_dim, random_projection
 
 
 def singular_values(J: Tensor) -> Tensor:
@@ -32,8 +32,14 @@ def singular_values(J: Tensor) -> Tensor:
         raise ValueError(f"J must be a batch of matrices (B, k, E), got "
                          f"{tuple(J.shape) if isinstance(J, Tensor) else type(J).__name__}")
     if not torch.isfinite(J).all():
-        raise ValueError("J contains NaN or inf entries")
-    return torch.linalg.svdvals(J.to(torch.float64))
+        bad = (~torch.isfinite(J)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise NonFiniteError(f"J contains NaN or inf entries (batch rows {bad[:10]}); no singular value is "
+                             f"defined there")
+    sv = torch.linalg.svdvals(J.to(torch.float64))
+    if not torch.isfinite(sv).all():  # LAPACK does not always raise on failure to converge
+        raise NonFiniteError("the SVD of J returned NaN or inf singular values (LAPACK did not converge); "
+                             "rescale the generator's output or compute J in float64")
+    return sv
 
 
 # Version of the descriptor engine (geom.jacobian, geom.complexity, geom.descriptors). Bump it with every change

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .descriptors import describe
+from .jacobian import call_generator
 
 
 def png_bytes(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -106,7 +107,7 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
     df["latent_norm"] = torch.linalg.vector_norm(latents.detach().flatten(1).double(), dim=1).cpu().numpy()
     t = time.perf_counter()
     with torch.no_grad():
-        out = torch.cat([G(latents[i:i + batch_size]) for i in range(0, n, batch_size)])
+        out = torch.cat([call_generator(G, latents[i:i + batch_size]) for i in range(0, n, batch_size)])
     seconds["decode"] = time.perf_counter() - t
     if images is not None:  # the reconstruction (encoder) or inversion (latents given) error
         df["recon_error"] = ((out.double() - images.double()) ** 2).flatten(1).mean(1).cpu().numpy()

@@ -51,7 +51,7 @@ def _check_generator(G: nn.Module) -> None:
 def inversion_loss(G: nn.Module, z: Tensor, x: Tensor, prior_weight: float = 0.0) -> tuple[Tensor, Tensor]:
     """Per-image objective ``L(z) = ||G(z) - x||^2 / D + prior_weight ||z||^2 / E`` and pixel MSE:
     ``z`` ``(B, *latent_shape)``, ``x`` ``(B, *out_shape)`` -> ``(L (B,), mse (B,))`` (differentiable in ``z``)."""
-    out = G(z)
+    out = G(z.clone())  # a copy: a generator that scales or clamps its input in place never changes z
     if out.shape != x.shape:
         raise ValueError(f"G(z) has shape {tuple(out.shape)} but the images have shape {tuple(x.shape)}")
     mse = (out - x).flatten(1).square().mean(1)

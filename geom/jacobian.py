@@ -142,10 +142,15 @@ def check_generator(G: Generator) -> None:
 
 def call_generator(G: Generator, z: Tensor) -> Tensor:
     """``G(z)`` for latents ``z`` ``(B, *latent_shape)``, checked: returns a Tensor ``(B, *out_shape)``.
+
+    ``G`` is handed a copy of ``z``: a generator that writes to its input in place (``z *= sigma``,
+    ``z.clamp_(-t, t)``) never changes the caller's latents.
     Raises ``ValueError`` naming the latent shape when the call fails or returns another batch size, and
     ``TypeError`` when ``G`` returns no Tensor (e.g. a diffusers output object: wrap it)."""
     try:
-        y = G(z)
+        y = G(z.clone())
+    except NonFiniteError:  # raised by geom's own hooks inside G (local_complexity): already named
+        raise
     except Exception as e:  # re-raise with the shape that was fed, the commonest mistake
         raise ValueError(f"calling the generator on a latent batch of shape {tuple(z.shape)} failed: "
                          f"{type(e).__name__}: {e}") from e
@@ -194,6 +199,14 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
         ForwardModeError: ``mode="forward"`` met an operation without a forward-mode derivative (named with
             the module it ran in); ``"auto"`` falls back to reverse mode instead. Group norm, whose
             forward-mode rule fails on non-contiguous inputs, is given contiguous ones (diffusers decoders).
+        NonFiniteError (a ``ValueError``): ``G``'s output or the Jacobian contains NaN or inf (rows named).
+        CheckpointingError: reentrant activation checkpointing in a plain callable whose module is not found.
+
+    ``G`` is always called on a copy of the latents: a generator that writes to its input in place
+    (``z *= sigma``, ``z.clamp_(-t, t)``) gets the Jacobian of ``z -> G(z)`` that plain autograd gives, and the
+    caller's ``z`` is never changed. Activation checkpointing (``torch.utils.checkpoint``), which ``torch.func``
+    cannot transform, and ops without vmap rules are differentiated by plain autograd, one backward pass per
+    output row (slower: ``k`` backward passes instead of one vmapped one).
     """
     check_latents(z)
     check_generator(G)
@@ -218,29 +231,63 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
     def f(zz: Tensor) -> Tensor:  # (B, E) -> (B, rows)
         # the math SDPA kernel is a composite of matmul/softmax: it has vmap batching rules and forward-mode
         # derivatives, which the fused CPU/flash kernels lack (diffusers attention blocks call SDPA)
+        # G gets a fresh tensor: an in-place write to its input (``z *= sigma``) then changes neither the
+        # caller's latents nor the point at which forward mode differentiates, and autograd records it
         with sdpa_kernel([SDPBackend.MATH]):
-            y = G(zz.reshape(zz.shape[0], *latent_shape))
+            y = G(zz.reshape(zz.shape[0], *latent_shape).clone())
         if y.shape[0] != zz.shape[0]:
             raise ValueError(f"the generator returned shape {tuple(y.shape)} for a batch of {zz.shape[0]} "
                              f"latents; expected (B, *out_shape) with B={zz.shape[0]}")
         y = y.reshape(zz.shape[0], -1)
         return y if projection is None else y @ projection
 
+    if not torch.isfinite(y0).all():
+        raise NonFiniteError(f"the generator's output at latent row 0 contains NaN or inf values "
+                             f"({_nonfinite_count(y0)}); descriptors of a non-finite output are undefined: check "
+                             f"the latents' scale and the model's dtype (float16/bfloat16 overflow)")
     zf = z.detach().reshape(B, E)
     use_forward = mode == "forward" or (mode == "auto" and E < rows)
+    J = None
     if use_forward:
         with _forward_mode_guard(find_module(G)) as where:
             try:
-                return _jacobian_forward(f, zf, E, chunk_size)
+                J = _jacobian_forward(f, zf, E, chunk_size)
             except (NotImplementedError, RuntimeError) as e:
                 # an op without a forward-mode derivative or vmap rule under jvp: "auto" falls back to
                 # reverse mode (always valid), "forward" names the mode and the module
                 if mode == "forward":
                     msg = (str(e).strip().splitlines() or [""])[0]
                     loc = where[-1] if where else "the generator (wrap it with geom.with_module to name the module)"
-                    raise ForwardModeError(f"mode='forward' cannot differentiate an operation in {loc} "
+                    what = ("an autograd.Function without forward-mode support, e.g. activation checkpointing "
+                            "(torch.utils.checkpoint, use_reentrant=True)," if _is_checkpointing(e)
+                            else "an operation")
+                    raise ForwardModeError(f"mode='forward' cannot differentiate {what} in {loc} "
                                            f"({type(e).__name__}: {msg}); use mode='reverse' or 'auto'") from e
-    return _jacobian_reverse(f, zf, rows, chunk_size)
+    if J is None:
+        J = _jacobian_reverse(f, zf, rows, chunk_size, find_module(G))
+    if not torch.isfinite(J).all():
+        bad = (~torch.isfinite(J)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise NonFiniteError(f"the Jacobian of the generator contains NaN or inf values at latent rows {bad[:10]}: "
+                             f"the generator's output or an intermediate activation overflowed or is undefined "
+                             f"there (check the latents' scale and the model's dtype; float16/bfloat16 overflow "
+                             f"is the usual cause)")
+    return J
+
+
+class NonFiniteError(ValueError):
+    """A generator's output, an activation or a Jacobian contains NaN or inf: no descriptor is defined there
+    (raised by ``jacobian``, ``describe`` and ``local_complexity`` instead of a count or spectrum taken over
+    non-finite values)."""
+
+
+def _nonfinite_count(x: Tensor) -> str:
+    return f"{int(torch.isnan(x).sum())} NaN, {int(torch.isinf(x).sum())} inf of {x.numel()} values"
+
+
+class CheckpointingError(RuntimeError):
+    """The generator uses activation checkpointing (``torch.utils.checkpoint`` with ``use_reentrant=True``)
+    and its module cannot be found, so geom cannot differentiate it with plain autograd without touching
+    gradients it does not own."""
 
 
 class ForwardModeError(RuntimeError):
@@ -298,31 +345,89 @@ class _ContiguousGroupNorm(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _jacobian_reverse(f, zf: Tensor, rows: int, chunk_size: int | None) -> Tensor:
+# What torch.func cannot transform but plain autograd can: ops without vmap rules, and activation
+# checkpointing (torch.utils.checkpoint: saved tensor hooks when use_reentrant=False, an autograd.Function
+# without setup_context when use_reentrant=True).
+_VMAP_UNSUPPORTED = ("vmap", "batch")
+_TRANSFORM_UNSUPPORTED = ("saved tensor hooks", "setup_context", "functorch transforms")
+
+
+def _is_vmap_unsupported(e: BaseException) -> bool:
+    return any(m in str(e).lower() for m in _VMAP_UNSUPPORTED)
+
+
+def _is_checkpointing(e: BaseException) -> bool:
+    return any(m in str(e) for m in _TRANSFORM_UNSUPPORTED)
+
+
+def _is_transform_unsupported(e: BaseException) -> bool:
+    return _is_vmap_unsupported(e) or _is_checkpointing(e)
+
+
+def _jacobian_reverse(f, zf: Tensor, rows: int, chunk_size: int | None, module: nn.Module | None = None) -> Tensor:
     B = zf.shape[0]
-    with torch.enable_grad():
-        y, vjp_fn = torch.func.vjp(f, zf)
-        eye = torch.eye(rows, dtype=y.dtype, device=y.device)
-        # cotangent j: e_j on every sample of the batch -> row j of every sample's Jacobian
-        cot = eye[:, None, :].expand(rows, B, rows)
-        try:
+    try:
+        with torch.enable_grad():
+            y, vjp_fn = torch.func.vjp(f, zf)
+            eye = torch.eye(rows, dtype=y.dtype, device=y.device)
+            # cotangent j: e_j on every sample of the batch -> row j of every sample's Jacobian
+            cot = eye[:, None, :].expand(rows, B, rows)
             (jt,) = torch.vmap(vjp_fn, chunk_size=chunk_size)(cot)  # (rows, B, E)
-        except (RuntimeError, NotImplementedError) as e:
-            if "vmap" not in str(e).lower() and "batch" not in str(e).lower():
-                raise
-            jt = _reverse_loop(f, zf, rows)
+    except (RuntimeError, NotImplementedError) as e:
+        if not _is_transform_unsupported(e):
+            raise
+        jt = _reverse_loop(f, zf, rows, module)
     return jt.permute(1, 0, 2).contiguous().detach()
 
 
-def _reverse_loop(f, zf: Tensor, rows: int) -> Tensor:
-    """Fallback when an op of G has no vmap rule: one backward pass per output row."""
-    z = zf.clone().requires_grad_(True)
-    y = f(z)
-    out = []
-    for j in range(rows):
-        (g,) = torch.autograd.grad(y[:, j].sum(), z, retain_graph=j < rows - 1)
-        out.append(g)
-    return torch.stack(out)
+def _reverse_loop(f, zf: Tensor, rows: int, module: nn.Module | None = None) -> Tensor:
+    """Fallback when torch.func cannot transform G (an op without a vmap rule, activation checkpointing):
+    plain autograd, one backward pass per output row, ``(rows, B, E)``.
+
+    ``torch.autograd.grad`` first. Reentrant checkpointing (``use_reentrant=True``) refuses ``.grad()`` and
+    needs ``.backward()``, which would accumulate into the model's parameter gradients: the parameters of
+    ``module`` are then frozen (``requires_grad=False``) for the duration and restored, so no ``.grad`` of the
+    caller's changes. Without a findable module that is impossible: ``CheckpointingError``."""
+    with torch.enable_grad():
+        z = zf.clone().requires_grad_(True)
+        y = f(z)
+        out = []
+        try:
+            for j in range(rows):
+                (g,) = torch.autograd.grad(y[:, j].sum(), z, retain_graph=j < rows - 1)
+                out.append(g)
+            return torch.stack(out)
+        except RuntimeError as e:
+            if "checkpoint" not in str(e).lower():
+                raise
+            if module is None:
+                raise CheckpointingError(
+                    "the generator uses reentrant activation checkpointing (torch.utils.checkpoint with "
+                    "use_reentrant=True), which only .backward() can differentiate, and geom cannot find its "
+                    "nn.Module to keep .backward() off the parameters' gradients; pass use_reentrant=False, "
+                    "or wrap the callable with geom.with_module(fn, module)") from e
+    with torch.enable_grad(), _frozen_parameters(module):
+        z = zf.clone().requires_grad_(True)
+        y = f(z)
+        out = []
+        for j in range(rows):
+            z.grad = None
+            y[:, j].sum().backward(retain_graph=j < rows - 1)
+            out.append(z.grad if z.grad is not None else torch.zeros_like(z))
+        return torch.stack(out)
+
+
+@contextmanager
+def _frozen_parameters(module: nn.Module) -> Iterator[None]:
+    """``requires_grad=False`` on every parameter of ``module`` for the duration; restored on exit."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _jacobian_forward(f, zf: Tensor, E: int, chunk_size: int | None) -> Tensor:
