@@ -9,7 +9,11 @@ intervals, quantile level sets and diversity.
   per sample of several detectors on the same samples (issue 16's head-to-head table).
 * ``mean_ci`` (Student t), ``diff_ci`` (Welch), ``band`` (mean and t band of a column per x value).
 * ``level_sets``: quantile bins of a descriptor; ``vendi`` / ``vendi_per_level``: the Vendi score
-  (Friedman & Dieng 2023, ``vendi-score`` package) of a cosine-similarity kernel (unit diagonal), per level set.
+  (Friedman & Dieng 2023, ``vendi-score`` package) of a cosine-similarity kernel (unit diagonal), per level set;
+  ``vendi_trend``: the direction of Vendi across level sets, from equal-size subsets of each.
+* ``brightness_contrast`` (per-image mean and standard deviation of the pixels) and ``spearman_ci`` (rank
+  correlation with a bootstrap interval): the named control for a descriptor or a diversity score that may
+  only follow brightness and contrast.
 
 Labels are binary ``(N,)`` arrays (``0/1`` or bool, ``1`` = positive); scores ``(N,)`` finite floats. Every
 function that takes labels checks them the same way (``_labels``): NaN / None labels and any other value set
@@ -25,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "spread_subset", "mean_ci", "diff_ci", "band", "level_sets",
-           "vendi", "vendi_per_level", "VENDI_UNIT_NORM_TOL"]
+           "vendi", "vendi_per_level", "vendi_trend", "brightness_contrast", "spearman_ci", "VENDI_UNIT_NORM_TOL"]
 
 
 # ------------------------------------------------------------------------------------------ ROC
@@ -335,3 +339,77 @@ def vendi_per_level(features, levels, min_size: int = 2) -> pd.DataFrame:
         rows.append(dict(level=int(lvl), n=int(m.sum()),
                          vendi=vendi(X[m]) if m.sum() >= min_size else math.nan))
     return pd.DataFrame(rows)
+
+
+def vendi_trend(features, levels, draws: int = 20, frac: float = 0.5, seed: int = 0,
+                level: float = 0.95) -> pd.DataFrame:
+    """Vendi of each level set on equal-size random subsets, and the direction from the lowest to the highest.
+
+    ``features`` ``(N, d)``, ``levels`` ``(N,)`` int (``level_sets``). For each of ``draws`` draws (numpy
+    ``default_rng(seed + d)``) every level contributes a subset of ``m = max(2, floor(frac * n_min))`` of its
+    items without replacement, ``n_min`` the size of the smallest level: Vendi grows with the number of
+    items, so levels are compared at one size. Returns one row per level: ``level, n, m, vendi`` (mean over
+    draws), ``vendi_lo, vendi_hi`` (the ``level`` percentile range over draws) and ``attrs``:
+    ``direction`` (``"rises"`` when the highest level's Vendi exceeds the lowest's in at least ``level`` of
+    the paired draws, ``"falls"`` when it is below in that many, else ``"no clear direction"``),
+    ``p_rise`` (fraction of draws with highest > lowest) and ``peak_level`` (the level with the largest mean).
+    Raises ``ValueError`` for mismatched lengths, fewer than 2 levels or a level with fewer than 2 items."""
+    X = np.asarray(features, dtype=np.float64)
+    lv = np.asarray(levels).reshape(-1)
+    if X.ndim != 2 or len(X) != len(lv):
+        raise ValueError(f"features must be (N, d) with N = len(levels) = {len(lv)}, got shape {X.shape}")
+    names = np.unique(lv)
+    sizes = np.array([(lv == v).sum() for v in names])
+    if len(names) < 2 or sizes.min() < 2:
+        raise ValueError(f"vendi_trend needs at least 2 levels of at least 2 items, got sizes {sizes.tolist()}")
+    if not 0 < frac <= 1 or not isinstance(draws, (int, np.integer)) or draws < 1 or not 0 < level < 1:
+        raise ValueError(f"need 0 < frac <= 1, draws >= 1 and 0 < level < 1, got {frac!r}, {draws!r}, {level!r}")
+    m = max(2, int(frac * sizes.min()))
+    members = [np.flatnonzero(lv == v) for v in names]
+    V = np.empty((int(draws), len(names)))
+    for d in range(int(draws)):
+        rng = np.random.default_rng(seed + d)
+        for j, idx in enumerate(members):
+            V[d, j] = vendi(X[rng.choice(idx, m, replace=False)])
+    q = (1 - level) / 2
+    out = pd.DataFrame(dict(level=names.astype(np.int64), n=sizes, m=m, vendi=V.mean(0),
+                            vendi_lo=np.quantile(V, q, axis=0), vendi_hi=np.quantile(V, 1 - q, axis=0)))
+    p_rise = float(np.mean(V[:, -1] > V[:, 0]))
+    out.attrs.update(p_rise=p_rise, peak_level=int(names[np.argmax(V.mean(0))]),
+                     direction="rises" if p_rise >= level else "falls" if 1 - p_rise >= level
+                     else "no clear direction")
+    return out
+
+
+def brightness_contrast(images, value_range: tuple[float, float] = (0.0, 1.0)) -> pd.DataFrame:
+    """Per-image ``brightness`` (mean pixel) and ``contrast`` (standard deviation of the pixels, ddof 0) of
+    ``images`` ``(N, ...)`` mapped from ``value_range`` to ``[0, 1]``, over all channels and pixels -> DataFrame
+    of ``N`` rows. The named control of a diversity or descriptor verdict: a cosine kernel on uncentred,
+    non-negative pixels is dominated by brightness and contrast. Raises ``ValueError`` for NaN / inf, fewer
+    than 2 dimensions or an empty range."""
+    lo, hi = (float(v) for v in value_range)
+    if not hi > lo:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
+    x = np.asarray(images.detach().cpu().double().numpy() if hasattr(images, "detach") else images, dtype=np.float64)
+    if x.ndim < 2 or len(x) == 0 or not np.isfinite(x).all():
+        raise ValueError(f"images must be a finite (N, ...) array with N >= 1, got shape {x.shape}")
+    u = ((x - lo) / (hi - lo)).reshape(len(x), -1)
+    return pd.DataFrame(dict(brightness=u.mean(1), contrast=u.std(1)))
+
+
+def spearman_ci(x, y, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Spearman rank correlation of paired ``x``, ``y`` ``(N,)`` with a percentile bootstrap interval over
+    resampled pairs (``scipy.stats.bootstrap``, ``paired=True``, ``method="percentile"``, numpy
+    ``default_rng(seed)``) -> ``(rho, lo, hi)``. Raises ``ValueError`` for other lengths, N < 3 or non-finite
+    values; a constant input has no rank correlation (NaN from scipy) and raises too."""
+    from scipy import stats as sps
+    a, b = np.asarray(x, dtype=np.float64).reshape(-1), np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(a) != len(b) or len(a) < 3 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"x and y must be finite, of one length >= 3, got {len(a)} and {len(b)}")
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        raise ValueError("a constant input has no rank correlation")
+    rho = float(sps.spearmanr(a, b).statistic)
+    res = sps.bootstrap((a, b), lambda u, v: sps.spearmanr(u, v).statistic, paired=True, vectorized=False,
+                        n_resamples=int(n_boot), confidence_level=level, method="percentile",
+                        rng=np.random.default_rng(seed))
+    return rho, float(res.confidence_interval.low), float(res.confidence_interval.high)

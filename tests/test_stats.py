@@ -463,3 +463,47 @@ def test_auroc_table_names_the_bad_score():
     y = np.array([0, 1] * 4)
     with pytest.raises(ValueError, match=r"score 'nu': 1 NaN or inf value"):
         stats.auroc_table({"psi": np.arange(8.0), "nu": np.r_[np.arange(7.0), np.nan]}, y, n_boot=10)
+
+
+# ------------------------------------------------------------------------------------------ diversity direction
+def test_vendi_trend_equals_brute_force_subsets_and_reads_the_direction():
+    """Each level's Vendi is recomputed here from the documented draws (default_rng(seed + d), levels in order,
+    m items each); closed form: k orthogonal directions with equal counts give Vendi k."""
+    E = np.eye(8)
+    # level l holds copies of l + 1 orthogonal directions (Vendi of a balanced subset ~ l + 1: rises)
+    X = np.concatenate([np.tile(E[:l + 1], (12 // (l + 1), 1)) for l in range(4)])
+    lv = np.concatenate([np.full(12, l) for l in range(4)])
+    t = stats.vendi_trend(X, lv, draws=8, frac=0.5, seed=3)
+    assert t["m"].iloc[0] == 6 and t.attrs["direction"] == "rises" and t.attrs["peak_level"] == 3
+    V = np.empty((8, 4))
+    for d in range(8):
+        rng = np.random.default_rng(3 + d)
+        for j in range(4):
+            V[d, j] = stats.vendi(X[rng.choice(np.flatnonzero(lv == j), 6, replace=False)])
+    np.testing.assert_allclose(t["vendi"], V.mean(0), rtol=1e-12)
+    assert 1 <= t["vendi"].iloc[0] < 1 + 1e-9                      # one direction only: Vendi 1 exactly
+    t_rev = stats.vendi_trend(X, 3 - lv, draws=8, frac=0.5, seed=3)  # the same sets, order reversed
+    assert t_rev.attrs["direction"] == "falls" and t_rev.attrs["p_rise"] == 0.0
+    same = stats.vendi_trend(np.tile(E[:2], (20, 1)), np.repeat([0, 1], 20), draws=8)  # identical sets: no direction
+    assert same.attrs["direction"] == "no clear direction"
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        stats.vendi_trend(X[:3], np.r_[0, 0, 1])
+
+
+def test_brightness_contrast_and_spearman_ci_against_scipy():
+    rng = np.random.default_rng(0)
+    imgs = rng.uniform(-1, 1, size=(30, 3, 4, 4))
+    bc = stats.brightness_contrast(imgs, value_range=(-1, 1))
+    u = (imgs + 1) / 2
+    np.testing.assert_allclose(bc.brightness, u.reshape(30, -1).mean(1), rtol=1e-12)
+    np.testing.assert_allclose(bc.contrast, u.reshape(30, -1).std(1), rtol=1e-12)
+    x = rng.normal(size=400)
+    y = x + rng.normal(size=400)
+    rho, lo, hi = stats.spearman_ci(x, y, n_boot=400, seed=1)
+    assert rho == pytest.approx(st.spearmanr(x, y).statistic, abs=1e-12)
+    se = (1 - rho ** 2) / np.sqrt(400 - 3) * 1.06   # Fieller et al. (1957) large-sample s.e. of Spearman's rho
+    assert lo < rho < hi and (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.3)
+    r0, lo0, hi0 = stats.spearman_ci(x, rng.normal(size=400), n_boot=400)
+    assert lo0 < 0 < hi0                            # independent: the interval covers 0
+    with pytest.raises(ValueError, match="constant"):
+        stats.spearman_ci(x, np.ones(400))
