@@ -570,3 +570,130 @@ def test_cli_check_validates_without_computing_or_creating_anything(tmp_path, ca
     assert "no-such-model" in capsys.readouterr().err
     assert geom.sweep.main(["--model", "mlp:0", "--plane", "3", "--radius", "-1", "--out", str(out), "--check"]) == 2
     assert "radius must be" in capsys.readouterr().err and not out.exists()
+
+
+# ------------------------------------------------------------------------------ damaged shards, concurrent runs
+def _mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in _parts(out)}
+
+
+@pytest.mark.parametrize("how", ["half", "empty", "middle"])
+def test_damaged_shard_is_named_and_only_it_is_recomputed(tmp_path, reference, capsys, how):
+    """A shard damaged from outside (cut to half or 0 bytes, 16 bytes overwritten in the middle): loading the
+    sweep names the file and the fix; so do resuming and the CLI once shard 7 is lost too, before any work
+    (shard 7 is not computed). After the file is deleted, the same command recomputes exactly shards 3 and 7
+    and the table equals an undamaged run row for row."""
+    out = tmp_path / "sw"
+    run_sweep(SPEC, out, progress=False)
+    bad = out / "shards" / "part-000003.parquet"
+    data = bad.read_bytes()
+    mid = len(data) // 2
+    bad.write_bytes({"half": data[:mid], "empty": b"", "middle": data[:mid] + bytes(16) + data[mid + 16:]}[how])
+    fix = "delete that file and run the same command again: the run resumes and recomputes only that part"
+    for lost in (None, "part-000007.parquet"):
+        if lost:
+            (out / "shards" / lost).unlink()
+        kept = _mtimes(out)
+        with pytest.raises(geom.sweep.DamagedPartError) as e:
+            run_sweep(SPEC, out, progress=False) if lost else load_sweep(out)
+        assert f"sweep part {bad} is damaged: checksum mismatch" in str(e.value) and fix in str(e.value)
+        assert e.value.paths == [bad]
+    assert geom.sweep.main([*CLI_ARGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"geom.sweep: error: sweep part {bad} is damaged" in err and fix in err
+    assert _mtimes(out) == kept and bad.read_bytes() != data, "nothing may be computed or repaired behind the user"
+    bad.unlink()  # the fix
+    del kept[bad.name]
+    got = run_sweep(SPEC, out, progress=False)
+    now = _mtimes(out)
+    assert sorted(set(now) - set(kept)) == ["part-000003.parquet", "part-000007.parquet"]
+    assert {k: now[k] for k in kept} == kept, "intact shards must not be recomputed"
+    _assert_same(got, reference)
+    _assert_same(load_sweep(out), reference)
+    _assert_same(pd.read_parquet(out / "shards").sort_values("index").reset_index(drop=True), reference)
+
+
+def test_a_second_run_is_refused_while_one_holds_the_folder(tmp_path, reference, capsys):
+    """While a run holds the folder (a Sweep open for writing), another run, with or without --overwrite, is
+    refused naming the folder and the holder, and deletes nothing; loading the table needs no lock. A run that
+    fails to open the folder (other settings) releases it at once."""
+    out = tmp_path / "sw"
+    run_sweep(SPEC, out, progress=False)
+    before = _mtimes(out)
+    with Sweep(SPEC, out) as held:
+        assert held.out == out
+        for kw in ({}, {"overwrite": True}):
+            with pytest.raises(geom.sweep.FolderLockedError,
+                               match=rf"sweep folder {out} is in use by another run \(pid {os.getpid()} on .*"
+                                     r"wait for that run to finish \(or stop it\), or use another folder"):
+                run_sweep(SPEC, out, progress=False, **kw)
+        assert geom.sweep.main([*CLI_ARGS, "--out", str(out), "--overwrite"]) == 2
+        assert f"sweep folder {out} is in use by another run" in capsys.readouterr().err
+        _assert_same(load_sweep(out), reference)
+        assert _mtimes(out) == before
+    other = SweepSpec(model="mlp:0", source="plane:3", k=8, shard_size=4)
+    with pytest.raises(ValueError, match="other settings") as refused:
+        Sweep(other, out)
+    assert refused.value.__traceback__ is not None  # the failed Sweep is still referenced here, yet released:
+    _assert_same(run_sweep(SPEC, out, progress=False), reference)
+
+
+# `python -m geom.sweep` whose shards after the first two wait, their temporary files written, until the file
+# argv[1] exists: a second run started meanwhile meets the first mid-write, however slowly either starts
+GATED_CLI = """
+import sys, time
+from pathlib import Path
+import geom.sweep as S
+from geom.sweep import _store
+
+gate, _fsync = Path(sys.argv[1]), _store._fsync
+
+
+def gated_fsync(p):
+    _fsync(p)
+    while len(list(p.parent.glob("part-*.parquet"))) >= 2 and not gate.exists():
+        time.sleep(0.02)
+
+
+_store._fsync = gated_fsync
+sys.exit(S.main(sys.argv[2:]))
+"""
+
+
+def _gated_cli(out: Path, gate: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", GATED_CLI, str(gate), *CLI_ARGS, "--out", str(out)],
+                            cwd=paths.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_concurrent_cli_runs_never_race_and_a_killed_run_resumes(tmp_path, reference):
+    """Two `python -m geom.sweep` on one folder: the second is refused naming the first's pid, and the first,
+    whose temporary shard file the second used to delete (the first then died in os.replace: FileNotFoundError),
+    finishes with the reference table. A run killed with SIGKILL mid-run leaves no lock: the same command
+    resumes at once and computes only the missing shards."""
+    out, gate = tmp_path / "sw", tmp_path / "go"
+    first = _gated_cli(out, gate)
+    try:
+        _wait_for_parts(first, out, 2)
+        second = subprocess.run([sys.executable, "-m", "geom.sweep", *CLI_ARGS, "--out", str(out)], cwd=paths.ROOT,
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2 and f"in use by another run (pid {first.pid} on " in second.stderr, \
+            second.stderr[-3000:]
+        assert first.poll() is None and list((out / "shards").glob(".tmp-*")), "the first run should be mid-write"
+        gate.touch()
+        _, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            _kill(first)
+    assert first.returncode == 0, err[-3000:]
+    _assert_same(load_sweep(out), reference)
+
+    out = tmp_path / "killed"
+    proc = _gated_cli(out, tmp_path / "never")
+    try:
+        _wait_for_parts(proc, out, 2)
+    finally:
+        _kill(proc)
+    done = _mtimes(out)
+    assert len(done) == 2 and (out / ".lock").exists()
+    _assert_same(run_sweep(SPEC, out, progress=False), reference)
+    assert {k: v for k, v in _mtimes(out).items() if k in done} == done

@@ -5,6 +5,12 @@ A sweep = a model spec + a latent source + descriptor settings. The latents are 
 atomically (written under a hidden temporary name in the same folder, then renamed), so an interrupted sweep
 (Ctrl-C, SIGKILL, a lost machine) is resumed by running the same command again: finished shards are skipped,
 half-written temporary files are ignored and removed. The final table has every latent exactly once.
+Each shard's SHA-256 is written beside it (``_part-NNNNNN.sha256``) and checked on every read and before a
+resume computes anything: a shard damaged from outside (a copy cut short, bytes overwritten) raises
+``DamagedPartError`` naming the file (delete it and run the same command again: only that shard is
+recomputed). A run holds ``OUT/.lock`` (``geom.chunks.lock_folder``) from start to finish, so a second run on
+the same folder is refused with ``FolderLockedError`` naming the holder's pid instead of racing it; the lock
+dies with its process (a killed run leaves nothing that blocks its resume), and reading results takes none.
 ``OUT/shards`` is a Parquet dataset (``pandas.read_parquet(OUT / "shards")``); ``OUT/sweep.json`` holds the
 settings, the SHA-256 content hashes of the inputs behind paths (``inputs``: the latent file or image folder,
 the anchors file, the model's state dict) and, once complete, the row count. A re-run into the same folder with
@@ -49,6 +55,7 @@ a shard, by ``geom.descriptors.describe_batches``), ``_store`` (``Sweep``: the o
 hashes, shards; ``load_sweep``), ``_executors`` (``run_sweep``: local and Ray), ``_cli`` (``main``, the command
 line ``python -m geom.sweep``).
 """
+from ..chunks import DamagedPartError, FolderLockedError
 from ..models.generators import (MODELS, LoadedModel, check_model_spec, load_model, mlp_generator, register_model,
                                  sd_vae_random)
 from ._cli import main
@@ -59,7 +66,7 @@ from ._spec import SweepSpec
 from ._store import Sweep, file_digest, folder_digest, load_sweep, model_digest
 
 __all__ = ["SweepSpec", "Sweep", "ShardComputer", "run_sweep", "load_sweep", "main", "model_digest", "file_digest",
-           "folder_digest", "parse_source", "PlaneSource",
+           "folder_digest", "parse_source", "PlaneSource", "DamagedPartError", "FolderLockedError",
            # the model registry (geom.models.generators), re-exported for existing callers
            "MODELS", "LoadedModel", "check_model_spec", "load_model", "mlp_generator", "register_model",
            "sd_vae_random"]

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .. import paths
+from ..chunks import FolderLockedError
 from ._executors import run_sweep
 from ._spec import SweepSpec
 from ._store import SHARD_DIR
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         df = run_sweep(spec, a.out, executor=a.executor, address=a.address, workers=a.workers,
                        num_cpus=a.num_cpus, device=a.device, overwrite=a.overwrite, progress=not a.no_progress)
-    except (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError) as e:
-        print(f"geom.sweep: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, NotADirectoryError, FolderLockedError) as e:
+        print(f"geom.sweep: error: {e}", file=sys.stderr)  # DamagedPartError is a ValueError
         return 2
     except KeyboardInterrupt:
         print(f"geom.sweep: interrupted; the finished shards are kept in {paths.resolve(a.out) / SHARD_DIR}. Run the "

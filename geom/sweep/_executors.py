@@ -28,36 +28,42 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, executor: str = "local", add
 
     Columns: ``index`` (and ``i, j, u, v`` for a plane), ``psi``, ``nu`` (float64), ``delta`` (int64, when
     ``spec.complexity``), and the settings ``model, k, dim, radius, seed`` (``k = -1``: no projection).
-    Shards already in ``out_dir`` are skipped. ``executor="local"`` computes in this process; ``"ray"``
-    runs one actor per worker (``ray.init(address)``: a new local instance with ``num_cpus`` CPUs when
-    ``address`` is None, else joins that cluster, e.g. ``"auto"``); ``workers`` defaults to the number of
-    GPUs in the cluster (one GPU each), else its CPUs. ``device``: ``"cpu"``/``"cuda"``, default CUDA
-    when available.
+    Shards already in ``out_dir`` are skipped, once each is checked against its SHA-256.
+    ``executor="local"`` computes in this process; ``"ray"`` runs one actor per worker (``ray.init(address)``:
+    a new local instance with ``num_cpus`` CPUs when ``address`` is None, else joins that cluster, e.g.
+    ``"auto"``); ``workers`` defaults to the number of GPUs in the cluster (one GPU each), else its CPUs.
+    ``device``: ``"cpu"``/``"cuda"``, default CUDA when available.
+
+    Raises ``FolderLockedError`` while another run writes ``out_dir`` (wait for it or use another folder; the
+    lock is held from start to finish), ``DamagedPartError`` naming a shard file cut short or overwritten
+    (delete it and run again: only that shard is recomputed), ``ValueError`` for bad settings or for inputs
+    that changed since the sweep started.
     """
     if executor not in ("local", "ray"):
         raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    sweep = Sweep(spec, out_dir, overwrite=overwrite)
-    sweep.check_inputs()  # the source file / image folder and the anchors, hashed once per run
-    sweep.load_cached_latents()  # cached latents of an array/image source: the row count is known
-    if sweep.n is not None and not sweep.pending():  # complete: served once the weights match too (no Ray)
-        sweep.check_inputs(load_model(spec.model, "cpu", spec.dtype))
-        if sweep.n is not None and not sweep.pending():
-            df = sweep.table()
-            sweep.mark_complete()
-            return df
-    if executor == "local":
-        comp = ShardComputer(spec, device)
-        comp.check()
-        sweep.check_inputs(comp.model)
-        sweep.prepare(comp.model)
-        _run_local(sweep, comp, progress)
-    else:
-        _run_ray(sweep, address, workers, num_cpus, device, progress)
-    df = sweep.table()
-    sweep.mark_complete()
-    return df
+    with Sweep(spec, out_dir, overwrite=overwrite) as sweep:  # holds the folder's lock until the table is written
+        sweep.check_inputs()  # the source file / image folder and the anchors, hashed once per run
+        sweep.load_cached_latents()  # cached latents of an array/image source: the row count is known
+        if sweep.n is not None and not sweep.pending():  # complete: served once the weights match too (no Ray)
+            sweep.check_inputs(load_model(spec.model, "cpu", spec.dtype))
+            if sweep.n is not None and not sweep.pending():
+                df = sweep.table()
+                sweep.mark_complete()
+                return df
+        sweep.check_shards()  # a damaged shard is named before any work
+        if executor == "local":
+            comp = ShardComputer(spec, device)
+            comp.check()
+            sweep.check_inputs(comp.model)
+            sweep.prepare(comp.model)
+            _run_local(sweep, comp, progress)
+        else:
+            _run_ray(sweep, address, workers, num_cpus, device, progress)
+        df = sweep.table()
+        sweep.mark_complete()
+        return df
 
 
 def _run_local(sweep: Sweep, comp: ShardComputer, progress: bool) -> None:

@@ -1,5 +1,6 @@
 """A sweep's output folder: the manifest (``sweep.json``: settings and content hashes of the inputs), the
-cached latents, the shards (written atomically) and the table (``Sweep``, ``load_sweep``); the content hashes
+cached latents, the shards (written atomically, each with its SHA-256: ``geom.chunks``), the folder's lock
+(``.lock``: one writing run at a time) and the table (``Sweep``, ``load_sweep``); the content hashes
 (``file_digest``, ``folder_digest``, ``model_digest``)."""
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import math
 import os
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .. import paths, planes, slices
-from ..chunks import part_path, pending_parts, read_parts, write_part
+from ..chunks import check_parts, lock_folder, part_path, pending_parts, read_parts, write_part
 from ..models.generators import LoadedModel, as_dtype
 from ._sources import PlaneSource, image_files, module_of, parse_source, source_latents
 from ._spec import SweepSpec
@@ -55,7 +57,9 @@ class Sweep:
     """A sweep in an output folder: validates the spec and the folder, checks that the content of its inputs
     is that of the rows already there (``check_inputs``), materialises the latent source, knows which shards
     are done, writes shards atomically and assembles the table. ``Sweep(spec, out)`` opens the folder for
-    writing (creating it); ``Sweep.open(out)`` is a read-only view."""
+    writing (creating it) and holds its lock (``geom.chunks.lock_folder``) until ``close()`` or the end of a
+    ``with`` block: ``FolderLockedError`` while another run writes there. ``Sweep.open(out)`` is a read-only
+    view and takes no lock."""
 
     def __init__(self, spec: SweepSpec, out_dir: str | Path, overwrite: bool = False):
         if not isinstance(spec, SweepSpec):
@@ -70,7 +74,23 @@ class Sweep:
         self._anchors: Tensor | None = None
         self._digests: dict[str, str] | None = None
         self.n: int | None = self.source.n ** 2 if isinstance(self.source, PlaneSource) else None
-        self._prepare_dir(overwrite)
+        self._lock = ExitStack()
+        try:
+            self._prepare_dir(overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the folder's lock (a read-only view holds none)."""
+        if self._lock is not None:
+            self._lock.close()
+
+    def __enter__(self) -> Sweep:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @classmethod
     def open(cls, out_dir: str | Path) -> Sweep:
@@ -84,7 +104,7 @@ class Sweep:
         doc = json.loads(man.read_text())
         self = cls.__new__(cls)
         self.spec = SweepSpec(**{k: v for k, v in doc["settings"].items() if k != "engine_version"})
-        self.out, self.shard_dir, self.overwrite, self.manifest = out, out / SHARD_DIR, False, doc
+        self.out, self.shard_dir, self.overwrite, self.manifest, self._lock = out, out / SHARD_DIR, False, doc, None
         kind, _, rest = self.spec.source.partition(":")
         self.source = parse_source(self.spec.source) if kind == "plane" else (kind, paths.resolve(rest))
         self._latents, self._anchors, self._digests = None, None, None
@@ -104,6 +124,7 @@ class Sweep:
             probe.unlink()
         except OSError as e:
             raise PermissionError(f"output directory {self.out} is not writable: {e}") from e
+        self._lock.enter_context(lock_folder(self.out, what="sweep folder"))  # before anything is removed
         for d in (self.shard_dir, self.out):  # leftovers of a killed run
             for f in d.glob(".tmp-*"):
                 f.unlink(missing_ok=True)
@@ -138,8 +159,9 @@ class Sweep:
 
     def _discard(self) -> None:
         """Start afresh: remove the shards and cached latents, write a manifest with no recorded inputs."""
-        for f in self.shard_dir.glob("*.parquet"):
-            f.unlink()
+        for pattern in ("*.parquet", "_part-*.sha256"):
+            for f in self.shard_dir.glob(pattern):
+                f.unlink()
         (self.out / LATENTS).unlink(missing_ok=True)
         self._latents = None
         self.n = self.source.n ** 2 if isinstance(self.source, PlaneSource) else None
@@ -258,6 +280,11 @@ class Sweep:
     def pending(self) -> list[int]:
         return pending_parts(self.shard_dir, self.n_shards)
 
+    def check_shards(self) -> None:
+        """Read every shard present (``geom.chunks.check_parts``) before a resume computes anything:
+        ``DamagedPartError`` naming each damaged shard file (delete it and run the same command again)."""
+        check_parts(self.shard_dir, what="sweep")
+
     def finish_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
         """Add grid coordinates and the settings columns to a shard's rows."""
         idx = rows["index"].to_numpy()
@@ -283,7 +310,8 @@ class Sweep:
         write_part(self.shard_dir, shard, self.finish_rows(rows), sync=_fsync)
 
     def table(self) -> pd.DataFrame:
-        """All shards as one DataFrame sorted by ``index``; checks every latent is there exactly once."""
+        """All shards as one DataFrame sorted by ``index``; checks every latent is there exactly once and every
+        shard against its SHA-256 (``DamagedPartError`` naming a damaged shard file)."""
         df = pd.concat(read_parts(self.shard_dir, self.n_shards, what="sweep"), ignore_index=True)
         idx = df["index"].to_numpy()
         if len(df) != self.n or not np.array_equal(np.sort(idx), np.arange(self.n)):
@@ -297,8 +325,10 @@ class Sweep:
 
 def load_sweep(out_dir: str | Path) -> pd.DataFrame:
     """The table of a finished sweep folder (sorted by ``index``): a read (``Sweep.open``) that creates,
-    writes and deletes nothing and needs neither the model nor the source. Raises ``FileNotFoundError``
-    (no sweep there) or ``RuntimeError`` (not started, or shards missing: run the same sweep to finish it)."""
+    writes and deletes nothing, needs neither the model nor the source, and takes no lock (a running sweep's
+    shards are whole). Raises ``FileNotFoundError`` (no sweep there), ``RuntimeError`` (not started, or shards
+    missing: run the same sweep to finish it) or ``DamagedPartError`` (a shard file cut short or overwritten:
+    delete it and run the same sweep)."""
     sweep = Sweep.open(out_dir)
     if sweep.n is None:
         raise RuntimeError(f"sweep {sweep.out} never started (no rows, no {LATENTS}); run it to compute them")
