@@ -167,7 +167,8 @@ def peer_reference(df: pd.DataFrame, start: int, end: int) -> dict:
     out = {}
     for prompt in sorted(df["prompt"].unique()):
         d = df[df["prompt"] == prompt]
-        arr = np.array([d[d["sample"] == s].sort_values("step")["wen"].to_numpy() for s in sorted(d["sample"].unique())])
+        arr = np.array([d[d["sample"] == s].sort_values("step")["wen"].to_numpy()
+                        for s in sorted(d["sample"].unique())])
         out[prompt] = float(np.mean(np.mean(arr[:, start:end], axis=0)))
     return out
 
