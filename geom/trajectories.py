@@ -13,8 +13,9 @@
   step (Fig. 8) without fixing this choice in the text we work from; both readings are supported and the
   notebooks say which one they use.
 * ``wen_statistic`` / ``wen_score``: Wen et al.'s detection score, the text-conditional minus unconditional
-  noise prediction norm (model outputs converted to noise predictions for v- / x0-prediction models),
-  averaged over the first ``n`` steps.
+  noise prediction norm (model outputs converted to noise predictions for v- / x0-prediction models); by
+  default as the peer's code scores it (mean over all steps, one score per prompt: the mean over its
+  generations), the first ``n`` steps or one score per trajectory as options.
 * ``random_conv_features`` (moved to ``geom.embeddings``, still importable here): an offline image embedding
   (a fixed, seeded random conv net with mean/std pooling) for the Vendi kernel (``geom.stats.vendi``);
   ``initial_latents``: per-seed ``x_T`` (reproducible whatever the batching); ``generate``: final DDIM latents
@@ -164,14 +165,69 @@ def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], nu
     return df, torch.cat(finals)
 
 
-def wen_score(df: pd.DataFrame, first_steps: int = 1, by: Sequence[str] = ("sample",)) -> pd.Series:
-    """Wen et al.'s detection score: the mean of the ``wen`` column over the first ``first_steps`` DDIM
-    steps (smallest ``step`` values) of each trajectory (grouped by ``by``). Wen et al. average the norm over
-    the first steps and report that the first step alone already separates memorised prompts."""
-    if first_steps < 1:
-        raise ValueError(f"first_steps must be >= 1, got {first_steps}")
-    first = sorted(df["step"].unique())[:first_steps]
-    return df[df["step"].isin(first)].groupby(list(by))["wen"].mean()
+def wen_score(df: pd.DataFrame, first_steps: int | None = None, by: str = "prompt") -> pd.Series:
+    """Wen et al.'s detection score (ICLR 2024, Sec. 3): the statistic ``wen`` (``wen_statistic``) averaged
+    over DDIM steps, per prompt (default) or per trajectory.
+
+    Default = the peer's protocol, as its code does it (YuxinWenRick/diffusion_memorization):
+    ``local_sd_pipeline.py`` records, at every step and for every generated image, the L2 norm (``lp=2``) of
+    ``noise_pred_text - noise_pred_uncond`` over the whole latent; ``detect_mem.py`` samples 50 DDIM steps with 4
+    images per prompt (``num_inference_steps=50``, ``num_images_per_prompt=4``); ``examples/det_mem_viz.ipynb``
+    scores a prompt by slicing ``[:num_gens, start:end]`` with ``start = 0, end = 50`` (all steps), taking the
+    mean over its generations and then over the steps. So: all steps, and one score per prompt.
+
+    Args:
+        df: long table with one row per (trajectory, step), as ``describe_trajectories`` returns it: columns
+            ``sample`` (trajectory id), ``step``, ``wen`` and the column ``by``.
+        first_steps: ``None`` (default, the peer's): every step; ``n``: only the first ``n`` DDIM steps (the
+            ``n`` smallest ``step`` values, step 0 = pure noise): the early-window variant (Wen et al. report
+            that the first step alone already separates memorised prompts, at 1/50 of the cost).
+        by: ``"prompt"`` (default, the peer's unit): mean over the trajectories of each prompt of their mean over
+            the steps (equal to the peer's mean over generations per step, then over steps, because every
+            trajectory has the same steps); ``"sample"``: one score per trajectory; any other column of ``df``:
+            mean over the trajectories sharing its value.
+
+    Returns:
+        ``(n_units,)`` float64 Series indexed by ``by`` (sorted), name ``"wen"``.
+
+    Raises ``ValueError`` for a missing column, NaN / inf ``wen``, ``first_steps`` < 1 or more than the steps
+    recorded, trajectories that do not all have the same steps, and a trajectory with several ``by`` values."""
+    need = {"sample", "step", "wen", by}
+    missing = sorted(need - set(df.columns))
+    if missing:
+        raise ValueError(f"wen_score needs columns {sorted(need)}; {missing} missing (df has {list(df.columns)}): "
+                         "pass the table of describe_trajectories, or name another grouping column with by=")
+    steps = np.sort(df["step"].unique())
+    if first_steps is not None:
+        if not (isinstance(first_steps, (int, np.integer)) and first_steps >= 1):
+            raise ValueError(f"first_steps must be None (all steps) or an int >= 1, got {first_steps!r}")
+        if first_steps > len(steps):
+            raise ValueError(f"first_steps={first_steps} but the trajectories have {len(steps)} steps; use "
+                             "first_steps=None for all steps")
+        steps = steps[:first_steps]
+    d = df[df["step"].isin(steps)]
+    bad = np.flatnonzero(~np.isfinite(d["wen"].to_numpy(dtype=np.float64)))
+    if bad.size:
+        raise ValueError(f"wen has {bad.size} NaN / inf value(s) in the steps used (trajectories "
+                         f"{sorted(d['sample'].iloc[bad].unique().tolist())[:10]}); fix the recording, or drop "
+                         "those trajectories")
+    want = tuple(steps.tolist())
+    per_traj = d.groupby("sample")["step"].agg(lambda s: tuple(np.sort(s.to_numpy()).tolist()))
+    ragged = per_traj.index[per_traj.map(lambda t: t != want).to_numpy()].tolist()
+    ragged += [t for t in df["sample"].unique() if t not in per_traj.index]  # no row in the window at all
+    if ragged:
+        raise ValueError(f"{len(ragged)} trajectories (e.g. sample {ragged[0]!r}) do not have one row at each "
+                         f"of the steps used {steps.tolist()[:10]}{' ...' if len(steps) > 10 else ''}: a mean over "
+                         "them would weigh steps unequally; keep complete trajectories only")
+    score = d.groupby("sample")["wen"].mean().astype(np.float64)
+    if by == "sample":
+        return score.rename("wen")
+    units = d.groupby("sample")[by].agg(lambda s: s.unique().tolist())
+    mixed = units[units.map(len) > 1]
+    if len(mixed):
+        raise ValueError(f"trajectory {mixed.index[0]!r} has several {by!r} values {mixed.iloc[0][:5]}: a trajectory "
+                         f"must belong to one {by}")
+    return score.groupby(units.map(lambda v: v[0]).rename(by)).mean().rename("wen")
 
 
 # ------------------------------------------------------------------------------------------ embedding

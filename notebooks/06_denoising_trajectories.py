@@ -6,7 +6,9 @@
 # trajectory for guidance scales $\{0, 1, 3, 5, 7.5, 9\}$) and Fig. 12 (memorised vs normal prompts), with
 # 95% confidence bands over seeds. Added here: AUROC of memorisation detection from the descriptors, beside
 # the baseline of Wen et al. (ICLR 2024), the norm $\lVert\epsilon_\theta(x_t, c) - \epsilon_\theta(x_t,
-# \varnothing)\rVert_2$ averaged over the first DDIM steps; and issue 16's detector table on the same samples:
+# \varnothing)\rVert_2$ scored as the peer's code scores it (mean over all DDIM steps and over a prompt's
+# generations; the early-window variants beside it), per prompt and per trajectory with 95% CIs; and issue 16's
+# detector table on the same samples:
 # $\psi, \nu, \delta$, Wen et al., FLIPD local intrinsic dimension of the final latent (Kamkari et al., NeurIPS
 # 2024; memorised samples have low LID: Ross et al., "A Geometric Framework for Understanding Memorization in
 # Generative Models"), the VAE reconstruction error, the latent norm and the model-free control (PNG-compressed
@@ -17,7 +19,8 @@
 # (then pass `PROMPTS`, `MEMORISED_PROMPTS` and `NORMAL_PROMPTS`, e.g. the memorised LAION captions of Webster
 # 2023 used by Wen et al.). Parameters: `NUM_STEPS` (paper: 50), `EVERY` (describe every n-th step; 1 = all),
 # `GUIDANCES`, `N_SEEDS`, `N_MEM_PROMPTS`, `N_MEM_SEEDS`, `K`, `RADIUS`, `DIM` (paper: 120, 1e-5, 4),
-# `AT` (which latent the decoder is described at), `WEN_STEPS`; detector table: `FLIPD_T0`, `FLIPD_PROBES`
+# `AT` (which latent the decoder is described at), `WEN_STEPS` (Wen et al.'s window; `None` = all steps, the
+# peer's), `EARLY_STEPS` (the early window); detector table: `FLIPD_T0`, `FLIPD_PROBES`
 # (fixed by the rule below, not tuned on the AUROC), `FLIPD_T0S` / `N_CURVE` (the $t_0$ sweep), `N_BOOT`, `FPR`.
 #
 # **FLIPD's noise level and probes, fixed before the run.** `FLIPD_T0 = 0.05`: the upper end of the range
@@ -50,7 +53,8 @@ AT = "pred_x0"          # describe vae_decode at the predicted clean latent ("pr
 K = 120                 # output projection of the Jacobian (paper: 120)
 RADIUS = 1e-5           # cross-polytope radius of delta (paper: 1e-5)
 DIM = 4                 # cross-polytope dimension of delta (paper: 4)
-WEN_STEPS = 5           # Wen et al.'s statistic and early descriptors: mean over the first WEN_STEPS steps
+WEN_STEPS = None        # Wen et al.'s window: None = all NUM_STEPS steps (the peer's protocol, see below)
+EARLY_STEPS = 5         # the early window: Wen et al. and the descriptors averaged over the first EARLY_STEPS steps
 BATCH = 2               # latents per Jacobian batch (2 is fastest on CPU for tiny-ldm)
 FLIPD_T0 = 0.05         # FLIPD noise level (rule in the opening cell; not tuned on the AUROC)
 FLIPD_PROBES = 64       # Hutchinson probes per point (rule in the opening cell)
@@ -80,8 +84,8 @@ out = Outputs("06_denoising_trajectories", OUT_DIR, params=dict(
     SEED=SEED, MODEL=MODEL, NUM_STEPS=NUM_STEPS, EVERY=EVERY, GUIDANCES=GUIDANCES, N_SEEDS=N_SEEDS,
     PROMPTS=PROMPTS, MEM_GUIDANCE=MEM_GUIDANCE, MEMORISED_PROMPTS=MEMORISED_PROMPTS, NORMAL_PROMPTS=NORMAL_PROMPTS,
     N_MEM_PROMPTS=N_MEM_PROMPTS, N_MEM_SEEDS=N_MEM_SEEDS, AT=AT, K=K, RADIUS=RADIUS, DIM=DIM,
-    WEN_STEPS=WEN_STEPS, BATCH=BATCH, FLIPD_T0=FLIPD_T0, FLIPD_PROBES=FLIPD_PROBES, FLIPD_T0S=FLIPD_T0S,
-    N_CURVE=N_CURVE, N_BOOT=N_BOOT, FPR=FPR))
+    WEN_STEPS=WEN_STEPS, EARLY_STEPS=EARLY_STEPS, BATCH=BATCH, FLIPD_T0=FLIPD_T0, FLIPD_PROBES=FLIPD_PROBES,
+    FLIPD_T0S=FLIPD_T0S, N_CURVE=N_CURVE, N_BOOT=N_BOOT, FPR=FPR))
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latents", pipe.latent_shape, "images", pipe.image_size, "device", pipe.device)
 rng = np.random.default_rng(SEED)
@@ -210,25 +214,57 @@ out.savefig(fig, "memorisation_samples")
 plt.show()
 
 # %% [markdown]
-# Per trajectory, the detection scores are: Wen et al.'s statistic averaged over the first `WEN_STEPS` DDIM
-# steps (the baseline), and each descriptor averaged over the described steps among the first `WEN_STEPS`
-# ("early", as cheap as the baseline in steps) or taken at the last step ("final"). AUROC is reported with the
-# memorised trajectories as positives and the raw score (AUROC < 0.5 means memorised trajectories score
-# *lower*); `separation` = max(AUROC, 1 - AUROC) is the direction-free value.
+# ### Memorisation AUROC: Wen et al. as the peer measures it, the early windows, and the descriptors
+# **Wen et al., the peer's protocol (first rows).** The peer's code (YuxinWenRick/diffusion_memorization) records
+# at every DDIM step, for every generated image, the L2 norm of $\epsilon_\theta(x_t, c) - \epsilon_\theta(x_t,
+# \varnothing)$ over the whole latent (`local_sd_pipeline.py`, `lp=2`); `detect_mem.py` samples 50 steps with 4
+# images per prompt; `examples/det_mem_viz.ipynb` scores each *prompt* by the mean over its 4 generations and over
+# steps 0-49 (`start = 0`, `end = 50`). `tr.wen_score(mem)` does the same (`WEN_STEPS = None`: all `NUM_STEPS`
+# steps; the `N_MEM_SEEDS` trajectories of a prompt are its generations). **Early-window variants:** the mean over
+# the first `EARLY_STEPS` steps (`wen_early`; this notebook's "baseline" before issue 24) and step 0 alone
+# (`wen_first_step`, the fast variant Wen et al. report), cheaper because they stop sampling early.
+#
+# **Descriptor scores:** each descriptor averaged over the described steps among the first `EARLY_STEPS`
+# ("early", as cheap as `wen_early` in steps) or taken at the last step ("final").
+#
+# **Units.** Every score is evaluated per prompt (the peer's unit: the mean over the prompt's `N_MEM_SEEDS`
+# trajectories, for the descriptors as for Wen et al., so the comparison is like for like) and per trajectory.
+# AUROC with memorised = positive, on the raw score (< 0.5: memorised scores *lower*); `separation` =
+# max(AUROC, 1 - AUROC). **95% CI:** `stats.auroc_ci`, a stratified bootstrap percentile interval (`N_BOOT`
+# resamples, seed `SEED`) that resamples the row's unit: *prompts* for per-prompt rows, *trajectories* for
+# per-trajectory rows, which treats the `N_MEM_SEEDS` trajectories of a prompt as independent although they share
+# the prompt (those intervals are narrower than the data warrant). **The verdicts use Wen et al.'s protocol (all
+# steps, per prompt) as the baseline, and per-prompt rows for the like-for-like comparison.**
 
 # %%
-early = mem[mem.step < WEN_STEPS].groupby("sample")
+prompt_of = mem.groupby("sample")["prompt"].first()
+early = mem[mem.step < EARLY_STEPS].groupby("sample")
 final = mem[mem.step == NUM_STEPS - 1].set_index("sample")
-scores = pd.DataFrame({"wen_baseline": tr.wen_score(mem, WEN_STEPS),
-                       "wen_first_step": tr.wen_score(mem, 1)})
+WEN = {"wen": WEN_STEPS, "wen_early": EARLY_STEPS, "wen_first_step": 1}  # score -> first_steps (None: all steps)
+WINDOW = {"wen": f"all {NUM_STEPS} steps" if WEN_STEPS is None else f"first {WEN_STEPS} steps",
+          "wen_early": f"first {EARLY_STEPS} steps", "wen_first_step": "first step"}
+scores = pd.DataFrame({name: tr.wen_score(mem, n, by="sample") for name, n in WEN.items()})
 for c in COLS:
     scores[f"{c}_early"] = early[c].mean()
     scores[f"{c}_final"] = final[c]
+    WINDOW[f"{c}_early"] = f"described steps among the first {EARLY_STEPS}"
+    WINDOW[f"{c}_final"] = "last step"
 scores["memorised"] = mem.groupby("sample")["memorised"].first()
-auc = pd.DataFrame([{"score": c, "auroc": stats.auroc(scores[c], scores["memorised"])}
-                    for c in scores.columns if c != "memorised"])
+SCORES = list(scores.columns.drop("memorised"))
+prompt_scores = scores[SCORES].groupby(prompt_of).mean()  # per prompt: mean over its trajectories
+for name, n in WEN.items():
+    prompt_scores[name] = tr.wen_score(mem, n)  # the peer's aggregation (the same mean, by construction)
+prompt_scores["memorised"] = scores["memorised"].groupby(prompt_of).first()
+rows = []
+for c in SCORES:
+    for unit, tab in (("prompt", prompt_scores), ("trajectory", scores)):
+        a, lo, hi = stats.auroc_ci(tab[c], tab["memorised"], n_boot=N_BOOT, seed=SEED)
+        rows.append(dict(score=c, unit=unit, window=WINDOW[c], n_memorised=int(tab["memorised"].sum()),
+                         n_normal=int((~tab["memorised"]).sum()), auroc=a, lo=lo, hi=hi))
+auc = pd.DataFrame(rows)
 auc["separation"] = np.maximum(auc.auroc, 1 - auc.auroc)
-auc.round(3)
+with pd.option_context("display.max_colwidth", 40):
+    display(auc.round(3))
 
 # %% [markdown]
 # ## Detector table: the descriptors beside LID, Wen et al., reconstruction error and the PNG control
@@ -255,10 +291,15 @@ auc.round(3)
 # **Seconds per sample**, measured in this run on this machine (one thread), for computing the score from what it
 # reads: the final latent for final-sample signals (FLIPD, latent norm; the image ones include decoding it, the
 # reconstruction error also the VAE round trip; the final-step descriptors one `geom.describe` of a latent, without
-# $\delta$ for $\psi, \nu$ and with it for $\delta$), the first `WEN_STEPS` DDIM steps for the Wen et al. scores
-# (a timed re-run of the sampler), and those steps plus the descriptors at the described ones among them for the
-# early descriptors. Generating a sample (all `NUM_STEPS` steps, shared by every final-sample signal) is reported
-# separately.
+# $\delta$ for $\psi, \nu$ and with it for $\delta$), the DDIM steps a Wen et al. score averages (a timed re-run of
+# the sampler: all `NUM_STEPS` steps for `wen`, i.e. the whole sampling run; the first `EARLY_STEPS` / the first
+# step for `wen_early` / `wen_first_step`), and the first `EARLY_STEPS` steps plus the descriptors at the described
+# ones among them for the early descriptors. Generating a sample (all `NUM_STEPS` steps, shared by every
+# final-sample signal) is reported separately.
+#
+# **Unit.** The detector table scores *trajectories* (each of the `2 N_MEM_PROMPTS x N_MEM_SEEDS` samples, its
+# bootstrap resampling trajectories as independent); the per-prompt AUROCs (the peer's unit) of the Wen et al.
+# and descriptor scores are in the memorisation AUROC table above.
 
 # %%
 from geom import lid
@@ -273,7 +314,8 @@ t_start = time.perf_counter()
 tr.sample(pipe, mp, num_steps=NUM_STEPS, guidance_scale=MEM_GUIDANCE, latents=tr.initial_latents(pipe, ms),
           callback=lambda s: stamps.append(time.perf_counter()))
 sampling_s = (stamps[-1] - t_start) / n_mem
-sec["wen_baseline"] = (stamps[WEN_STEPS - 1] - t_start) / n_mem
+sec["wen"] = (stamps[(WEN_STEPS or NUM_STEPS) - 1] - t_start) / n_mem
+sec["wen_early"] = (stamps[EARLY_STEPS - 1] - t_start) / n_mem
 sec["wen_first_step"] = (stamps[0] - t_start) / n_mem
 
 t = time.perf_counter()
@@ -283,11 +325,11 @@ describe_s = (time.perf_counter() - t) / n_mem
 t = time.perf_counter()
 describe(pipe.vae_decode, z_mem, k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH, progress=False)
 describe_delta_s = (time.perf_counter() - t) / n_mem
-n_early = int((tr.described_steps(NUM_STEPS, EVERY) < WEN_STEPS).sum())
+n_early = int((tr.described_steps(NUM_STEPS, EVERY) < EARLY_STEPS).sum())
 for c in COLS:
     per_latent = describe_delta_s if c == "delta" else describe_s
     sec[f"{c}_final"] = per_latent
-    sec[f"{c}_early"] = sec["wen_baseline"] + n_early * per_latent
+    sec[f"{c}_early"] = sec["wen_early"] + n_early * per_latent
 
 emb_cond, emb_uncond = pipe.encode_prompt(mp), pipe.encode_prompt([""])
 fl = {}
@@ -320,9 +362,8 @@ for name in fl:
 print(f"sampling ({NUM_STEPS} DDIM steps, guidance {MEM_GUIDANCE:g}): {sampling_s:.3f} s per sample")
 
 # %%
-DETECTORS = list(scores.columns.drop("memorised")) + ["flipd_cond", "flipd_uncond", "recon_error", "latent_norm",
-                                                      "png_bytes"]
-DIRECTIONS = {"wen_baseline": "higher", "wen_first_step": "higher", "flipd_cond": "lower", "flipd_uncond": "lower"}
+DETECTORS = SCORES + ["flipd_cond", "flipd_uncond", "recon_error", "latent_norm", "png_bytes"]
+DIRECTIONS = {**{name: "higher" for name in WEN}, "flipd_cond": "lower", "flipd_uncond": "lower"}
 det = stats.detector_table({c: signals[c].to_numpy() for c in DETECTORS}, signals["memorised"].to_numpy(),
                            seconds_per_sample={c: sec[c] for c in DETECTORS}, directions=DIRECTIONS, fpr=FPR,
                            n_boot=N_BOOT, seed=SEED)
@@ -376,8 +417,8 @@ curve_means
 # %%
 from scipy.stats import spearmanr
 
-best = auc[~auc.score.str.startswith("wen")].sort_values("separation", ascending=False).iloc[0]
-wen_auc = auc.set_index("score").loc["wen_baseline", "auroc"]
+per_prompt, per_traj = (auc[auc.unit == u].set_index("score") for u in ("prompt", "trajectory"))
+best = per_prompt.loc[[c for c in SCORES if c not in WEN]].sort_values("separation", ascending=False).iloc[0]
 rho_last = spearmanr(trend.guidance, trend.psi_last).statistic if len(trend) > 2 else np.nan
 rho_change = spearmanr(trend.guidance, trend.psi_change).statistic if len(trend) > 2 else np.nan
 dt = det.set_index("score")
@@ -389,19 +430,33 @@ def fmt(r):
             f"[{r.lo_oriented:.2f}, {r.hi_oriented:.2f}], TPR@{FPR:.0%}FPR {r.tpr_at_fpr:.2f}")
 
 
+def ci(tab, score):
+    """'name (window): AUROC [lo, hi]' of a row of the memorisation AUROC table (raw score, memorised = positive)."""
+    r = tab.loc[score]
+    return f"{score} ({r.window}) {r.auroc:.2f} [{r.lo:.2f}, {r.hi:.2f}]"
+
+
+wen_rows = "; ".join(ci(per_prompt, w) for w in WEN)
+
+
 claims = pd.DataFrame([
     dict(claim="Fig. 8: the decoder descriptors change along the denoising trajectory",
          measured=f"psi first -> last step: {', '.join(f'{r.psi_first:.1f}->{r.psi_last:.1f}' for r in trend.itertuples())} "
                   f"for guidance {GUIDANCES}"),
     dict(claim="Fig. 8: the trajectory depends on the guidance scale",
          measured=f"Spearman(guidance, final psi) = {rho_last:.2f}; Spearman(guidance, psi change) = {rho_change:.2f}"),
-    dict(claim="Fig. 12: memorised prompts have distinguishable descriptor trajectories",
-         measured=f"best descriptor score {best.score}: AUROC {best.auroc:.2f} (separation {best.separation:.2f}) "
-                  f"vs Wen et al. baseline AUROC {wen_auc:.2f}"),
-    *[dict(claim=f"Issue 16: the best descriptor score vs {name}",
+    dict(claim="Fig. 12: memorised prompts have distinguishable descriptor trajectories (per prompt, like for like)",
+         measured=f"best descriptor score per prompt {ci(per_prompt, best.name)} (separation {best.separation:.2f}; "
+                  f"per trajectory {ci(per_traj, best.name)}) vs Wen et al. per prompt: {wen_rows}"),
+    dict(claim="Issue 24: Wen et al. with the peer's protocol (all steps, per prompt) vs the early window, per "
+               "trajectory",
+         measured=f"{ci(per_prompt, 'wen')} vs {ci(per_traj, 'wen_early')}; per trajectory, all steps: "
+                  f"{ci(per_traj, 'wen')}; per prompt, first {EARLY_STEPS} steps: {ci(per_prompt, 'wen_early')}"),
+    *[dict(claim=f"Issue 16: the best descriptor score vs {name} (per trajectory)",
            measured=f"{fmt(dbest)} vs {fmt(dt.loc[ref])}")
       for name, ref in (("LID (conditional FLIPD)", "flipd_cond"), ("the PNG-size control", "png_bytes"),
-                        ("Wen et al. (first WEN_STEPS steps)", "wen_baseline"))],
+                        (f"Wen et al. ({WINDOW['wen']})", "wen"),
+                        (f"Wen et al. ({WINDOW['wen_early']})", "wen_early"))],
 ])
 out.results["spearman_guidance_psi_last"] = rho_last
 out.results["spearman_guidance_psi_change"] = rho_change
@@ -413,28 +468,40 @@ with pd.option_context("display.max_colwidth", 200):
 # detector table; the numbers of the rows below it are bit-identical to the run before, made after the issue-12
 # fixes: $\psi$ and $\nu$ moved by at most 2e-6 relative, $\delta$ as stated; tiny-ldm, full size: 50 DDIM
 # steps, descriptors at `pred_x0` at every step, k = 120, 8 seeds per guidance scale; 8 memorised + 8 normal
-# prompts x 4 seeds; 5,600 described latents):
+# prompts x 4 seeds; 5,600 described latents). The Wen et al. rows over all steps and every per-prompt AUROC were
+# added by issue 24 and computed with this notebook's code from the committed trajectories of that run
+# (`memorisation_trajectories.parquet`, which a re-run reproduces: the descriptors, the early-window Wen et al. rows
+# and their CIs come out identical to the published ones); the rest is unchanged.
+#
+# **Choices that decide the memorisation verdicts, and their defaults.** Wen et al.'s window: all 50 steps, the
+# peer's (`WEN_STEPS = None`; `detect_mem.py` / `det_mem_viz.ipynb`); unit: the prompt, the peer's (mean over its
+# 4 generations), per trajectory beside it; intervals: stratified bootstrap percentile (2,000 resamples) resampling
+# that unit (prompts: 8 + 8; trajectories: 32 + 32, treated as independent, so those CIs are too narrow); the
+# descriptors' direction is read from the data (optimistic for them); the early window (`EARLY_STEPS = 5`) is
+# ours, a variant, not the baseline.
 #
 # | Paper claim | Measured | Verdict |
 # |---|---|---|
 # | Fig. 8: the decoder's descriptors evolve along the denoising trajectory | $\psi$ at $\hat x_0$ changes over the first ~15 of 50 steps and then plateaus (guidance 7.5: -365 at step 0, -266 at step 10, -255 at step 49); $\nu$ moves by < 4 with wide, overlapping CIs; $\delta$ at $r = 10^{-5}$ is 0 at 94% of the described latents (93% before issue 12 made $\delta$ float64 with each activation's joints; max 2: this small decoder has almost no neuron boundary within $10^{-5}$) | agree for $\psi$; $\nu$, $\delta$ show no clear trend here |
 # | Fig. 8: the trajectory depends on the guidance scale | $\psi$ at step 0 falls monotonically with guidance (-198 at s = 0 to -388 at s = 9), and so does the final $\psi$ (-235 to -260, Spearman -1.0); $\psi$ falls along the trajectory without guidance (-37) and rises with it, the more the higher the scale (+29 at 3 to +128 at 9; Spearman +1.0) | agree (monotone in the guidance scale) |
-# | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (95% CIs disjoint at steps 3-11; step 7: -344 vs -299), the curves cross at step ~14, and memorised $\psi$ is higher from then on (CIs disjoint from step 19; step 49: -213 vs -253); $\nu$ CIs overlap at almost every step; memorisation AUROC of final $\psi$ 0.91, of mean $\psi$ over the first 5 steps 0.73 (lower = memorised), beside Wen et al.'s baseline 0.86 (first 5 steps) and 0.77 (first step); $\delta$ carries no memorisation signal (AUROC 0.45 early, 0.47 final; 0.49 and 0.50 before issue 12) | agree: final $\psi$ detects memorisation as well as the Wen et al. baseline here; early $\psi$ carries a weaker signal of the opposite sign |
+# | Fig. 12: memorised prompts follow distinct descriptor trajectories | memorised prompts have lower $\psi$ early (95% CIs disjoint at steps 3-11; step 7: -344 vs -299), the curves cross at step ~14, and memorised $\psi$ is higher from then on (CIs disjoint from step 19; step 49: -213 vs -253); $\nu$ CIs overlap at almost every step. Memorisation AUROC [95% CI], per prompt / per trajectory: final $\psi$ 0.92 [0.77, 1.00] / 0.91 [0.83, 0.97]; mean $\psi$ over the first 5 steps 0.30 / 0.27 (lower = memorised: 0.70 / 0.73 read that way); beside Wen et al. with the peer's protocol (all 50 steps) 0.95 [0.81, 1.00] / 0.95 [0.89, 0.99], and its early windows: first 5 steps 0.91 [0.72, 1.00] / 0.86 [0.76, 0.94], first step 0.81 [0.56, 1.00] / 0.77 [0.65, 0.88]. $\delta$: 0.45 early and 0.47 final per trajectory (0.49 and 0.50 before issue 12), but per prompt 0.31 [0.13, 0.44] early and 0.37 [0.19, 0.56] final ($\delta$ is 0 at 94% of the latents, so a prompt's mean counts its rare non-zero values) | agree: final $\psi$ separates memorised prompts, but less well than Wen et al. measured as the peer measures it (0.92 vs 0.95 per prompt, 0.91 vs 0.95 per trajectory; the CIs overlap, so the gap is not resolved at 8 + 8 prompts); the earlier "as well as Wen et al." compared with its 5-step window (0.86 per trajectory); early $\psi$ carries a weaker signal of the opposite sign; per prompt, early $\delta$ shows a weak signal (lower = memorised, direction read from the data, one of 12 descriptor rows) that per trajectory hides |
 #
-# **Detector table** (issue 16; memorised = positive, 32 memorised + 32 normal samples, guidance 7.5; keys
-# `detector_*` of the JSON, table `detector_table`). AUROC in the stated direction with its 95% bootstrap CI (2,000
-# resamples); TPR at 1% FPR (with 32 normal samples: the TPR with no false positive, interpolated); seconds per
+# **Detector table** (issue 16; memorised = positive, 32 memorised + 32 normal samples, i.e. per trajectory, guidance
+# 7.5; keys `detector_*` of the JSON, table `detector_table`; per prompt, the peer's unit, see the memorisation AUROC
+# table and the verdict above). AUROC in the stated direction with its 95% bootstrap CI (2,000 resamples of the
+# trajectories); TPR at 1% FPR (with 32 normal samples: the TPR with no false positive, interpolated); seconds per
 # sample measured in the run on a shared 2-core CPU, one thread (generating a sample, 50 DDIM steps: 0.091 s, not
-# included in the final-sample rows). "a priori" = direction from a source (Wen et al.; Ross et al. for FLIPD);
-# "data" = read in the direction of these data (optimistic). FLIPD: $t_0 = 0.05$ (diffusers timestep 49,
-# $\sigma = 0.218$), 64 Rademacher probes, median Hutchinson standard error 0.80 (max 1.43) conditional and 0.79
-# (max 1.43) unconditional, small against FLIPD's spread over the samples (table `detector_signals`).
+# included in the final-sample rows). "a priori" = direction from a source (Wen et al.; Ross et al. for FLIPD); "data"
+# = read in the direction of these data (optimistic). FLIPD: $t_0 = 0.05$ (diffusers timestep 49, $\sigma = 0.218$),
+# 64 Rademacher probes, median Hutchinson standard error 0.80 (max 1.43) conditional and 0.79 (max 1.43)
+# unconditional, small against FLIPD's spread over the samples (table `detector_signals`).
 #
 # | Signal | Direction | AUROC [95% CI] | TPR @ 1% FPR | s / sample |
 # |---|---|---|---|---|
+# | `wen` (all 50 steps, the peer's window) | higher (a priori) | 0.95 [0.89, 0.99] | 0.81 | 0.091 (the sampling run) |
 # | `latent_norm` $\lVert z_0\rVert_2$ | lower (data) | 0.94 [0.87, 0.99] | 0.31 | 8.5e-06 |
 # | `psi_final` | higher (data) | 0.91 [0.83, 0.97] | 0.59 | 0.31 |
-# | `wen_baseline` (first 5 steps) | higher (a priori) | 0.86 [0.76, 0.94] | 0.31 | 0.011 |
+# | `wen_early` (first 5 steps) | higher (a priori) | 0.86 [0.76, 0.94] | 0.31 | 0.011 |
 # | `wen_first_step` | higher (a priori) | 0.77 [0.65, 0.88] | 0.06 | 0.0034 |
 # | `psi_early` (first 5 steps) | lower (data) | 0.73 [0.59, 0.85] | 0.03 | 1.6 |
 # | `recon_error` (VAE round trip) | lower (data) | 0.64 [0.50, 0.77] | 0.03 | 0.0028 |
@@ -451,7 +518,7 @@ with pd.option_context("display.max_colwidth", 200):
 # |---|---|---|
 # | Do the paper's descriptors beat LID (FLIPD) on memorisation? | final $\psi$ 0.91 [0.83, 0.97], TPR 0.59 (direction from data) vs conditional FLIPD 0.59 [0.45, 0.73], TPR 0.00 (a priori direction) and unconditional 0.53 [0.39, 0.67]; FLIPD's mean is 149 memorised vs 178 normal (conditional; 217 vs 216 unconditional). The $t_0$ sweep (figure `flipd_t0_sweep`, 8 + 8 samples) has no plateau: FLIPD runs from above $D = 256$ at small $t_0$ to negative values, so on this 256-dimensional latent model it is a relative score, not a calibrated LID; the memorised and normal curves cross between $t_0 = 0.02$ and the fixed $t_0 = 0.05$ (both conditionings): memorised samples lie higher below the crossing and lower above it | yes here: the CIs of final $\psi$ and FLIPD are disjoint; Ross et al.'s low-LID signal is not reproduced at the pre-stated $t_0$ (the sweep suggests it at larger $t_0$, not evaluated as a detector so as not to tune $t_0$ on these labels) |
 # | Do they beat the model-free control (PNG size)? | PNG size 0.51 [0.36, 0.65]: memorised images are not simpler; final $\psi$ 0.91 [0.83, 0.97]. But the latent norm, a baseline with no geometry, reaches 0.94 [0.87, 0.99] (memorised final latents have smaller norm), and final $\psi$ ranks the samples almost as the negative latent norm (Spearman -0.80 over the 64 samples, from the run's `detector_signals` table) | beats the PNG control; does not beat the latent norm, which carries most of final $\psi$'s signal here |
-# | Do they beat Wen et al.? | final $\psi$ 0.91 [0.83, 0.97], TPR 0.59 vs Wen et al. (first 5 steps) 0.86 [0.76, 0.94], TPR 0.31, first step 0.77 [0.65, 0.88]; cost: $\psi$ at the end needs the whole sample (0.091 s) plus 0.31 s, Wen et al. 0.011 s during the first 5 steps; early $\psi$ 0.73 [0.59, 0.85] at 1.6 s. Published on SD v1.4 (Wen et al. 2024, not reproduced here): AUROC 0.99, TPR 0.98 at 1% FPR | not distinguishable: the CIs overlap at 32 + 32 samples; Wen et al. is ~35x cheaper (0.011 s against 0.091 + 0.31 s per sample) and flags memorisation before the image exists; our tiny-ldm Wen baseline is far below its published SD numbers |
+# | Do they beat Wen et al.? | Wen et al. with the peer's protocol (all 50 steps; per prompt the mean over its 4 generations) per prompt 0.95 [0.81, 1.00] vs final $\psi$ 0.92 [0.77, 1.00] (8 + 8 prompts, prompts resampled); per trajectory 0.95 [0.89, 0.99], TPR 0.81 vs final $\psi$ 0.91 [0.83, 0.97], TPR 0.59. Wen et al.'s early windows: first 5 steps 0.86 [0.76, 0.94], TPR 0.31 per trajectory (0.91 [0.72, 1.00] per prompt), first step 0.77 [0.65, 0.88] (0.81 [0.56, 1.00]). Cost: Wen et al. over all steps is read off the sampling run (0.091 s per sample), final $\psi$ needs that run plus 0.31 s; the 5-step window 0.011 s; early $\psi$ 0.73 [0.59, 0.85] at 1.6 s. Published on SD v1.4 (Wen et al. 2024, not reproduced here): AUROC 0.99, TPR 0.98 at 1% FPR | no: Wen et al. measured as the peer measures it scores higher than final $\psi$ in both units, with a higher TPR (0.81 vs 0.59), at about a quarter of the cost (0.091 s against 0.091 + 0.31 s); the CIs overlap, so the gap is not resolved at this size. Final $\psi$ ties only Wen et al.'s 5-step window (0.86), the comparison this notebook made before issue 24, and that window remains the one that flags memorisation before the image exists, ~35x cheaper; our tiny-ldm Wen numbers stay below the published SD ones |
 
 # %%
 out.table(guid, "guidance_trajectories")
@@ -465,7 +532,13 @@ for _, r in trend.iterrows():
     for c in trend.columns[1:]:
         out.results[f"{c}_guidance{r.guidance:g}"] = r[c]
 for _, r in auc.iterrows():
-    out.results[f"auroc_{r.score}"] = r.auroc
+    for f in ("auroc", "lo", "hi"):
+        out.results[f"{f}_{r.score}_per_{r.unit}"] = r[f]
+out.results["wen_protocol"] = (f"wen: {WINDOW['wen']}, per prompt the mean over its {N_MEM_SEEDS} trajectories "
+                               "(YuxinWenRick/diffusion_memorization, examples/det_mem_viz.ipynb); wen_early: "
+                               f"{WINDOW['wen_early']}; wen_first_step: step 0")
+out.results["auroc_ci"] = (f"stratified bootstrap percentile, {N_BOOT} resamples, seed {SEED}; per-prompt rows "
+                           "resample prompts, per-trajectory rows (and the detector table) resample trajectories")
 out.results["nn_distance_median_memorised"] = float(np.median(nn_dist[is_mem]))
 out.results["nn_distance_median_normal"] = float(np.median(nn_dist[~is_mem]))
 for _, r in det.iterrows():

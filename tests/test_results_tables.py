@@ -138,6 +138,50 @@ def _det(notebook: str, score: str, col: str) -> float:
     return float(t.loc[score, col])
 
 
+def _early06() -> int:
+    """Notebook 06's early window ``EARLY_STEPS`` (its parameters cell: what the full run uses)."""
+    from geom.run import notebook_parameters
+    return int(notebook_parameters(R06)["EARLY_STEPS"])
+
+
+def _scores06(unit: str) -> pd.DataFrame:
+    """Notebook 06's memorisation scores per ``unit`` (``"prompt"`` or ``"trajectory"``) and the label, recomputed
+    from the committed trajectories (``memorisation_trajectories``) as the notebook computes them: Wen et al. over all
+    steps and over the first ``EARLY_STEPS`` (``trajectories.wen_score``), final psi (per prompt: the mean over the
+    prompt's trajectories). Issue 24 added the all-step and the per-prompt rows; the trajectories are deterministic,
+    so these are the numbers the notebook's full re-run publishes (``test_06_recomputed_scores_are_the_published_ones``
+    checks the recomputation on the rows already published)."""
+    from geom import trajectories as tr
+    mem = P(R06, "memorisation_trajectories")
+    by = {"prompt": "prompt", "trajectory": "sample"}[unit]
+    s = pd.DataFrame({"wen": tr.wen_score(mem, None, by=by), "wen_early": tr.wen_score(mem, _early06(), by=by)})
+    s["psi_final"] = mem[mem.step == J(R06, "NUM_STEPS", "parameters") - 1].groupby(by)["psi"].mean()
+    s["memorised"] = mem.groupby(by)["memorised"].first()
+    return s
+
+
+def _auc06(score: str, unit: str, tpr: bool = False) -> list[float]:
+    """``[auroc, lo, hi]`` (and the TPR at the detector table's FPR) of ``_scores06(unit)[score]``, with the
+    notebook's bootstrap (``stats.auroc_ci``, ``N_BOOT`` resamples, seed ``SEED``, resampling the unit)."""
+    from geom import stats
+    s = _scores06(unit)
+    out = list(stats.auroc_ci(s[score], s["memorised"], n_boot=J(R06, "N_BOOT", "parameters"),
+                              seed=J(R06, "SEED", "parameters")))
+    return out + ([stats.tpr_at_fpr(s[score], s["memorised"], J(R06, "detector_fpr"))] if tpr else [])
+
+
+def test_06_recomputed_scores_are_the_published_ones():
+    """The recomputation behind 06's new README numbers gives the published detector-table rows it can be compared
+    with (per trajectory: final psi, and Wen et al. over the first EARLY_STEPS, published as ``wen_baseline`` before
+    issue 24 and as ``wen_early`` after the re-run); a wrong window or unit fails here."""
+    t = P(R06, "detector_table").set_index("score")
+    early = "wen_early" if "wen_early" in t.index else "wen_baseline"
+    for score, row in (("psi_final", "psi_final"), ("wen_early", early)):
+        want = [t.loc[row, c] for c in ("auroc", "lo", "hi", "tpr_at_fpr")]
+        assert _auc06(score, "trajectory", tpr=True) == pytest.approx(want, abs=1e-12), score
+    assert _auc06("wen", "trajectory")[0] != pytest.approx(t.loc[early, "auroc"])  # control: all steps differ
+
+
 def _ising_err(grid: str, L: int, estimator: str, col: str) -> float:
     e = P("10_ising_2d", "errors")
     return float(e[(e.L == L) & (e.grid == grid) & (e.estimator == estimator)][col].iloc[0])
@@ -217,11 +261,15 @@ CLAIMS = {
            ],
     "06": [("1%", lambda: J(R06, "detector_fpr")),
            ("psi 0.91 [0.83, 0.97] / 0.59", lambda: [_det(R06, "psi_final", c) for c in _CI]),
-           ("Wen et al. 0.86 [0.76, 0.94] / 0.31", lambda: [_det(R06, "wen_baseline", c) for c in _CI]),
+           ("(all steps) 0.95 [0.89, 0.99] / 0.81", lambda: _auc06("wen", "trajectory", tpr=True)),
+           ("first 5 steps only 0.86", lambda: [_early06(), _auc06("wen_early", "trajectory")[0]]),
            ("FLIPD 0.59 [0.45, 0.73] / 0.00", lambda: [_det(R06, "flipd_cond", c) for c in _CI]),
            ("control 0.51", lambda: _det(R06, "png_bytes", _CI[0])),
            ("norm 0.94", lambda: _det(R06, "latent_norm", _CI[0])),
-           ("psi -0.80", lambda: P(R06, "detector_signals")[["latent_norm", "psi_final"]].corr("spearman").iloc[0, 1])],
+           ("psi -0.80", lambda: P(R06, "detector_signals")[["latent_norm", "psi_final"]].corr("spearman").iloc[0, 1]),
+           ("its 4 seeds", lambda: J(R06, "N_MEM_SEEDS", "parameters")),
+           ("Wen et al. 0.95 [0.81, 1.00]", lambda: _auc06("wen", "prompt")),
+           ("psi 0.92 [0.77, 1.00]", lambda: _auc06("psi_final", "prompt"))],
     "07": [],
     "08": [("to rho = 5", lambda: _rho(7)),
            ("Spearman 0.68", lambda: J("08_geometry_guidance", "spearman_rho_vs_dpsi")),

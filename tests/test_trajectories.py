@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import tol
 from geom import trajectories as tr
 
 
@@ -125,9 +126,13 @@ def test_describe_trajectories_shapes_and_wen_score(pipe):
     assert described.groupby("sample")["step"].apply(list).tolist() == [[0, 2, 3]] * 3
     assert np.isfinite(described[["psi", "nu", "delta"]]).all().all()
     assert df["wen"].notna().all()
-    ws = tr.wen_score(df, first_steps=2)
+    ws = tr.wen_score(df, first_steps=2, by="sample")
     expect = df[df.step.isin([0, 1])].groupby("sample")["wen"].mean()
     pd.testing.assert_series_equal(ws, expect)
+    per_prompt = tr.wen_score(df)  # the peer's protocol: all steps, one score per prompt
+    assert per_prompt.index.tolist() == ["x", "y", "z"]
+    np.testing.assert_allclose(per_prompt.to_numpy(), df.groupby("prompt")["wen"].mean().to_numpy(),
+                               **tol(torch.float64))
     assert tr.described_steps(10, 3).tolist() == [0, 3, 6, 9] and tr.described_steps(5, 3).tolist() == [0, 3, 4]
     # the descriptor of a recorded latent equals geom.describe at that latent
     from geom import describe
@@ -138,3 +143,91 @@ def test_describe_trajectories_shapes_and_wen_score(pipe):
     got = df[df.step == 2].set_index("sample")
     assert got.loc[[0, 1], "psi"].to_numpy() == pytest.approx(d.psi.to_numpy(), rel=1e-4)
     assert got.loc[[0, 1], "nu"].to_numpy() == pytest.approx(d.nu.to_numpy(), rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ Wen et al.'s score
+def wen_table(gens=(4, 4, 2), n_steps=7, seed=0) -> pd.DataFrame:
+    """A long (trajectory, step) table of random positive ``wen`` values, prompt ``p{i}`` with ``gens[i]``
+    trajectories, rows shuffled (the score must not depend on the row order)."""
+    rng = np.random.default_rng(seed)
+    rows, sample = [], 0
+    for i, g in enumerate(gens):
+        for j in range(g):
+            level = 1.0 + i + 0.3 * j  # prompts and seeds differ, so per prompt / per trajectory / window all differ
+            for t in range(n_steps):
+                rows.append(dict(sample=sample, prompt=f"p{i}", seed=j, step=t, wen=level * (2.0 - t / n_steps)
+                                 + rng.gamma(2.0, 0.2)))
+            sample += 1
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def peer_reference(df: pd.DataFrame, start: int, end: int) -> dict:
+    """Wen et al.'s examples/det_mem_viz.ipynb, re-done with plain numpy: per prompt the array
+    (generations, steps) of the statistic, sliced ``[:, start:end]``, mean over generations, then over steps."""
+    out = {}
+    for prompt in sorted(df["prompt"].unique()):
+        d = df[df["prompt"] == prompt]
+        arr = np.array([d[d["sample"] == s].sort_values("step")["wen"].to_numpy()
+                        for s in sorted(d["sample"].unique())])
+        out[prompt] = float(np.mean(np.mean(arr[:, start:end], axis=0)))
+    return out
+
+
+@pytest.mark.parametrize("first_steps", [None, 1, 3])
+def test_wen_score_per_prompt_is_the_peers_protocol(first_steps):
+    df = wen_table()
+    got = tr.wen_score(df, first_steps=first_steps)
+    ref = peer_reference(df, 0, 7 if first_steps is None else first_steps)
+    assert got.index.name == "prompt" and got.index.tolist() == list(ref)
+    np.testing.assert_allclose(got.to_numpy(), list(ref.values()), **tol(torch.float64))
+    # control: the reference over another window differs, so this check tells the windows apart
+    other = peer_reference(df, 0, 2 if first_steps is None else 7)
+    assert not np.allclose(got.to_numpy(), list(other.values()), **tol(torch.float64))
+
+
+def test_wen_score_default_is_all_steps_per_prompt():
+    """The default (no arguments) is the peer's: all steps, per prompt; the former default (first step, per
+    trajectory) would fail here."""
+    df = wen_table()
+    got = tr.wen_score(df)
+    np.testing.assert_allclose(got.to_numpy(), list(peer_reference(df, 0, 7).values()), **tol(torch.float64))
+    old = tr.wen_score(df, first_steps=1, by="sample")
+    assert len(old) != len(got)
+
+
+@pytest.mark.parametrize("first_steps", [None, 1, 4])
+def test_wen_score_per_trajectory(first_steps):
+    df = wen_table()
+    got = tr.wen_score(df, first_steps=first_steps, by="sample")
+    n = 7 if first_steps is None else first_steps
+    ref = [np.mean([r.wen for r in df.itertuples() if r.sample == s and r.step < n]) for s in range(10)]
+    assert got.index.tolist() == list(range(10))
+    np.testing.assert_allclose(got.to_numpy(), ref, **tol(torch.float64))
+    # control: the per-prompt score is not the per-trajectory one (prompt p0 has 4 different trajectories)
+    assert not np.allclose(tr.wen_score(df, first_steps=first_steps).loc["p0"], got.iloc[:4].to_numpy())
+
+
+def test_wen_score_refuses_bad_input():
+    df = wen_table()
+    with pytest.raises(ValueError, match="missing"):
+        tr.wen_score(df.drop(columns=["prompt"]))
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="first_steps must be None"):
+            tr.wen_score(df, first_steps=bad)
+    with pytest.raises(ValueError, match="first_steps=None for all steps"):
+        tr.wen_score(df, first_steps=8)
+    with pytest.raises(ValueError, match="do not have one row at each"):
+        tr.wen_score(df[~((df["sample"] == 3) & (df["step"] == 5))])  # one step missing
+    with pytest.raises(ValueError, match="do not have one row at each"):
+        tr.wen_score(pd.concat([df, df[(df["sample"] == 3) & (df["step"] == 0)]]), first_steps=2)  # a step twice
+    nan = df.copy()
+    nan.loc[nan.index[0], "wen"] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tr.wen_score(nan)
+    mixed = df.copy()
+    mixed.loc[(mixed["sample"] == 1) & (mixed["step"] == 2), "prompt"] = "p1"
+    with pytest.raises(ValueError, match="several 'prompt' values"):
+        tr.wen_score(mixed)
+    # controls: the complete table, and a missing step outside the window, are accepted
+    tr.wen_score(df)
+    tr.wen_score(df[~((df["sample"] == 3) & (df["step"] == 5))], first_steps=3)
