@@ -270,7 +270,17 @@ CLAIMS = {
            ("its 4 seeds", lambda: J(R06, "N_MEM_SEEDS", "parameters")),
            ("Wen et al. 0.95 [0.81, 1.00]", lambda: _auc06("wen", "prompt")),
            ("psi 0.92 [0.77, 1.00]", lambda: _auc06("psi_final", "prompt"))],
-    "07": [],
+    "07": [("(6.57 -> 7.85", lambda: [J("07_level_sets_diversity", f"vendi_trend/efficientnet|psi/vendi/[{i}]") for i in (0, 1)]),
+           ("to 7.70", lambda: J("07_level_sets_diversity", "vendi_trend/efficientnet|psi/vendi/[4]")),
+           ("P(top > bottom) 1.00", lambda: J("07_level_sets_diversity", "vendi_trend/efficientnet|psi/p_rise")),
+           ("level 4 (6.84 -> 8.03)", lambda: [J("07_level_sets_diversity", "vendi_trend/efficientnet|nu/peak_level"),
+                                                *[J("07_level_sets_diversity", f"vendi_trend/efficientnet|nu/vendi/[{i}]")
+                                                  for i in (0, 3)]]),
+           ("(7.14)", lambda: J("07_level_sets_diversity", "vendi_trend/efficientnet|nu/vendi/[4]")),
+           ("(4.43 -> 3.22)", lambda: [J("07_level_sets_diversity", f"vendi_trend/pixels_uncentred|psi/vendi/[{i}]")
+                                       for i in (0, 4)]),
+           ("(Spearman +0.37, +0.39)", lambda: [J("07_level_sets_diversity", f"brightness_contrast/{c}|brightness/rho")
+                                                for c in ("psi", "nu")])],
     "08": [("to rho = 5", lambda: _rho(7)),
            ("Spearman 0.68", lambda: J("08_geometry_guidance", "spearman_rho_vs_dpsi")),
            ("+3.1 [1.0, 5.1] at rho = 1.5", lambda: [J("08_geometry_guidance", f"psi_vs_rho/{c}/[6]")
@@ -353,6 +363,7 @@ CONTEXT = {
     "04": ["delta = 0", "95% before delta was evaluated in float64"],  # the earlier float32 figure, stated as such
     "05": ["[95% CI]"],
     "06": ["[95% CI]"],
+    "07": ["EfficientNet-Lite0"],                                   # the network's name
     "10": ["2D Ising", "C(T)"],
     "13": ["delta = 0"],
     "14": ["torus d = 4, 8", "subspace d = 2", "from d = 8"],      # named manifolds
