@@ -287,7 +287,13 @@ CLAIMS = {
                                                    for c in ("dpsi_mean", "dpsi_low", "dpsi_high")] + [_rho(6)]),
            ("+4.60 at 5", lambda: [J("08_geometry_guidance", "psi_vs_rho/dpsi_mean/[7]"), _rho(7)]),
            ("+4.53 at 15", lambda: [J("08_geometry_guidance", "psi_vs_rho/dpsi_mean/[8]"), _rho(8)]),
-           ("+0.08", lambda: max(J("08_geometry_guidance", "psi_vs_rho/dvendi_mean")))],
+           ("Spearman(rho, Vendi) +0.24 [-0.56, 1.00]", lambda: [J("08_geometry_guidance", f"vendi_direction/efficientnet/spearman_{c}")
+                                                           for c in ("mean", "low", "high")]),
+           ("4 prompts", lambda: J("08_geometry_guidance", "vendi_direction/efficientnet/n_prompts")),
+           ("+0.082 at rho = -15", lambda: [J("08_geometry_guidance", "vendi_direction/efficientnet/dvendi_min_rho_mean"),
+                                            J("08_geometry_guidance", "RHOS", "parameters")[0]]),
+           ("+0.242 at +15", lambda: [J("08_geometry_guidance", "vendi_direction/efficientnet/dvendi_max_rho_mean"),
+                                      J("08_geometry_guidance", "RHOS", "parameters")[-1]])],
     "09": [("error 0.066", lambda: J("09_ising_chain", "median_rel_error_learned")),
            ("Z 0.064", lambda: J("09_ising_chain", "median_rel_error_learned_convex")),
            ("fluctuation 0.080", lambda: J("09_ising_chain", "n_sweep/4/fluctuation_baseline/median_rel_error")),
@@ -364,6 +370,7 @@ CONTEXT = {
     "05": ["[95% CI]"],
     "06": ["[95% CI]"],
     "07": ["EfficientNet-Lite0"],                                   # the network's name
+    "08": ["EfficientNet-Lite0", "CIs across 0"],
     "10": ["2D Ising", "C(T)"],
     "13": ["delta = 0"],
     "14": ["torus d = 4, 8", "subspace d = 2", "from d = 8"],      # named manifolds
