@@ -38,7 +38,8 @@
 # ~6 ms per image and Adam step. Smoke (`smoke.yml`: $k = 16$, a 4 x 4 plane, 24 pool latents, 4 ID + 2 x 4 OOD
 # images, 20 inversion steps): ~25 s. Full (defaults: 2,304 plane + 2,000 pool + 160 inverted latents,
 # 2 x 151 inversion steps per image, per-layer $\delta$ of 300 latents at two radii): 1,967 s (33 min) measured on
-# 2026-12-01 with other jobs on the machine; the plane sweep and the descriptor chunks resume after an
+# 2026-12-01 with other jobs on the machine (re-run on 2026-12-03: 6,030 s, the machine shared with three other
+# full runs); the plane sweep and the descriptor chunks resume after an
 # interruption.
 
 # %% tags=["parameters"]
@@ -575,12 +576,14 @@ _ = out.write()
 # | Sec. 3.3.1: $\nu$ is lower inside the hull | the opposite: AUROC 0.60 [0.57, 0.64] (> 0.5: higher inside) | not reproduced |
 # | Sec. 3.3.1: $\delta$ on the slice | at $r = 10^{-5}$ zero on 86% of the plane (max 3): almost no neuron boundary within $10^{-5}$; at $r = 0.05$ clearly higher inside the hull, AUROC 0.97 [0.97, 0.98] (1,070 vs 725 neurons) | $r = 10^{-5}$: uninformative on this network; larger radius: structured |
 # | Sec. 3.3.2: ordering by $\psi$ orders images by detail | Spearman($\psi$, pixel roughness) 0.74 over 2,000 samples ($\nu$: 0.32); $\psi$ is unrelated to $\lvert z \rvert$ (-0.01) | agree |
-# | Sec. 3.3.2, Fig. 9/27: diversity differs between level sets | pixels: Vendi of the $\psi$ level sets 5.19, 4.31, 3.87, 3.61, 3.80 (low to high $\psi$) against 3.97-4.37 for random subsets of the same size; $\nu$ levels 5.46 -> 3.23; random-conv features: 1.58-1.66 against 1.64-1.72 | agree in pixels (lowest $\psi$ most diverse); weak in the second embedding |
+# | Sec. 3.3.2, Fig. 9/27: Vendi (CLIP) *rises* with the $\psi$ level set, collapsing only at the very top | EfficientNet-Lite0 features, 200-item subsets of each level (low -> high $\psi$): 8.52, 7.99, 8.16, 8.05, 9.50: the highest level is the most diverse (P(top > bottom) 1.00), the lower four are level; centred pixels rise monotonically 30.8 -> 41.7 (P 1.00); uncentred $[0, 1]$ pixels (this notebook's earlier choice) *fall* 4.93 -> 3.64, because $\psi$ follows brightness and contrast (Spearman +0.40 [0.37, 0.44], +0.30 [0.25, 0.34]) | agree in direction on the pretrained features and on centred pixels (no collapse at the top); the earlier 'falls' was the brightness of the uncentred-pixel kernel |
+# | Sec. 3.3.2, Fig. 9: Vendi *rises* with the $\nu$ level set | EfficientNet-Lite0: 9.06, 8.17, 7.87, 8.51, 8.37 (the lowest level most diverse: falls, P(top > bottom) 0.00); centred pixels rise 29.5 -> 41.0 (P 1.00); uncentred pixels fall 5.28 -> 3.08; $\nu$ follows contrast (Spearman -0.27 [-0.31, -0.23]) | the two views disagree: not reproduced on the pretrained features, reproduced on centred pixels |
 # | Sec. 3.3.3: OOD inputs have distinct descriptors | AUROC (larger = OOD) $\psi$ 0.41 [0.32, 0.51], $\nu$ 0.44 [0.35, 0.53], $\delta$ 0.47 [0.42, 0.53]; per kind, $\psi$ is *lower* for photos (0.30) and digits (0.27); baselines: inversion error 0.90 [0.85, 0.95], latent norm 0.81 [0.74, 0.88]. Inversion reconstructs ID images to MSE 0.007 (OOD 0.026-0.058) but not their latents (median relative latent error 1.06), and inverted ID latents already differ from sampled ones ($\psi$ AUROC 0.28) | not reproduced with descriptors of inverted latents; the inversion error is the better detector here |
-# | Sec. 4 / polarity sampling (CVPR 2022): $\rho < 0$ gives lower $\psi$ and less diversity, $\rho > 0$ higher $\psi$ and more | $\psi$ shift is monotone in $\rho$ (-88 at $\rho = -0.06$, +33 at $+0.06$; ESS 8 and 397 of 2,000); Vendi (pixels) goes the other way: 4.80 [4.45, 5.15] at $\rho = -0.06$, 3.75 at 0, 3.50 [3.38, 3.70] at $+0.06$; random-conv features flat (1.58-1.68, CIs overlap) | $\psi$ control: agree; diversity: opposite direction in pixels |
+# | Sec. 4 / polarity sampling (CVPR 2022): $\rho < 0$ gives lower $\psi$ and less diversity, $\rho > 0$ higher $\psi$ and more | $\psi$ shift is monotone in $\rho$ (-88 at $\rho = -0.06$, +33 at $+0.06$; ESS 8 and 397 of 2,000); Vendi of 100 distinct latents (95% range over 20 draws) at $\rho = -0.06 / 0 / +0.06$: EfficientNet-Lite0 7.72 [7.21, 8.39] / 7.41 [6.63, 8.13] / 7.78 [7.27, 8.55] (flat); centred pixels 25.4 [23.3, 27.0] / 28.7 [26.6, 30.9] / 32.1 [30.0, 33.7] (rises, ends disjoint); uncentred pixels 4.80 / 3.75 / 3.50 (falls) | $\psi$ control: agree; diversity: rises on centred pixels as the paper says, flat on the pretrained features; the earlier 'opposite direction' was the uncentred-pixel kernel |
 # | $\delta$ on an exactly CPWL network | at $r = 10^{-5}$: mean 0.14 with the Tanh, 0.12 without, zero on 87% / 89% of 300 latents; at $r = 0.05$: 766 / 689, never zero; per layer it grows with depth (35, 71, 177, 406 neurons changing at $r = 0.05$) | the paper's radius sees almost no knots on this generator; the count is meaningful at larger radii |
 #
-# On a real third-party generator, then, the descriptors order images by detail and control diversity through
-# level sets and polarity, but the slice-hull and OOD claims do not carry over, and the direction of the diversity
-# effects is the reverse of the paper's (as in 03 on MNIST; 07 on tiny-ldm found the paper's direction in one of
-# two embeddings).
+# On a real third-party generator, then, the descriptors order images by detail, and diversity measured as the
+# paper measures it (a pretrained embedding; here also centred pixels) rises with the $\psi$ level set and, on
+# centred pixels, with polarity; the slice-hull and OOD claims do not carry over, and $\nu$'s level sets disagree
+# between the two views. The earlier reversal of the diversity direction came from the cosine kernel on uncentred
+# pixels, which measures brightness and contrast (both rise with $\psi$).

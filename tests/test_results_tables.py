@@ -335,8 +335,14 @@ CLAIMS = {
            ("AUROC 0.25", lambda: J("13_pretrained_gan", "hull_auroc/psi/auroc")),
            ("psi 0.41", lambda: J("13_pretrained_gan", "auroc/psi|all/auroc")),
            ("error 0.90", lambda: J("13_pretrained_gan", "auroc/inversion_error|all/auroc")),
-           ("5.19 -> 3.80", lambda: [J("13_pretrained_gan", f"vendi_levels/pixels|psi|L{i}/vendi") for i in (1, 5)]),
-           ("4.80 -> 3.50", lambda: [J("13_pretrained_gan", f"polarity/vendi_pixels/[{i}]") for i in (0, 6)]),
+           ("(8.52 -> 9.50", lambda: [J("13_pretrained_gan", f"vendi_trend/efficientnet|psi/vendi/[{i}]") for i in (0, 4)]),
+           ("P(top > bottom) 1.00", lambda: J("13_pretrained_gan", "vendi_trend/efficientnet|psi/p_rise")),
+           ("30.75 -> 41.72)", lambda: [J("13_pretrained_gan", f"vendi_trend/centred_pixels|psi/vendi/[{i}]") for i in (0, 4)]),
+           ("(9.06 -> 8.37)", lambda: [J("13_pretrained_gan", f"vendi_trend/efficientnet|nu/vendi/[{i}]") for i in (0, 4)]),
+           ("(25.4 -> 32.1", lambda: [J("13_pretrained_gan", f"polarity/vendi_centred_pixels/[{i}]") for i in (0, 6)]),
+           ("7.72 -> 7.78", lambda: [J("13_pretrained_gan", f"polarity/vendi_efficientnet/[{i}]") for i in (0, 6)]),
+           ("(4.93 -> 3.64)", lambda: [J("13_pretrained_gan", f"vendi_trend/pixels_uncentred|psi/vendi/[{i}]") for i in (0, 4)]),
+           ("(Spearman +0.40)", lambda: J("13_pretrained_gan", "brightness_contrast/psi|brightness/rho")),
            ("r = 1e-5", lambda: J("13_pretrained_gan", "RADIUS", "parameters")),
            ("86-89%", lambda: [J("13_pretrained_gan", "frac_delta_zero_plane"),
                                max(_CPWL(n, "1e-05", "frac_zero") for n in ("with Tanh", "without Tanh"))])],
@@ -372,7 +378,7 @@ CONTEXT = {
     "07": ["EfficientNet-Lite0"],                                   # the network's name
     "08": ["EfficientNet-Lite0", "CIs across 0"],
     "10": ["2D Ising", "C(T)"],
-    "13": ["delta = 0"],
+    "13": ["EfficientNet-Lite0", "delta = 0"],
     "14": ["torus d = 4, 8", "subspace d = 2", "from d = 8"],      # named manifolds
     "15": ["2D Ising L = 8"],
 }
