@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "spread_subset", "mean_ci", "diff_ci", "band", "level_sets",
-           "vendi", "vendi_per_level", "vendi_trend", "brightness_contrast", "spearman_ci", "VENDI_UNIT_NORM_TOL"]
+           "vendi", "vendi_per_level", "vendi_trend", "vendi_trend_table", "brightness_contrast", "spearman_ci", "VENDI_UNIT_NORM_TOL"]
 
 
 # ------------------------------------------------------------------------------------------ ROC
@@ -379,6 +379,25 @@ def vendi_trend(features, levels, draws: int = 20, frac: float = 0.5, seed: int 
                      direction="rises" if p_rise >= level else "falls" if 1 - p_rise >= level
                      else "no clear direction")
     return out
+
+
+def vendi_trend_table(features: dict, levels: dict, draws: int = 20, frac: float = 0.5, seed: int = 0) -> pd.DataFrame:
+    """``vendi_trend`` for every embedding x descriptor: ``features`` ``{embedding: (N, d)}``, ``levels``
+    ``{descriptor: (N,) level labels}`` -> one row per pair with ``embedding, descriptor, m, direction, p_rise,
+    peak_level`` (1 = lowest level), and ``vendi, lo, hi`` (per level, rounded to 2 decimals, as published).
+    A descriptor with a single level set (e.g. delta = 0 almost everywhere at r = 1e-5) has no direction to
+    read and gets no row."""
+    rows = []
+    for emb, X in features.items():
+        for c, lv in levels.items():
+            if len(np.unique(lv)) < 2:
+                continue
+            t = vendi_trend(X, lv, draws=draws, frac=frac, seed=seed)
+            rows.append(dict(embedding=emb, descriptor=c, m=int(t.m.iloc[0]), direction=t.attrs["direction"],
+                             p_rise=t.attrs["p_rise"], peak_level=t.attrs["peak_level"] + 1,
+                             vendi=t.vendi.round(2).tolist(), lo=t.vendi_lo.round(2).tolist(),
+                             hi=t.vendi_hi.round(2).tolist()))
+    return pd.DataFrame(rows)
 
 
 def brightness_contrast(images, value_range: tuple[float, float] = (0.0, 1.0)) -> pd.DataFrame:

@@ -507,3 +507,16 @@ def test_brightness_contrast_and_spearman_ci_against_scipy():
     assert lo0 < 0 < hi0                            # independent: the interval covers 0
     with pytest.raises(ValueError, match="constant"):
         stats.spearman_ci(x, np.ones(400))
+
+
+def test_vendi_trend_table_is_vendi_trend_per_pair():
+    E = np.eye(8)
+    X = np.concatenate([np.tile(E[:l + 1], (12 // (l + 1), 1)) for l in range(4)])
+    lv = np.concatenate([np.full(12, l) for l in range(4)])
+    tab = stats.vendi_trend_table({"a": X, "b": X[::-1]}, {"up": lv, "down": 3 - lv, "one": np.zeros(48)},
+                                  draws=8, seed=3)
+    assert list(zip(tab.embedding, tab.descriptor)) == [("a", "up"), ("a", "down"), ("b", "up"), ("b", "down")]
+    t = stats.vendi_trend(X, 3 - lv, draws=8, seed=3)
+    row = tab.iloc[1]
+    assert row.direction == t.attrs["direction"] == "falls" and row.peak_level == t.attrs["peak_level"] + 1
+    assert row.vendi == t.vendi.round(2).tolist() and row.m == int(t.m.iloc[0])
