@@ -74,10 +74,7 @@ from geom.models.vae import train_vae
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("03_vae_dynamics", OUT_DIR, params=dict(
-    SEED=SEED, MNIST_DIR=MNIST_DIR, STEPS=STEPS, NOISES=NOISES, N_SEEDS=N_SEEDS, LATENT=LATENT, WIDTH=WIDTH, DEPTH=DEPTH,
-    SIGMA_X=SIGMA_X, BATCH=BATCH, LR=LR, RECORD_EVERY=RECORD_EVERY, N_RECORD=N_RECORD, RADIUS=RADIUS, K=K,
-    N_EVAL=N_EVAL, LEVELS=LEVELS, N_RANDOM=N_RANDOM, VENDI_FRAC=VENDI_FRAC, N_BOOT=N_BOOT))
+out = Outputs("03_vae_dynamics", OUT_DIR, namespace=globals())
 if MNIST_DIR:
     data = datasets.mnist(MNIST_DIR)
     DATA_NAME, SIDE = "MNIST", 28

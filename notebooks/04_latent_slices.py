@@ -64,9 +64,7 @@ from geom.sweep import SweepSpec, run_sweep
 
 torch.set_num_threads(2)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-out = Outputs("04_latent_slices", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, PROMPTS=PROMPTS, NUM_STEPS=NUM_STEPS, GUIDANCE=GUIDANCE, N=N, LO=LO, HI=HI, K=K,
-    DIM=DIM, RADIUS=RADIUS, RADIUS_LARGE=RADIUS_LARGE, N_EXTREME=N_EXTREME, BATCH_SIZE=BATCH_SIZE))
+out = Outputs("04_latent_slices", OUT_DIR, namespace=globals())
 t_start = time.time()
 MODEL_REF = MODEL if MODEL == "tiny-ldm" else str(paths.resolve(MODEL))  # relative to the repository root
 pipe = load_pipeline(MODEL_REF, device=DEVICE)

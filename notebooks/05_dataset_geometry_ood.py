@@ -80,10 +80,7 @@ from geom.shapes import from_model_range, to_model_range
 
 torch.set_num_threads(2)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-out = Outputs("05_dataset_geometry_ood", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, N_ID=N_ID, ID_SEED=ID_SEED, OOD_KINDS=OOD_KINDS, N_OOD=N_OOD, K=K, DIM=DIM,
-    RADIUS=RADIUS, N_BOOT=N_BOOT, FLIPD_T0=FLIPD_T0, FLIPD_PROBES=FLIPD_PROBES, FLIPD_T0S=FLIPD_T0S,
-    N_CURVE=N_CURVE, N_TIMING=N_TIMING, FPR=FPR))
+out = Outputs("05_dataset_geometry_ood", OUT_DIR, namespace=globals())
 t_start = time.time()
 MODEL_REF = MODEL if MODEL == "tiny-ldm" else str(paths.resolve(MODEL))  # relative to the repository root
 pipe = load_pipeline(MODEL_REF, device=DEVICE)

@@ -80,12 +80,7 @@ from geom.plots import image_grid
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("06_denoising_trajectories", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, NUM_STEPS=NUM_STEPS, EVERY=EVERY, GUIDANCES=GUIDANCES, N_SEEDS=N_SEEDS,
-    PROMPTS=PROMPTS, MEM_GUIDANCE=MEM_GUIDANCE, MEMORISED_PROMPTS=MEMORISED_PROMPTS, NORMAL_PROMPTS=NORMAL_PROMPTS,
-    N_MEM_PROMPTS=N_MEM_PROMPTS, N_MEM_SEEDS=N_MEM_SEEDS, AT=AT, K=K, RADIUS=RADIUS, DIM=DIM,
-    WEN_STEPS=WEN_STEPS, EARLY_STEPS=EARLY_STEPS, BATCH=BATCH, FLIPD_T0=FLIPD_T0, FLIPD_PROBES=FLIPD_PROBES,
-    FLIPD_T0S=FLIPD_T0S, N_CURVE=N_CURVE, N_BOOT=N_BOOT, FPR=FPR))
+out = Outputs("06_denoising_trajectories", OUT_DIR, namespace=globals())
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latents", pipe.latent_shape, "images", pipe.image_size, "device", pipe.device)
 rng = np.random.default_rng(SEED)

@@ -67,9 +67,7 @@ from geom.models import load_pipeline
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("07_level_sets_diversity", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, N_SAMPLES=N_SAMPLES, NUM_STEPS=NUM_STEPS, GUIDANCE=GUIDANCE, PROMPTS=PROMPTS,
-    LEVELS=LEVELS, K=K, RADIUS=RADIUS, DIM=DIM, EMBEDDING=EMBEDDING, N_RANDOM=N_RANDOM, N_BOOT=N_BOOT, BATCH=BATCH))
+out = Outputs("07_level_sets_diversity", OUT_DIR, namespace=globals())
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latents", pipe.latent_shape, "images", pipe.image_size)
 rng = np.random.default_rng(SEED)

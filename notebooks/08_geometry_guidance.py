@@ -67,10 +67,7 @@ from geom.models import load_pipeline
 from geom.run import Outputs
 
 torch.set_num_threads(2)
-out = Outputs("08_geometry_guidance", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, N_IMAGES=N_IMAGES, TIMESTEPS_PER_IMAGE=TIMESTEPS_PER_IMAGE, N_BINS=N_BINS, K=K,
-    REWARD_STEPS=REWARD_STEPS, REWARD_WIDTH=REWARD_WIDTH, RHOS=RHOS, PROMPTS=PROMPTS, N_SEEDS=N_SEEDS,
-    NUM_STEPS=NUM_STEPS, GUIDANCE_SCALE=GUIDANCE_SCALE, REWARD_KIND=REWARD_KIND, EMBEDDING=EMBEDDING, N_BOOT=N_BOOT))
+out = Outputs("08_geometry_guidance", OUT_DIR, namespace=globals())
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latent", pipe.latent_shape, "image", pipe.image_size)
 

@@ -51,10 +51,7 @@ from geom import physics as P
 from geom.run import Outputs
 
 torch.set_num_threads(1)  # small matrices; leaves the second core to others
-out = Outputs("09_ising_chain", OUT_DIR, params=dict(
-    SEED=SEED, N_SPINS=N_SPINS, BUNDLE=BUNDLE, GRID=GRID, K_RANGE=K_RANGE, H_RANGE=H_RANGE, POOL=POOL,
-    SIGMA=SIGMA, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS, BUNDLES_PER_POINT=BUNDLES_PER_POINT,
-    SWEEP_N=SWEEP_N, POOL_CONTROL=POOL_CONTROL))
+out = Outputs("09_ising_chain", OUT_DIR, namespace=globals())
 t_run = time.time()
 
 # %% [markdown]

@@ -68,11 +68,7 @@ from geom import physics as P
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("10_ising_2d", OUT_DIR, params=dict(
-    SEED=SEED, LS=LS, GRID=GRID, GRID_LARGE=GRID_LARGE, T_RANGE=T_RANGE, H_RANGE=H_RANGE, POOL=POOL,
-    BUNDLE_SPINS=BUNDLE_SPINS, HELDOUT=HELDOUT, SIGMA=SIGMA, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS,
-    BURN_IN_TAUS=BURN_IN_TAUS, REF_CHAINS=REF_CHAINS, REF_UPDATES=REF_UPDATES, ZOOM_LS=ZOOM_LS, ZOOM_GRID=ZOOM_GRID,
-    ZOOM_T_RANGE=ZOOM_T_RANGE, ZOOM_H_RANGE=ZOOM_H_RANGE, DEVICE=DEVICE))
+out = Outputs("10_ising_2d", OUT_DIR, namespace=globals())
 EXACT_MAX_L = 10  # the transfer-matrix sampler's limit
 
 

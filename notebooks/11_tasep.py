@@ -44,9 +44,7 @@ from geom import physics as P
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("11_tasep", OUT_DIR, params=dict(
-    SEED=SEED, L=L, BUNDLE=BUNDLE, GRID=GRID, A_RANGE=A_RANGE, B_RANGE=B_RANGE, POOL=POOL, SIGMA=SIGMA,
-    POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS, BUNDLES_PER_POINT=BUNDLES_PER_POINT))
+out = Outputs("11_tasep", OUT_DIR, namespace=globals())
 
 # %% [markdown]
 # ## Exact samples; the feature map is the occupation vector itself

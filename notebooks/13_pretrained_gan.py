@@ -96,11 +96,7 @@ from geom.plots import descriptor_hist, image_grid, level_set_rows, slice_maps
 from geom.run import Outputs
 
 torch.set_num_threads(2)
-out = Outputs("13_pretrained_gan", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, N=N, LO=LO, HI=HI, K=K, DIM=DIM, RADIUS=RADIUS, RADIUS_LARGE=RADIUS_LARGE,
-    N_LATENTS=N_LATENTS, LEVELS=LEVELS, N_RANDOM=N_RANDOM, N_ID=N_ID, OOD_KINDS=OOD_KINDS, N_OOD=N_OOD,
-    INV_STEPS=INV_STEPS, INV_RESTARTS=INV_RESTARTS, INV_LR=INV_LR, INV_PRIOR=INV_PRIOR, N_BOOT=N_BOOT, RHOS=RHOS,
-    N_POLARITY=N_POLARITY, N_DRAWS=N_DRAWS, N_DELTA=N_DELTA))
+out = Outputs("13_pretrained_gan", OUT_DIR, namespace=globals())
 t_start = time.time()
 G = load_generator(MODEL)
 E = int(np.prod(G.latent_shape))

@@ -65,11 +65,7 @@ from geom import physics as P
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("15_ising_2d_study", OUT_DIR, params=dict(
-    SEED=SEED, L=L, T_RANGE=T_RANGE, H_RANGE=H_RANGE, GRID=GRID, POOL=POOL, BUNDLES_PER_POINT=BUNDLES_PER_POINT,
-    SIGMA=SIGMA, WIDTH=WIDTH, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS, SWEEP_N=SWEEP_N, ARMS_N=ARMS_N,
-    GRID_SWEEP=GRID_SWEEP, ZOOM_CENTER_T=ZOOM_CENTER_T, WIDTHS=WIDTHS, STEPS_SWEEP=STEPS_SWEEP, SIGMAS=SIGMAS,
-    GAUSS_DRAWS=GAUSS_DRAWS))
+out = Outputs("15_ising_2d_study", OUT_DIR, namespace=globals())
 t_run = time.time()
 
 # %% [markdown]
