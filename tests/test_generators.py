@@ -18,7 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 INSTALL = "pip install --no-deps gan-face-generate==1.1.1"
 # every registry name at a CPU-test size: (name, latent_shape, output_shape)
-NAMES = [("dcgan-faces", (100,), (3, 64, 64)), ("tiny-ldm", (4, 8, 8), (3, 32, 32)), ("mlp:3", (16,), (256,)),
+NAMES = [("dcgan-faces", (100,), (3, 64, 64)), ("omniart-eyes:blue", (100,), (3, 128, 128)),
+         ("tiny-ldm", (4, 8, 8), (3, 32, 32)), ("mlp:3", (16,), (256,)),
          ("sd-vae-random:2", (4, 2, 2), (3, 16, 16)), (str(paths.CHECKPOINTS / "tiny-ldm"), (4, 8, 8), (3, 32, 32))]
 
 

@@ -12,6 +12,9 @@ name                            model                         latent_shape      
 ==============================  ============================  ================  ==========================
 ``dcgan-faces``                 pretrained DigiFace-1M DCGAN  ``(100,)``        ``(3, 64, 64)``, [-1, 1]
                                 (``geom.models.dcgan``)
+``omniart-eyes:<eye colour>``   pretrained OmniArt eye        ``(100,)``        ``(3, 128, 128)``, [-1, 1]
+                                cDCGAN, one of 8 classes
+                                (``geom.models.omniart``)
 ``tiny-ldm``                    the embedded LDM's VAE        ``(4, 8, 8)``     ``(3, 32, 32)``, ~[-1, 1]
                                 decoder (``load_pipeline``)
 ``<folder>``                    a local Stable Diffusion      ``(4, 64, 64)``   ``(3, 512, 512)``, ~[-1, 1]
@@ -22,7 +25,7 @@ name                            model                         latent_shape      
 ==============================  ============================  ================  ==========================
 
 Latent priors (``sample_latents``, drawn from ``torch.Generator().manual_seed(seed)`` on the CPU in the
-generator's dtype, then moved to its device): standard normal for ``dcgan-faces``, ``mlp`` and
+generator's dtype, then moved to its device): standard normal for ``dcgan-faces``, ``omniart-eyes``, ``mlp`` and
 ``sd-vae-random``; for the latent diffusion decoders, the diffusion's initial noise ``x_T ~ N(0, I)`` times the
 scheduler's ``init_noise_sigma`` in the VAE's scaled latent space (what ``geom.diffusion.ddim_sample`` draws;
 note that decoded *denoised* latents are distributed differently). Decoders take latents already multiplied
@@ -238,13 +241,19 @@ def _load_dcgan_faces(arg: str, device: torch.device, dtype: torch.dtype) -> Gen
     return load_dcgan_faces(device=device, dtype=dtype)
 
 
+def _load_omniart_eyes(arg: str, device: torch.device, dtype: torch.dtype) -> Generator:
+    from .omniart import load_omniart_eyes
+    return load_omniart_eyes(arg, device=device, dtype=dtype)
+
+
 register_model("dcgan-faces", _load_dcgan_faces)
+register_model("omniart-eyes", _load_omniart_eyes)
 register_model("tiny-ldm", _load_tiny_ldm)
 register_model("mlp", _load_mlp)
 register_model("sd-vae-random", _load_sd_vae_random)
 _NO_ARG = ("dcgan-faces", "tiny-ldm")
 _BUILTIN = {"dcgan-faces": "dcgan-faces", "tiny-ldm": "tiny-ldm", "mlp": "mlp:<seed>",
-            "sd-vae-random": "sd-vae-random:<latent_size>"}
+            "sd-vae-random": "sd-vae-random:<latent_size>", "omniart-eyes": "omniart-eyes:<eye colour>"}
 
 
 def known_names() -> list[str]:
@@ -255,7 +264,8 @@ def known_names() -> list[str]:
 
 def check_model_spec(model: str) -> None:
     """Raise ``ValueError`` for a name that is no registered model nor a local folder (listing the known
-    names), or a malformed argument (``mlp:x``, ``sd-vae-random:0``, ``tiny-ldm:3``)."""
+    names), or a malformed argument (``mlp:x``, ``sd-vae-random:0``, ``tiny-ldm:3``, ``omniart-eyes`` without
+    one of its eight eye colours)."""
     if not isinstance(model, str) or not model:
         raise ValueError(f"model spec must be a non-empty string, got {model!r}")
     name, _, arg = model.partition(":")
@@ -266,6 +276,9 @@ def check_model_spec(model: str) -> None:
             raise ValueError(f"sd-vae-random:<latent_size> needs a latent size >= 1, got {arg}")
         if name in _NO_ARG and arg:
             raise ValueError(f"model {name!r} takes no argument, got {model!r}")
+        if name == "omniart-eyes":
+            from .omniart import eye_color_index  # the colours, without reading the weights
+            eye_color_index(arg)
         return
     p = paths.resolve(model)
     if p.is_dir():
