@@ -1,6 +1,7 @@
 """The package's layers, as a test can see them: data -> models -> geometry -> analysis (-> notebooks).
 Every module of geom/ has a layer; a module imports only from its own layer or the layers below, and never a
-private name (``_x``) of another module, by ``from m import _x`` or by ``m._x``. See CONTRIBUTING.md,
+private name (``_x``) of another module, by ``from m import _x`` or by ``m._x``. Notebooks only orchestrate: none
+defines a class or a function longer than ``NOTEBOOK_MAX_FUNCTION_LINES`` lines. See CONTRIBUTING.md,
 "Architecture"."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 import geom
 from geom import paths
+from geom.run import notebook_names
 
 LAYERS = ["data", "models", "geometry", "analysis"]
 LAYER = {
@@ -120,3 +122,47 @@ def test_the_checker_finds_each_kind_of_violation():
     assert violations("sweep", "from . import descriptors, paths\nfrom .models.generators import load_model\n") == []
     with pytest.raises(AssertionError, match="has no layer"):
         violations("newmodule", "")
+
+
+# ------------------------------------------------------------------------------------ notebooks orchestrate
+NOTEBOOK_MAX_FUNCTION_LINES = 15  # a notebook's helper: a few calls into geom/ and their bookkeeping
+
+
+def notebook_definitions(source: str):
+    """(kind, name, lines, first line) of every class and function that a notebook's source defines, at any depth
+    (a function defined inside a loop or another function counts too); lines from the ``def`` / ``class`` line to
+    the last line of the body, docstring and comments inside included."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            kind = "class" if isinstance(node, ast.ClassDef) else "function"
+            yield kind, node.name, node.end_lineno - node.lineno + 1, node.lineno
+
+
+def notebook_problems(name: str, source: str) -> list[str]:
+    """What in notebook ``name`` (source text ``source``) is more than orchestration: classes, long functions."""
+    out = []
+    for kind, what, n, line in notebook_definitions(source):
+        if kind == "class":
+            out.append(f"notebooks/{name}.py defines class {what} (line {line}, {n} lines): a notebook only "
+                       "orchestrates; move it into geom/ (CONTRIBUTING.md, Architecture) and test it there")
+        elif n > NOTEBOOK_MAX_FUNCTION_LINES:
+            out.append(f"notebooks/{name}.py defines function {what} (line {line}), {n} lines > "
+                       f"{NOTEBOOK_MAX_FUNCTION_LINES}: move its arithmetic into geom/ (tested against a reference) "
+                       "and keep only the calls in the notebook")
+    return out
+
+
+@pytest.mark.parametrize("name", notebook_names())
+def test_notebooks_define_no_class_and_no_long_function(name):
+    assert notebook_problems(name, (paths.NOTEBOOKS / f"{name}.py").read_text()) == []
+
+
+def test_the_notebook_checker_finds_classes_and_long_functions():
+    body = lambda n, indent="    ": "".join(f"{indent}x{i} = {i}\n" for i in range(n))  # noqa: E731
+    assert notebook_problems("nb", "def f():\n" + body(14)) == []  # 15 lines: allowed
+    assert notebook_problems("nb", "def f():\n" + body(15)) == [
+        "notebooks/nb.py defines function f (line 1), 16 lines > 15: move its arithmetic into geom/ (tested "
+        "against a reference) and keep only the calls in the notebook"]
+    assert "defines class C (line 2, 2 lines)" in " ".join(notebook_problems("nb", "x = 1\nclass C:\n    pass\n"))
+    nested = "for i in range(2):\n    def g():\n" + body(15, "        ")  # a function inside a loop
+    assert "function g (line 2), 16 lines" in " ".join(notebook_problems("nb", nested))
