@@ -229,3 +229,41 @@ def test_report_signals_select_and_bad_options_are_named():
         detectors.report(G, z, flipd_model=lambda x, t: x, flipd_kwargs={"a": {}, "a_stderr": {}}, progress=False)
     with pytest.raises(ValueError, match="differ in shape"):
         detectors.report(G, z, torch.zeros(3, 48, dtype=torch.float64), signals=["recon_error"], progress=False)
+
+
+@pytest.mark.slow
+def test_report_reproduces_the_committed_baselines_of_05_and_13():
+    """The published per-sample baselines that notebooks 05 and 13 now take from ``geom.report``, recomputed from
+    the shipped models and data: 05's reconstruction error (``clip_output=True``), latent norm and PNG size of 80
+    of its 480 images, 16 of each set (``data/results/05_dataset_geometry_ood/descriptors.parquet``; float32 there,
+    float64 here, so a float32 tolerance; the PNG size exactly); 13's latent norms of the 2,000 pool latents
+    (``pool.parquet``). The descriptors and FLIPD take the former code path exactly (``test_report_equals_its_parts``,
+    ``test_report_cache_dir_is_describe_and_resumes``) and are too slow to recompute here."""
+    from geom import datasets
+    from geom.models import load_generator, load_pipeline
+    from geom.shapes import to_model_range
+
+    committed = pd.read_parquet(geom.paths.RESULTS / "05_dataset_geometry_ood" / "descriptors.parquet")
+    pipe = load_pipeline("tiny-ldm")
+    H = pipe.image_size[0]
+    images = np.concatenate([datasets.id_images(240, size=H, seed=1)[0]]  # the parameters of the committed run
+                            + [datasets.ood_images(k, 60, size=H, seed=0) for k in ("photos", "digits", "textures", "medical")])
+    rows = np.r_[0:16, 240:256, 300:316, 360:376, 420:436]
+    ref = committed.iloc[rows].reset_index(drop=True)
+    assert ref["source"].nunique() == 5
+    x = to_model_range(images[rows])
+    lat = pipe.encode_images(x)
+    df = detectors.report(pipe.vae_decode, lat, x, clip_output=True, batch_size=16, progress=False,
+                          signals=["latent_norm", "recon_error", "png_bytes"])
+    np.testing.assert_array_equal(df["png_bytes"], ref["png_bytes"])
+    for c in ("recon_error", "latent_norm"):
+        np.testing.assert_allclose(df[c], ref[c], **tol(torch.float32))
+    raw = detectors.report(pipe.vae_decode, lat, x, signals=["recon_error"], batch_size=16, progress=False)
+    with pytest.raises(AssertionError):  # the committed numbers hold the clipped output: the tolerance sees it
+        np.testing.assert_allclose(raw["recon_error"], ref["recon_error"], **tol(torch.float32))
+
+    pool = pd.read_parquet(geom.paths.RESULTS / "13_pretrained_gan" / "pool.parquet")
+    G = load_generator("dcgan-faces")
+    z = G.sample_latents(len(pool), seed=1).cpu()  # SEED + 1 of the committed run
+    got = detectors.report(G, z, signals=["latent_norm"], progress=False)["latent_norm"]
+    np.testing.assert_allclose(got, pool["latent_norm"], **tol(torch.float32))
