@@ -587,15 +587,18 @@ def diversity_by_group(features: dict, scores: dict, draws: int = 200, frac: flo
 
     ``features`` ``{group: (n, d)}`` (the embeddings of each group's items), ``scores`` ``{group: (n,)}`` (e.g.
     psi), same groups, row ``i`` = the same unit (latent) in every group. ``draws`` half-samples of the units
-    (``half_samples(n, draws, frac, seed)``, the same units for every group); per draw and group the Vendi score
-    (``vendi``, cosine kernel) of those rows and the mean score. One row per group: ``group, n, score_mean`` (all
-    ``n``), ``vendi`` (all ``n`` rows), ``m``, ``vendi_sub`` (mean over draws), ``vendi_lo``, ``vendi_hi``
-    (``level`` percentile range over draws). ``attrs``: ``spearman`` (over groups, ``score_mean`` vs ``vendi``),
-    ``spearman_lo``, ``spearman_hi`` (range over draws of the per-draw Spearman); ``top`` / ``bottom`` (the groups
-    of highest / lowest ``score_mean``), ``diff`` (``vendi`` top - bottom), ``diff_lo``, ``diff_hi`` (over draws),
-    ``p_top_higher`` (fraction of draws with Vendi(top) > Vendi(bottom)) and ``direction``: ``"higher score, more
-    diverse"`` when ``p_top_higher >= level``, ``"higher score, less diverse"`` when ``1 - p >= level``, else
-    ``"no clear direction"``. Raises ``ValueError`` for other groups, lengths or shapes."""
+    (``half_samples(n, draws, frac, seed)``, the same ``m`` units for every group in a draw); per draw and group
+    the Vendi score (``vendi``, cosine kernel) of those rows and their mean score. Vendi grows with the number of
+    items, so every comparison is made at the one size ``m``: a point estimate is the mean over draws of a
+    per-draw statistic and its interval the ``level`` percentile range of the same statistic over draws (the
+    half-sample analogue of a bootstrap interval). One row per group: ``group, n, score_mean`` (all ``n``),
+    ``vendi`` (all ``n`` rows, for reference: not comparable with the ``m``-item values), ``m``, ``vendi_sub``
+    (mean over draws), ``vendi_lo``, ``vendi_hi``. ``attrs``: ``spearman``, ``spearman_lo``, ``spearman_hi``
+    (per draw, Spearman over groups of mean score vs Vendi); ``top`` / ``bottom`` (the groups of highest / lowest
+    ``score_mean``), ``diff``, ``diff_lo``, ``diff_hi`` (per draw, Vendi(top) - Vendi(bottom)), ``p_top_higher``
+    (fraction of draws with Vendi(top) > Vendi(bottom)) and ``direction``: ``"higher score, more diverse"`` when
+    ``p_top_higher >= level``, ``"higher score, less diverse"`` when ``1 - p >= level``, else ``"no clear
+    direction"``. Raises ``ValueError`` for other groups, lengths or shapes."""
     from scipy import stats as sps
     groups, S = _paired_groups(scores)
     F = [np.asarray(features[g], dtype=np.float64) for g in groups] if set(features) == set(groups) else None
@@ -610,12 +613,12 @@ def diversity_by_group(features: dict, scores: dict, draws: int = 200, frac: flo
                             vendi_hi=np.quantile(V, 1 - q, 0)))
     rho = np.array([sps.spearmanr(m, v).statistic for m, v in zip(M, V)])
     top, bot = int(np.argmax(S.mean(0))), int(np.argmin(S.mean(0)))
-    p = float(np.mean(V[:, top] > V[:, bot]))
-    out.attrs.update(spearman=float(sps.spearmanr(out.score_mean, out.vendi).statistic),
-                     spearman_lo=float(np.quantile(rho, q)), spearman_hi=float(np.quantile(rho, 1 - q)),
-                     top=groups[top], bottom=groups[bot], diff=float(out.vendi[top] - out.vendi[bot]),
-                     diff_lo=float(np.quantile(V[:, top] - V[:, bot], q)),
-                     diff_hi=float(np.quantile(V[:, top] - V[:, bot], 1 - q)), p_top_higher=p,
+    dv = V[:, top] - V[:, bot]
+    p = float(np.mean(dv > 0))
+    out.attrs.update(spearman=float(rho.mean()), spearman_lo=float(np.quantile(rho, q)),
+                     spearman_hi=float(np.quantile(rho, 1 - q)), top=groups[top], bottom=groups[bot],
+                     diff=float(dv.mean()), diff_lo=float(np.quantile(dv, q)), diff_hi=float(np.quantile(dv, 1 - q)),
+                     p_top_higher=p,
                      direction="higher score, more diverse" if p >= level else "higher score, less diverse"
                      if 1 - p >= level else "no clear direction")
     return out

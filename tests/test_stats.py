@@ -703,14 +703,18 @@ def test_diversity_by_group_closed_forms_and_brute_force():
     assert (t.m == 4).all() and t.loc["spread", "vendi_sub"] == pytest.approx(4, rel=1e-9)
     a = tab.attrs
     assert (a["top"], a["bottom"]) == ("flat", "spread")
-    assert a["diff"] == pytest.approx(1 - n) and a["p_top_higher"] == 0
-    assert a["direction"] == "higher score, less diverse" and a["spearman"] == pytest.approx(-1)
+    assert a["diff"] == pytest.approx(1 - n // 2) and a["p_top_higher"] == 0  # at m = 4 items: 1 - 4
+    assert a["direction"] == "higher score, less diverse"
     sub = stats.half_samples(n, 30, seed=2)
     V = np.array([[stats.vendi(feats[g][i]) for g in feats] for i in sub])
     M = np.array([[scores[g][i].mean() for g in feats] for i in sub])
     rho = [st.spearmanr(m, v).statistic for m, v in zip(M, V)]
     np.testing.assert_allclose(t.vendi_sub[list(feats)], V.mean(0), rtol=1e-12)
     np.testing.assert_allclose(t.vendi_lo[list(feats)], np.quantile(V, 0.025, axis=0), rtol=1e-12)
-    np.testing.assert_allclose([a["spearman_lo"], a["spearman_hi"]], np.quantile(rho, [0.025, 0.975]), rtol=1e-12)
+    np.testing.assert_allclose([a["spearman"], a["spearman_lo"], a["spearman_hi"]],
+                               [np.mean(rho), *np.quantile(rho, [0.025, 0.975])], rtol=1e-12)
+    dv = V[:, 1] - V[:, 0]  # top 'flat' minus bottom 'spread'
+    np.testing.assert_allclose([a["diff"], a["diff_lo"], a["diff_hi"]], [dv.mean(), *np.quantile(dv, [0.025, 0.975])],
+                               rtol=1e-12)
     with pytest.raises(ValueError, match="features"):
         stats.diversity_by_group({"spread": e}, scores)
