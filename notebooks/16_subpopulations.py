@@ -30,7 +30,8 @@
 #
 # **Runtime (2-core CPU, shared):** `geom.describe` at $k = 120$, $P = 4$ costs 11-16 s per latent on this model
 # (measured for this notebook under load 8: 11.4 s with 2 threads, 15.6 s with one; a full $49{,}152 \times 100$
-# forward-mode Jacobian plus $2P$ float64 forwards). Smoke (`smoke.yml`: 3 latents per class, $k = 8$): ~1-2 min.
+# forward-mode Jacobian plus $2P$ float64 forwards). Smoke (`smoke.yml`: 3 latents per class, $k = 8$): 174 s
+# measured under load 7-8 (5 s per latent and class), 50 s once its descriptors are cached.
 # Full (defaults: 32 latents per class, 256 descriptor rows): 50-70 min, nearly all of it the descriptors; an
 # interrupted run resumes from its cached chunks.
 
