@@ -70,14 +70,23 @@ def _tensor_bytes(t: Tensor) -> bytes:
 
 
 def module_digest(module: torch.nn.Module, extra: Sequence = ()) -> str:
-    """SHA-256 (hex) of a module's state dict (names, dtypes, shapes, values; sorted by name) and of the
-    ``repr`` of ``extra`` (e.g. a ``scaling_factor`` that lives outside the state dict). Works for every
-    dtype (bfloat16 too). Raises ``TypeError`` for anything but an ``nn.Module``."""
+    """SHA-256 (hex) of a module's state dict (names, dtypes, shapes, values; sorted by name), of its
+    non-persistent buffers (``register_buffer(..., persistent=False)``: not in the state dict, yet they change
+    the function, e.g. the one-hot class label of ``omniart-eyes:<eye colour>``, so two classes of one set of
+    weights would otherwise share a digest and a descriptor cache) and of the ``repr`` of ``extra`` (e.g. a
+    ``scaling_factor`` that lives outside the module). A module without non-persistent buffers has the digest
+    it had before they were hashed (caches and sweeps stay valid). Works for every dtype (bfloat16 too).
+    Raises ``TypeError`` for anything but an ``nn.Module``."""
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module_digest needs an nn.Module, got {type(module).__name__}")
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
+    state = module.state_dict()
+    for name, t in sorted(state.items()):
         h.update(name.encode())
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(_tensor_bytes(t))
+    for name, t in sorted(((n, b) for n, b in module.named_buffers() if n not in state), key=lambda nb: nb[0]):
+        h.update(b"non-persistent buffer " + name.encode())
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(_tensor_bytes(t))
     h.update(repr(tuple(extra)).encode())
@@ -89,8 +98,8 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
                     extra: Sequence = (), progress: bool = True):
     """``geom.describe(G, z, ...)`` computed in chunks of ``chunk`` latents, each chunk cached as
     ``cache_dir/<key>/part-NNNNNN.parquet`` (written atomically), where ``key`` is the SHA-256 of the content
-    of every input: the weights of ``G`` (``module_digest(G, extra)``; put anything outside the state dict
-    that changes ``G``, e.g. a ``scaling_factor``, in ``extra``), the bytes of the latents ``z``
+    of every input: the weights of ``G`` and its non-persistent buffers (``module_digest(G, extra)``; put
+    anything else outside the module's tensors that changes ``G``, e.g. a ``scaling_factor``, in ``extra``), the bytes of the latents ``z``
     ``(N, *latent_shape)``, every setting (``k, radius, dim, seed, batch_size, chunk``) and the version of
     the descriptor code (``geom.descriptors.ENGINE_VERSION``). The key and its
     parts are written to ``cache_dir/<key>/key.json``. A re-run with the same decoder, latents and settings

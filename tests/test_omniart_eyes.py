@@ -207,6 +207,17 @@ def test_classes_give_different_images_at_the_same_latents(eyes):
     assert max(greenness, key=greenness.get) == "green", greenness
 
 
+
+def test_every_class_has_its_own_weights_digest(eyes):
+    """The class is a non-persistent buffer (not in the state dict): geom.slices.module_digest hashes it, so the
+    descriptor cache (cached_describe) and the sweeps never serve one colour's rows for another's. Eight
+    colours, eight digests; one colour loaded twice, one digest."""
+    from geom.slices import module_digest
+
+    digests = {c: module_digest(G) for c, G in eyes.items()}
+    assert len(set(digests.values())) == len(omniart.EYE_COLORS), digests
+    assert module_digest(load_generator("omniart-eyes:blue")) == digests["blue"]
+
 # ------------------------------------------------------------------------------------------- descriptors
 @pytest.mark.slow
 def test_jacobian_equals_float64_autograd():
