@@ -34,6 +34,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from . import seeds
+
 __all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "spread_subset", "mean_ci", "diff_ci", "band", "level_sets",
            "vendi", "vendi_per_level", "vendi_trend", "vendi_trend_table", "brightness_contrast", "spearman_ci", "VENDI_UNIT_NORM_TOL",
            "holm", "group_tests", "paired_comparisons", "variance_shares", "half_samples", "diversity_by_group"]
@@ -375,7 +377,7 @@ def vendi_trend(features, levels, draws: int = 20, frac: float = 0.5, seed: int 
     members = [np.flatnonzero(lv == v) for v in names]
     V = np.empty((int(draws), len(names)))
     for d in range(int(draws)):
-        rng = np.random.default_rng(seed + d)
+        rng = np.random.default_rng(seeds.derive(seed, "draw", d))
         for j, idx in enumerate(members):
             V[d, j] = vendi(X[rng.choice(idx, m, replace=False)])
     q = (1 - level) / 2

@@ -72,6 +72,7 @@ from geom import datasets, stats
 from geom.embeddings import embed
 from geom.models.vae import train_vae
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
 out = Outputs("03_vae_dynamics", OUT_DIR, namespace=globals())
@@ -93,7 +94,7 @@ print(f"{DATA_NAME}: train {x_train.shape}, test {x_test.shape}, {x_train.dtype}
 # images. Curves: mean over seeds, band = range over seeds.
 
 # %%
-SEEDS = [SEED + i for i in range(N_SEEDS)]
+SEEDS = [derive(SEED, "03.vae_seed", i) for i in range(N_SEEDS)]
 
 
 def descriptor_means(seed):
@@ -183,7 +184,7 @@ noise_effect.set_index("descriptor").T.round(3)
 
 # %%
 vae = models[NOISES[0]]
-gen = torch.Generator().manual_seed(SEED + 7)
+gen = torch.Generator().manual_seed(derive(SEED, "03.level_sets"))
 z_gen = torch.randn(N_EVAL, LATENT, generator=gen)
 idx_tr = np.random.default_rng(SEED).choice(len(x_train), min(N_EVAL, len(x_train)), replace=False)
 with torch.no_grad():

@@ -55,6 +55,7 @@ import torch
 
 import geom
 from geom import paths, planes, slices, stats
+from geom.complexity import polytope_basis
 from geom.diffusion import sample
 from geom.models import load_pipeline
 from geom.plots import image_grid, slice_maps
@@ -119,11 +120,11 @@ df["inside_hull"] = planes.in_hull(u, v)
 
 # %% [markdown]
 # $\delta$ again at a larger radius (`RADIUS_LARGE`), with the same polytope basis as the sweep
-# (`random_projection(E, DIM, seed=SEED + 1)`): only forward passes, cheap.
+# (`geom.complexity.polytope_basis(E, DIM, seed=SEED)`, the rule of every entry point): only forward passes, cheap.
 
 # %%
 E = int(np.prod(pipe.latent_shape))
-basis = geom.random_projection(E, min(DIM, E), seed=SEED + 1, dtype=pipe.dtype, device=pipe.device).T
+basis = polytope_basis(E, min(DIM, E), seed=SEED, dtype=pipe.dtype, device=pipe.device)
 delta_large = []
 for s in range(0, len(z), 64):
     delta_large.append(geom.local_complexity(pipe.vae_decode, z[s:s + 64].to(pipe.device, pipe.dtype),

@@ -78,6 +78,7 @@ from geom import trajectories as tr
 from geom.models import load_pipeline
 from geom.plots import image_grid
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
 out = Outputs("06_denoising_trajectories", OUT_DIR, namespace=globals())
@@ -96,7 +97,7 @@ def shapes_prompts(n: int) -> list[str]:
 
 sweep_prompts = list(PROMPTS) or shapes_prompts(N_SEEDS)
 sweep_prompts = [sweep_prompts[i % len(sweep_prompts)] for i in range(N_SEEDS)]
-seeds = [SEED * 1000 + i for i in range(N_SEEDS)]
+seeds = [derive(SEED, "06.trajectory", i) for i in range(N_SEEDS)]
 kw = dict(num_steps=NUM_STEPS, at=AT, every=EVERY, k=K, radius=RADIUS, dim=DIM, descriptor_seed=SEED,
           batch_size=BATCH)
 print("guidance-sweep prompts:", sweep_prompts)
@@ -178,7 +179,7 @@ plt.show()
 mem_prompts = (list(MEMORISED_PROMPTS) or list(shapes.MEMORISED_PROMPTS))[:N_MEM_PROMPTS]
 norm_prompts = (list(NORMAL_PROMPTS) or shapes_prompts(len(mem_prompts)))[:len(mem_prompts)]
 mp = [p for p in mem_prompts + norm_prompts for _ in range(N_MEM_SEEDS)]
-ms = [SEED * 1000 + 500 + j for _ in mem_prompts + norm_prompts for j in range(N_MEM_SEEDS)]
+ms = [derive(SEED, "06.memorisation", j) for _ in mem_prompts + norm_prompts for j in range(N_MEM_SEEDS)]
 t0 = time.time()
 mem, z_mem = tr.describe_trajectories(pipe, mp, ms, guidance_scale=MEM_GUIDANCE, **kw)
 mem["memorised"] = mem["prompt"].isin(mem_prompts)

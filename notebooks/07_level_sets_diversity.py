@@ -65,6 +65,7 @@ from geom import trajectories as tr
 from geom.embeddings import embed
 from geom.models import load_pipeline
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
 out = Outputs("07_level_sets_diversity", OUT_DIR, namespace=globals())
@@ -81,7 +82,7 @@ elif pipe.kind == "tiny-ldm":
     SUBPOPS = ["shape", "colour", "background"]
 else:
     raise ValueError("on Stable Diffusion pass PROMPTS (a list of prompts, e.g. one per sub-population)")
-meta["seed"] = SEED * 100_000 + np.arange(N_SAMPLES)
+meta["seed"] = np.array([derive(SEED, "07.sample", i) for i in range(N_SAMPLES)])
 
 # %% [markdown]
 # ## Generate and describe

@@ -50,6 +50,7 @@ from geom import fisher as Fi
 from geom import physics as P
 from geom.plots import figure_legend
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)  # small matrices; leaves the second core to others
 out = Outputs("09_ising_chain", OUT_DIR, namespace=globals())
@@ -219,7 +220,7 @@ diag.round(3)
 
 # %%
 t0 = time.time()
-rng_c = np.random.default_rng(SEED + 1)
+rng_c = np.random.default_rng(derive(SEED, "09.control_pool"))
 samples_c = [P.ising_chain_sample(K, H, N_SPINS, POOL_CONTROL, rng_c) for K, H in grid.points.numpy()]
 pool_c = torch.tensor(np.stack([P.ising_chain_features(x) for x in samples_c]), dtype=torch.float32)
 g_fluct_c = Fi.fluctuation_fisher(torch.tensor(np.stack([P.ising_chain_stats(x) for x in samples_c])))

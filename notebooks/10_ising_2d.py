@@ -66,6 +66,7 @@ from geom import fisher as Fi
 from geom import physics as P
 from geom.plots import figure_legend
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
 out = Outputs("10_ising_2d", OUT_DIR, namespace=globals())
@@ -104,10 +105,10 @@ def mcmc_reference(L, grid, thin, t_range, h_range):
     """Swendsen-Wang pool (one chain per point) and the long-run reference, both cached under CACHE_DIR/L{L}/."""
     (NT, NH), K, B = grid.shape, grid.natural[:, 0].numpy(), grid.natural[:, 1].numpy()
     tag = f"{NT}x{NH}_T{t_range[0]}-{t_range[1]}_h{h_range[0]}-{h_range[1]}_seed{SEED}"
-    pool, stats = P.ising2d_mcmc_pool(L, K, B, POOL, thin=thin, burn_in=BURN_IN_TAUS * thin, seed=SEED + L,
+    pool, stats = P.ising2d_mcmc_pool(L, K, B, POOL, thin=thin, burn_in=BURN_IN_TAUS * thin, seed=derive(SEED, "10.mcmc", L),
                                       out_dir=f"{CACHE_DIR}/L{L}/pool_{tag}_thin{thin}", progress=True)
     ref = P.ising2d_long_run_reference(L, K, B, grid.t1, NH, chains=REF_CHAINS, updates=REF_UPDATES,
-                                       burn_in=BURN_IN_TAUS * thin, seed=SEED + 10_000 + L, progress=True,
+                                       burn_in=BURN_IN_TAUS * thin, seed=derive(SEED, "10.reference", L), progress=True,
                                        out_dir=f"{CACHE_DIR}/L{L}/reference_{tag}_chains{REF_CHAINS}")
     for note in ref.notes:  # autocorrelation series too short for their tau: NaN in the table
         print(note)

@@ -94,6 +94,7 @@ from geom.complexity import activation_modules, polytope_basis
 from geom.models import load_generator
 from geom.plots import descriptor_hist, image_grid, level_set_rows, slice_maps
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(2)
 out = Outputs("13_pretrained_gan", OUT_DIR, namespace=globals())
@@ -205,7 +206,7 @@ hull.round(3)
 # quantile level set of $\psi$, $\nu$, $\delta$ against random subsets of the same size, on both embeddings.
 
 # %%
-z_pool = G.sample_latents(N_LATENTS, seed=SEED + 1).cpu()
+z_pool = G.sample_latents(N_LATENTS, seed=derive(SEED, "13.pool")).cpu()
 t0 = time.time()
 pool = geom.report(G, z_pool, signals=["descriptors", "latent_norm"], k=K, radius=RADIUS, dim=DIM, seed=SEED,
                    batch_size=BATCH_SIZE, cache_dir=paths.resolve(CACHE_DIR), progress=False)
@@ -309,7 +310,7 @@ bc_tab.round(3)
 # column), so no AUROC moves; it is kept for the inversion's own summary above.
 
 # %%
-z_id = G.sample_latents(N_ID, seed=SEED + 2).cpu()
+z_id = G.sample_latents(N_ID, seed=derive(SEED, "13.in_distribution")).cpu()
 sets = {"ID (generated)": show(decode(z_id))}
 for kind in OOD_KINDS:
     x = datasets.ood_images(kind, N_OOD, size=IMAGE[-1], seed=SEED)  # (n, 3, H, H) in [0, 1]

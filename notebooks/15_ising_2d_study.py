@@ -64,6 +64,7 @@ from geom import fisher as Fi
 from geom import physics as P
 from geom.plots import figure_legend
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
 out = Outputs("15_ising_2d_study", OUT_DIR, namespace=globals())
@@ -131,7 +132,7 @@ base = grid_data(BASE)
 # %%
 def gaussian_prediction(key):
     """Median relative error of the sample covariance of POOL Gaussian vectors with the exact covariance."""
-    return Fi.gaussian_fluctuation_error(grid_data(key)["g_ref"], POOL, GAUSS_DRAWS, seed=SEED + 7)
+    return Fi.gaussian_fluctuation_error(grid_data(key)["g_ref"], POOL, GAUSS_DRAWS, seed=derive(SEED, "15.gaussian"))
 
 
 gauss_pred = {BASE: gaussian_prediction(BASE)}

@@ -18,7 +18,7 @@ from geom.run import notebook_names
 LAYERS = ["data", "models", "geometry", "analysis"]
 LAYER = {
     # data: paths, data sets, exactly solvable reference models and their samplers
-    "paths": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
+    "paths": "data", "seeds": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
     # models: generators, pipelines, sampling procedures of the models, pretrained image embeddings
     "models": "models", "diffusion": "models", "embeddings": "models",
     # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves
