@@ -59,7 +59,7 @@ class Partition:
 
     def psi(self) -> np.ndarray:
         """``(R,)`` local scaling ``psi_w = sum_i log sigma_i(A_w)`` (Humayun et al. Eq. 4)."""
-        return local_scaling(self.singular_values(), dtype=torch.float64, shape=self.A.shape[1:]).numpy()
+        return local_scaling(self.singular_values(), dtype=torch.float64).numpy()
 
     def nu(self) -> np.ndarray:
         """``(R,)`` local rank of every region (Humayun et al. Def. 3)."""
