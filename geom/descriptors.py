@@ -238,7 +238,7 @@ def projection_and_basis(D: int, E: int, k: int | None, dim: int, seed: int, com
 
 def describe_batches(G: Callable[[Tensor], Tensor], z: Tensor, projection: Tensor | None, basis: Tensor | None,
                      radius: float, batch_size: int, chunk_size: int | None = None,
-                     progress: bool = False) -> dict[str, np.ndarray]:
+                     progress: bool = True) -> dict[str, np.ndarray]:
     """The descriptor loop of ``describe`` (and ``geom.sweep``): per batch of ``batch_size`` latents of ``z``,
     the (projected) Jacobian, its singular values -> psi, nu, ``n_dropped_sv``, and delta at ``radius`` on the
     polytope ``basis`` (left out when ``basis`` is None). ``projection`` and ``basis`` from

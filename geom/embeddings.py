@@ -178,7 +178,7 @@ def preprocess(images, side: int = SIDE, value_range: tuple[float, float] = (0.0
 
 
 def efficientnet_features(images, side: int = SIDE, value_range: tuple[float, float] = (0.0, 1.0),
-                          batch_size: int = 64, progress: bool = False, dtype: torch.dtype = torch.float32,
+                          batch_size: int = 64, progress: bool = True, dtype: torch.dtype = torch.float32,
                           device: str | torch.device = "cpu", path: str | Path | None = None) -> np.ndarray:
     """EfficientNet-Lite0 features of ``images`` ``(N, C, H, W)`` (``preprocess``): the ``(N, 1280, h, w)``
     map of ``extract_features`` (after the 1 x 1 head convolution, BatchNorm and ReLU6) averaged over its
@@ -263,7 +263,7 @@ def standardise_columns(features) -> np.ndarray:
 
 
 def embed(images, kind: str = "efficientnet-lite0", seed: int = 0, value_range: tuple[float, float] = (0.0, 1.0),
-          side: int = SIDE, batch_size: int = 64, progress: bool = False, dtype: torch.dtype = torch.float32,
+          side: int = SIDE, batch_size: int = 64, progress: bool = True, dtype: torch.dtype = torch.float32,
           device: str | torch.device = "cpu") -> np.ndarray:
     """Embed ``images`` ``(N, C, H, W)`` with values in ``value_range`` (``(0, 1)`` by default; ``(-1, 1)``
     for Tanh / VAE-decoder outputs) for a cosine-kernel diversity score (``geom.stats.vendi``) ->

@@ -61,7 +61,7 @@ def inversion_loss(G: nn.Module, z: Tensor, x: Tensor, prior_weight: float = 0.0
 
 def invert(G: nn.Module, x: Tensor, latent_shape: tuple[int, ...], steps: int = 300, restarts: int = 2,
            lr: float = 0.05, prior_weight: float = 1e-3, seed: int = 0, batch_size: int = 64,
-           progress: bool = False) -> Inversion:
+           progress: bool = True) -> Inversion:
     """Invert images ``x`` ``(N, *out_shape)`` (in ``G``'s output range, e.g. ``[-1, 1]``) through ``G`` by
     minimising ``L(z)`` (module docs) with Adam.
 

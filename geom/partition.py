@@ -171,7 +171,7 @@ def split_polygon(p: np.ndarray, f: np.ndarray, tol: float) -> tuple[np.ndarray 
 
 
 def partition(model: nn.Module | list, domain: tuple[float, float, float, float] = (-1.0, 1.0, -1.0, 1.0),
-              min_area: float = 1e-12, progress: bool = False) -> Partition:
+              min_area: float = 1e-12, progress: bool = True) -> Partition:
     """Exact linear regions of a 2D-input ReLU MLP on the rectangle ``domain = (x0, x1, y0, y1)``.
 
     Humayun et al. Sec. 2.3 / Eq. 2: the domain is cut neuron by neuron, layer by layer. For each current

@@ -166,3 +166,21 @@ def test_the_notebook_checker_finds_classes_and_long_functions():
     assert "defines class C (line 2, 2 lines)" in " ".join(notebook_problems("nb", "x = 1\nclass C:\n    pass\n"))
     nested = "for i in range(2):\n    def g():\n" + body(15, "        ")  # a function inside a loop
     assert "function g (line 2), 16 lines" in " ".join(notebook_problems("nb", nested))
+
+
+def test_progress_defaults_to_true_everywhere():
+    """One spelling per idea (issue 25): every public function of geom with a ``progress`` argument shows its
+    tqdm bar by default (long loops show progress); an inner loop passes ``progress=False`` explicitly."""
+    wrong = []
+    for name in modules():
+        tree = ast.parse(source_path(name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                a = node.args
+                pos = [x.arg for x in a.args][len(a.args) - len(a.defaults):]
+                pairs = list(zip(pos, a.defaults)) + [(x.arg, d) for x, d in zip(a.kwonlyargs, a.kw_defaults)
+                                                       if d is not None]
+                for arg, default in pairs:
+                    if arg == "progress" and not (isinstance(default, ast.Constant) and default.value is True):
+                        wrong.append(f"geom.{name}.{node.name}(progress={ast.unparse(default)})")
+    assert not wrong, "progress must default to True: " + ", ".join(wrong)

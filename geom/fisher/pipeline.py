@@ -48,7 +48,7 @@ def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: in
                 fit_steps: int = 1500, bundles_per_point: int = 4, batch: int = 256, width: int = 128,
                 fit_batch: int = 512, centroid_weight: float = 1.0, encoder: nn.Module | None = None,
                 seed: int = 0, convex: bool = False, device: str | torch.device = "cpu",
-                progress: bool = False) -> HessianGeometry:
+                progress: bool = True) -> HessianGeometry:
     """The whole method of Lobashev et al. (Sec. 3) on a pool of per-sample features ``pool`` (G, n, d): the
     first half of each grid point's samples trains the posterior network, the second half makes
     ``bundles_per_point`` held-out bundles per grid point whose learned posteriors fit ``F``; returns the metric

@@ -42,7 +42,7 @@ class ExactPosteriorStage:
 
 def exact_posterior_stage(loglik: torch.Tensor, grid: ParamGrid, N: float, idx: torch.Tensor, steps: int,
                           seed: int = 0, convex: bool = False, device: str | torch.device = "cpu",
-                          progress: bool = False) -> ExactPosteriorStage:
+                          progress: bool = True) -> ExactPosteriorStage:
     """The method's second stage fed the exact posterior instead of the learned one (Lobashev et al. Sec. 3).
 
     ``loglik`` (B, G): the exact log-likelihood of each held-out bundle at every grid point (any additive

@@ -347,7 +347,7 @@ def _vjps(vjp_fn, cot: Tensor, chunk_size: int | None) -> Tensor:
 def flipd_curve(model, x: Tensor, t0s: Sequence[float], schedule=None, encoder_hidden_states: Tensor | None = None,
                 probes: int | None = 16, noise: str = "rademacher", seed: int = 0, exact: bool = False,
                 chunk_size: int | None = None, prediction_type: str | None = None,
-                progress: bool = False) -> pd.DataFrame:
+                progress: bool = True) -> pd.DataFrame:
     """FLIPD of every point of ``x`` ``(B, *shape)`` at each noise level of ``t0s`` (the FLIPD curve; on
     a manifold it plateaus, or shows a knee, at the LID: Kamkari et al., the FLIPD curves). Same arguments as
     ``flipd``; the same probe seed at every ``t0``.

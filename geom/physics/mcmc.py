@@ -104,7 +104,7 @@ def _swendsen_wang_sweep(s: np.ndarray, K: np.ndarray, B: np.ndarray, rng: np.ra
 
 
 def ising2d_swendsen_wang(L: int, K, B, size: int, sweeps: int, seed=0, init=None,
-                          progress: bool = False) -> np.ndarray:
+                          progress: bool = True) -> np.ndarray:
     """Swendsen-Wang cluster updates (Swendsen & Wang 1987) of the periodic L x L Ising model
     ``p(s) ~ exp(K sum_<ij> s_i s_j + B sum_i s_i)``, for ``size`` independent chains (one per entry of ``K``,
     ``B`` when they are arrays of shape (size,)), ``sweeps`` updates from ``init`` (default: random spins).
@@ -179,7 +179,7 @@ def _load_state(path: Path) -> tuple[np.ndarray, dict]:
 
 def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "swendsen-wang", thin: int = 1,
                  burn_in: int = 200, seed: int | np.random.Generator = 0, init=None, out_dir=None,
-                 chunk: int = 1000, keep_configs: bool = True, progress: bool = False) -> dict[str, np.ndarray]:
+                 chunk: int = 1000, keep_configs: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
     """Samples along ``size`` independent Markov chains of the periodic L x L Ising model, with resumable output.
 
     Each chain runs ``burn_in`` updates, then records a sample every ``thin`` updates until ``n_samples`` are
@@ -332,7 +332,7 @@ def swendsen_wang_thinning(L: int) -> int:
 
 
 def ising2d_mcmc_pool(L: int, K, B, n_samples: int, *, thin: int, burn_in: int, seed: int, out_dir=None,
-                      chunk: int = 32, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                      chunk: int = 32, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One Swendsen-Wang chain per grid point (``K``, ``B`` (G,) natural parameters), ``n_samples`` recorded every
     ``thin`` updates after ``burn_in`` (:func:`ising2d_mcmc`, resumable under ``out_dir``): the pool of a grid of
     ``geom.fisher``. Returns the posterior network's features (G, n_samples, 5) float32

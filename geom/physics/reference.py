@@ -147,7 +147,7 @@ class LongRunReference:
 
 def ising2d_long_run_reference(L: int, K, B, T_axis, n_h: int, *, chains: int, updates: int, burn_in: int,
                                seed: int, out_dir=None, chunk: int = 256,
-                               progress: bool = False) -> LongRunReference:
+                               progress: bool = True) -> LongRunReference:
     """The reference metric of notebook 10 for L > 10 on a (T, h) grid (module docstring): ``chains`` independent
     Swendsen-Wang chains per grid point (``K``, ``B`` (G,) natural parameters), ``burn_in`` updates, then every one
     of ``updates`` updates recorded (:func:`ising2d_mcmc`, resumable under ``out_dir``, statistics only); the

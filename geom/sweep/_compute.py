@@ -50,7 +50,7 @@ class ShardComputer:
         z = z.to(device=self.device, dtype=self.dtype)
         self._setup(z)
         out = describe_batches(self.model.G, z, self.projection, self.basis, self.spec.radius,
-                               self.spec.batch_size, self.spec.chunk_size)
+                               self.spec.batch_size, self.spec.chunk_size, progress=False)
         del out["n_dropped_sv"]  # not a sweep column: a sweep's rows are index, psi, nu, delta (+ coordinates)
         return out
 
