@@ -167,12 +167,15 @@ class Generator(nn.Module):
 
 class ModuleGenerator(Generator):
     """A ``Generator`` around an ``nn.Module`` ``net`` (or a callable ``fn`` whose activation modules live in
-    ``net``, as ``geom.complexity.with_module`` describes); ``local_complexity`` hooks ``net``'s activations."""
+    ``net``, as ``geom.complexity.with_module`` describes); ``local_complexity`` hooks ``net``'s activations.
+    The wrapper takes ``net``'s mode (``net.training``): wrapping a module in eval mode gives a generator in eval
+    mode, and the wrapper never changes ``net``'s mode."""
 
     def __init__(self, name: str, net: nn.Module, latent_shape, output_shape, fn: Callable | None = None, **kw):
         super().__init__(name, latent_shape, output_shape, **kw)
         self.net = net
         self._fn = fn
+        self.training = net.training  # the wrapper's own flag only (not .train(), which would reset net's modules)
 
     def generate(self, z: Tensor) -> Tensor:
         return self.net(z) if self._fn is None else self._fn(z)
