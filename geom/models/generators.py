@@ -1,6 +1,7 @@
 """One registry of generators for the descriptors: ``load_generator(name_or_path)``.
 
-Every generator is a ``Generator`` (``geom.models.base``), an ``nn.Module`` ``G: (B, *latent_shape) -> (B, *output_shape)`` in eval mode with frozen
+Every generator is a ``Generator`` (``geom.models.base``), an ``nn.Module``
+``G: (B, *latent_shape) -> (B, *output_shape)`` in eval mode with frozen
 parameters (``requires_grad=False``; Jacobians w.r.t. the latents still work), carrying ``name``,
 ``latent_shape``, ``output_shape``, ``sample_latents(n, seed)`` (its latent prior), and, for decoders of an
 autoencoder, ``encode`` (images ``(B, *image_size)`` in ``[-1, 1]`` -> latents) and ``image_size``.
