@@ -65,7 +65,8 @@ import torch
 from torch import Tensor, nn
 
 from . import seeds
-from .jacobian import NonFiniteError, call_generator, check_generator, check_latents, find_module, random_projection
+from .jacobian import NonFiniteError, call_generator, check_latents, random_projection
+from .models.base import check_generator, find_module
 
 # Piecewise activations: joints read from the instance (module -> sorted joints).
 _PIECEWISE: dict[type[nn.Module], Callable[[nn.Module], tuple[float, ...]]] = {

@@ -23,7 +23,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .complexity import local_complexity, polytope_basis
-from .jacobian import NonFiniteError, check_generator, check_latents, jacobian, output_dim, random_projection
+from .jacobian import NonFiniteError, check_latents, jacobian, output_dim, random_projection
+from .models.base import check_generator
 
 
 def singular_values(J: Tensor) -> Tensor:
@@ -207,7 +208,7 @@ def describe(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = 120, radi
         left out of ``psi`` (``nu`` uses all of them).
 
     Raises:
-        ValueError: ``G`` is batch-coupled or stochastic (``geom.jacobian.check_generator``; checked before
+        ValueError: ``G`` is batch-coupled or stochastic (``geom.models.base.check_generator``; checked before
             any forward pass, the model is never changed), ``k > D``, bad latents or ``batch_size``.
     """
     check_latents(z)

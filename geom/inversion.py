@@ -25,6 +25,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .models.base import training_modules
+
 
 @dataclass
 class Inversion:
@@ -43,7 +45,7 @@ class Inversion:
 def _check_generator(G: nn.Module) -> None:
     if not isinstance(G, nn.Module):
         raise TypeError(f"invert needs the generator as an nn.Module, got {type(G).__name__}")
-    if any(m.training for m in G.modules()):
+    if training_modules(G):
         raise ValueError("the generator is in training mode (BatchNorm would mix the images of a batch): "
                          "call G.eval() before inverting")
 

@@ -93,7 +93,7 @@ class Outputs:
                  namespace: dict | None = None):
         """``params``: the parameters to record, as a dict (a script or a test). A notebook passes
         ``namespace=globals()`` instead: the recorded parameters are then every name its ``parameters`` cell
-        assigns (``geom.run.notebook_parameters(name)``: the cell itself, so the record cannot leave one out or
+        assigns (``geom.notebook_source.notebook_parameters(name)``: the cell itself, so the record cannot leave one out or
         drift from it), with the value in effect (papermill's injected one, else the cell's default).
         Raises ``ValueError`` when both are given, or when a name of the parameters cell is missing from
         ``namespace`` (run the parameters cell first)."""
@@ -101,7 +101,7 @@ class Outputs:
             if params is not None:
                 raise ValueError("give params or namespace, not both: a notebook passes namespace=globals(), "
                                  "and its parameters cell decides what is recorded")
-            from .run import notebook_parameters
+            from .notebook_source import notebook_parameters
 
             names = list(notebook_parameters(name))
             missing = [n for n in names if n not in namespace]

@@ -28,6 +28,7 @@ LAYER = {
     "stats": "analysis", "planes": "analysis",
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",
     "polarity": "analysis", "phases": "analysis", "sweep": "analysis", "plots": "analysis", "run": "analysis", "outputs": "analysis",
+    "notebook_source": "analysis",
     "detectors": "analysis",
 }
 
@@ -122,6 +123,81 @@ def test_the_checker_finds_each_kind_of_violation():
     assert violations("sweep", "from . import descriptors, paths\nfrom .models.generators import load_model\n") == []
     with pytest.raises(AssertionError, match="has no layer"):
         violations("newmodule", "")
+
+
+# ------------------------------------------------------------------------------------ no import cycle
+def module_of_target(target: str, known: set[str]) -> str | None:
+    """The module of ``geom`` an import target names (``"models.base"``, ``"sweep"``), or its package when the
+    target is a name inside one; None for the top package ``geom`` itself."""
+    while target and target not in known:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    """``module -> modules it imports`` over ``sources`` (module name -> source text), every import counted: at
+    module level and inside functions (a deferred import still makes the two modules depend on each other)."""
+    known = set(sources)
+    graph: dict[str, set[str]] = {}
+    for name, source in sources.items():
+        targets = {module_of_target(t, known) for t, _, _ in imports(name, source)}
+        graph[name] = {t for t in targets if t is not None and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (each an import cycle), sorted (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def test_the_import_graph_has_no_cycle():
+    """No two modules of geom/ import each other, directly or through others, at module level or inside a
+    function (the one former cycle: models.dcgan <-> models.generators; the generator type now lives in
+    models.base, which imports no other model module)."""
+    sources = {name: source_path(name).read_text() for name in modules()}
+    assert cycles(import_graph(sources)) == []
+
+
+def test_the_cycle_checker_finds_cycles():
+    """The checker itself: the former dcgan <-> generators cycle (a deferred import in a function counts), a
+    three-module cycle, and an acyclic chain."""
+    old = {"models.dcgan": "from .generators import Generator\n",
+           "models.generators": "def load():\n    from .dcgan import load_dcgan_faces\n", "models.base": ""}
+    assert cycles(import_graph(old)) == [["models.dcgan", "models.generators"]]
+    ring = {"a": "from . import b\n", "b": "from .c import x\n", "c": "from geom.a import y\n"}
+    assert cycles(import_graph(ring)) == [["a", "b", "c"]]
+    chain = {"a": "from . import b\n", "b": "from .c import x\n", "c": ""}
+    assert cycles(import_graph(chain)) == []
 
 
 # ------------------------------------------------------------------------------------ notebooks orchestrate

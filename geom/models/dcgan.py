@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..paths import file_sha256
-from .generators import Generator
+from .base import Generator
 
 PACKAGE = "gan_face_generate"
 DISTRIBUTION = "gan-face-generate==1.1.1"

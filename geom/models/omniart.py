@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..paths import file_sha256
-from .generators import Generator
+from .base import Generator
 
 PACKAGE = "omniart_eye_generator"
 DISTRIBUTION = "omniart-eye-generator==0.1"
