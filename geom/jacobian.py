@@ -214,8 +214,8 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
         raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
     B, latent_shape = z.shape[0], tuple(z.shape[1:])
     E = math.prod(latent_shape)
-    with torch.no_grad():
-        y0 = call_generator(G, z[:1])
+    with torch.no_grad():  # two latents: the output size, and a generator that mixes the batch (x.sum(0)) is
+        y0 = call_generator(G, z[:2])  # caught by its batch size (the per-sample vmap below would hide it)
     D = math.prod(y0.shape[1:])
     if projection is None and k is not None:
         if k > D:
@@ -228,30 +228,35 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
         projection = projection.to(dtype=y0.dtype, device=y0.device)
     rows = D if projection is None else projection.shape[1]
 
-    def f(zz: Tensor) -> Tensor:  # (B, E) -> (B, rows)
+    def g(zz: Tensor) -> Tensor:  # (n, E) -> (n, D): the generator on flattened latents and outputs
         # the math SDPA kernel is a composite of matmul/softmax: it has vmap batching rules and forward-mode
         # derivatives, which the fused CPU/flash kernels lack (diffusers attention blocks call SDPA)
         # G gets a fresh tensor: an in-place write to its input (``z *= sigma``) then changes neither the
         # caller's latents nor the point at which forward mode differentiates, and autograd records it
-        with sdpa_kernel([SDPBackend.MATH]):
+        with sdpa_kernel([SDPBackend.MATH]), _EngineOps():
             y = G(zz.reshape(zz.shape[0], *latent_shape).clone())
         if y.shape[0] != zz.shape[0]:
             raise ValueError(f"the generator returned shape {tuple(y.shape)} for a batch of {zz.shape[0]} "
                              f"latents; expected (B, *out_shape) with B={zz.shape[0]}")
-        y = y.reshape(zz.shape[0], -1)
+        return y.reshape(zz.shape[0], -1)
+
+    def f(zz: Tensor) -> Tensor:  # (n, E) -> (n, rows): projected
+        y = g(zz)
         return y if projection is None else y @ projection
 
     if not torch.isfinite(y0).all():
-        raise NonFiniteError(f"the generator's output at latent row 0 contains NaN or inf values "
+        bad = (~torch.isfinite(y0)).reshape(y0.shape[0], -1).any(1).nonzero().flatten().tolist()
+        raise NonFiniteError(f"the generator's output contains NaN or inf values at latent rows {bad} "
                              f"({_nonfinite_count(y0)}); descriptors of a non-finite output are undefined: check "
                              f"the latents' scale and the model's dtype (float16/bfloat16 overflow)")
     zf = z.detach().reshape(B, E)
+    module = find_module(G)
     use_forward = mode == "forward" or (mode == "auto" and E < rows)
     J = None
     if use_forward:
-        with _forward_mode_guard(find_module(G)) as where:
+        with _forward_mode_guard(module) as where:
             try:
-                J = _jacobian_forward(f, zf, E, chunk_size)
+                J = _jacobian_forward(f, zf, rows, _chunks(E, chunk_size))
             except (NotImplementedError, RuntimeError) as e:
                 # an op without a forward-mode derivative or vmap rule under jvp: "auto" falls back to
                 # reverse mode (always valid), "forward" names the mode and the module
@@ -264,7 +269,7 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
                     raise ForwardModeError(f"mode='forward' cannot differentiate {what} in {loc} "
                                            f"({type(e).__name__}: {msg}); use mode='reverse' or 'auto'") from e
     if J is None:
-        J = _jacobian_reverse(f, zf, rows, chunk_size, find_module(G))
+        J = _jacobian_reverse(g, f, zf, projection, D, _chunks(rows, chunk_size), module)
     if not torch.isfinite(J).all():
         bad = (~torch.isfinite(J)).flatten(1).any(1).nonzero().flatten().tolist()
         raise NonFiniteError(f"the Jacobian of the generator contains NaN or inf values at latent rows {bad[:10]}: "
@@ -297,19 +302,14 @@ class ForwardModeError(RuntimeError):
 
 @contextmanager
 def _forward_mode_guard(module: nn.Module | None) -> Iterator[list[str]]:
-    """Temporary forward hooks for forward mode, removed on exit (the model itself is not changed):
-
-    * group norm gets a contiguous input (``_ContiguousGroupNorm``, which also covers ``F.group_norm`` called
-      by a plain callable);
-    * a stack of the modules whose forward is running (when ``module`` is known), so that an error names the
-      innermost one.
+    """Temporary forward hooks for forward mode, removed on exit (the model itself is not changed): a stack of
+    the modules whose forward is running (when ``module`` is known), so that an error names the innermost one.
 
     Yields that stack (descriptions ``"module 'name' (Type)"``); after a failed pass its last entry is the
     module where the failure happened."""
     stack: list[str] = []
     if module is None:
-        with _ContiguousGroupNorm():
-            yield stack
+        yield stack
         return
 
     def pre(mod: nn.Module, args: tuple, label: str):
@@ -325,24 +325,83 @@ def _forward_mode_guard(module: nn.Module | None) -> Iterator[list[str]]:
         handles.append(m.register_forward_pre_hook(lambda mod, args, label=label: pre(mod, args, label)))
         handles.append(m.register_forward_hook(lambda mod, args, out, label=label: post(mod, args, out, label)))
     try:
-        with _ContiguousGroupNorm():
-            yield stack
+        yield stack
     finally:
         for h in handles:
             h.remove()
 
 
-class _ContiguousGroupNorm(TorchFunctionMode):
-    """Calls ``group_norm`` on a contiguous input. Its forward-mode derivative (torch 2.x) ``view``s the
-    primal and fails on a non-contiguous one ("view size is not compatible with input tensor's size and
-    stride"), e.g. in the ResNet blocks of a diffusers ``AutoencoderKL`` decoder under ``jvp``;
-    ``.contiguous()`` changes no value."""
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default=None):
+    return args[i] if len(args) > i else kwargs.get(name, default)
+
+
+class _EngineOps(TorchFunctionMode):
+    """How the engine evaluates three operations while it differentiates ``G`` (the model is not changed):
+
+    * ``group_norm`` gets a contiguous input: its forward-mode derivative (torch 2.x) ``view``s the primal and
+      fails on a non-contiguous one ("view size is not compatible with input tensor's size and stride"), e.g.
+      in the ResNet blocks of a diffusers ``AutoencoderKL`` decoder under ``jvp``; ``.contiguous()`` changes no
+      value;
+    * ``batch_norm`` in evaluation mode (``training=False`` with running statistics, the only BatchNorm that
+      ``check_generator`` admits) is the per-channel affine map it is, ``x * a + b`` with
+      ``a = weight / sqrt(running_var + eps)`` and ``b = bias - running_mean * a`` (the same two terms torch's
+      CPU kernel forms). Its JVP and VJP are then one multiplication by ``a``, where ``batch_norm``'s general
+      derivative formulas (written for batch statistics) cost several elementwise passes per vmapped row
+      (dcgan-faces, reverse mode: 22 % of the engine's time, issue 26). Only when the input and the statistics
+      share a dtype (else torch's mixed-precision kernel is called as is);
+    * ``silu`` (float32/float64, not in place) keeps its derivative from the forward pass (``_SiLU``)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in (F.group_norm, torch.group_norm) and args and isinstance(args[0], Tensor):
             args = (args[0].contiguous(), *args[1:])
+        elif func is F.batch_norm and args and isinstance(args[0], Tensor):
+            x, mean, var = args[0], _arg(args, kwargs, 1, "running_mean"), _arg(args, kwargs, 2, "running_var")
+            w, b = _arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias")
+            training, eps = _arg(args, kwargs, 5, "training", False), _arg(args, kwargs, 7, "eps", 1e-5)
+            if (not training and isinstance(mean, Tensor) and isinstance(var, Tensor) and x.ndim >= 2
+                    and mean.dtype == var.dtype == x.dtype
+                    and all(t is None or (isinstance(t, Tensor) and t.dtype == x.dtype) for t in (w, b))):
+                a = torch.rsqrt(var + eps)
+                if w is not None:
+                    a = a * w
+                shift = -mean * a if b is None else b - mean * a
+                shape = (-1,) + (1,) * (x.ndim - 2)
+                return torch.addcmul(shift.reshape(shape), x, a.reshape(shape))
+        elif (func is F.silu and args and isinstance(args[0], Tensor) and not _arg(args, kwargs, 1, "inplace", False)
+              and args[0].dtype in (torch.float32, torch.float64)):
+            return _SiLU.apply(args[0])[0]
         return func(*args, **kwargs)
+
+
+class _SiLU(torch.autograd.Function):
+    """``silu(x) = x sigmoid(x)`` with its derivative ``s (1 + x (1 - s))`` (``s = sigmoid(x)``) formed once in
+    the forward pass: each vmapped VJP or JVP is then one multiplication, where torch's ``silu_backward`` under
+    ``vmap`` multiplies every row twice (the SiLU-heavy diffusers decoders, issue 26)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
+        s = torch.sigmoid(x)
+        return x * s, s * (1 + x * (1 - s))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        d = output[1]
+        ctx.mark_non_differentiable(d)
+        ctx.save_for_backward(d)
+        ctx.save_for_forward(d)
+
+    @staticmethod
+    def backward(ctx, grad, _grad_d):
+        (d,) = ctx.saved_tensors
+        return grad * d
+
+    @staticmethod
+    def jvp(ctx, tangent):
+        (d,) = ctx.saved_tensors
+        return tangent * d, None
 
 
 # What torch.func cannot transform but plain autograd can: ops without vmap rules, and activation
@@ -364,18 +423,61 @@ def _is_transform_unsupported(e: BaseException) -> bool:
     return _is_vmap_unsupported(e) or _is_checkpointing(e)
 
 
-def _jacobian_reverse(f, zf: Tensor, rows: int, chunk_size: int | None, module: nn.Module | None = None) -> Tensor:
-    B = zf.shape[0]
+def _chunks(n: int, chunk_size: int | None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n)`` in pieces of ``chunk_size`` (all at once for ``None``)."""
+    c = n if chunk_size is None else max(1, int(chunk_size))
+    return [(s, min(s + c, n)) for s in range(0, n, c)]
+
+
+def _basis_rows(start: int, stop: int, n: int, like: Tensor) -> Tensor:
+    """Rows ``start:stop`` of the ``(n, n)`` identity, built without the full identity."""
+    e = torch.zeros(stop - start, n, dtype=like.dtype, device=like.device)
+    e[torch.arange(stop - start, device=like.device), torch.arange(start, stop, device=like.device)] = 1
+    return e
+
+
+def _cotangents(projection: Tensor | None, D: int, start: int, stop: int, like: Tensor) -> Tensor:
+    """Cotangents of the generator's flattened output for Jacobian rows ``start:stop``, ``(stop - start, D)``:
+    the projection folded in (row ``i`` of ``P^T J`` is the VJP of ``G`` with cotangent ``P[:, i]``), so no VJP
+    of ``y @ P`` is ever vmapped; identity rows without a projection. Contiguous (a stride-0 expanded cotangent
+    makes the first backward op a slow batched matmul, issue 26)."""
+    if projection is None:
+        return _basis_rows(start, stop, D, like)
+    return projection[:, start:stop].T.contiguous()
+
+
+def _jacobian_reverse(g, f, zf: Tensor, projection: Tensor | None, D: int, chunks: list[tuple[int, int]],
+                      module: nn.Module | None = None) -> Tensor:
+    """``(B, rows, E)`` by VJPs. Per sample (``vmap`` over the batch), one forward pass and a ``vmap`` over the
+    cotangent rows of each chunk: the cotangents are the same for every sample (``P^T`` rows, not batched over
+    the samples), so the backward ops ahead of the first sample-dependent one (e.g. the output layer of an MLP)
+    run once per row instead of once per row and sample. Falls back to one batched forward with the cotangents
+    expanded over the batch (contiguous) when the generator cannot run under a vmap over its samples, and to a
+    loop of plain autograd passes when ``torch.func`` cannot transform it at all."""
+    def per_sample(v: Tensor) -> Tensor:  # (E,) -> (rows, E)
+        _, vjp_fn = torch.func.vjp(lambda u: g(u[None])[0], v)
+        return torch.cat([torch.vmap(vjp_fn)(_cotangents(projection, D, s, e, zf))[0] for s, e in chunks])
+
     try:
         with torch.enable_grad():
-            y, vjp_fn = torch.func.vjp(f, zf)
-            eye = torch.eye(rows, dtype=y.dtype, device=y.device)
-            # cotangent j: e_j on every sample of the batch -> row j of every sample's Jacobian
-            cot = eye[:, None, :].expand(rows, B, rows)
-            (jt,) = torch.vmap(vjp_fn, chunk_size=chunk_size)(cot)  # (rows, B, E)
+            return torch.vmap(per_sample)(zf).contiguous().detach()
     except (RuntimeError, NotImplementedError) as e:
         if not _is_transform_unsupported(e):
             raise
+    B = zf.shape[0]
+    try:
+        with torch.enable_grad():
+            _, vjp_fn = torch.func.vjp(g, zf)
+            parts = []
+            for s, e in chunks:
+                cot = _cotangents(projection, D, s, e, zf)
+                cot = cot[:, None, :].expand(e - s, B, D).contiguous()
+                parts.append(torch.vmap(vjp_fn)(cot)[0])  # (n, B, E)
+            jt = torch.cat(parts)
+    except (RuntimeError, NotImplementedError) as e:
+        if not _is_transform_unsupported(e):
+            raise
+        rows = chunks[-1][1]
         jt = _reverse_loop(f, zf, rows, module)
     return jt.permute(1, 0, 2).contiguous().detach()
 
@@ -430,13 +532,26 @@ def _frozen_parameters(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def _jacobian_forward(f, zf: Tensor, E: int, chunk_size: int | None) -> Tensor:
+def _jacobian_forward(f, zf: Tensor, rows: int, chunks: list[tuple[int, int]]) -> Tensor:
+    """``(B, rows, E)`` by JVPs along the latent axes. Per sample (``vmap`` over the batch), a ``vmap`` over the
+    tangents of each chunk of latent directions: the tangents (identity rows) are the same for every sample, so
+    the first layer's JVP runs once per direction. Falls back to the tangents expanded over one batched JVP
+    when the generator cannot run under a vmap over its samples."""
+    E = zf.shape[1]
+
+    def per_sample(v: Tensor) -> Tensor:  # (E,) -> (rows, E)
+        f1 = lambda u: f(u[None])[0]  # noqa: E731
+        jvp = lambda t: torch.func.jvp(f1, (v,), (t,))[1]  # noqa: E731
+        return torch.cat([torch.vmap(jvp)(_basis_rows(s, e, E, zf)) for s, e in chunks]).T
+
+    try:
+        return torch.vmap(per_sample)(zf).contiguous().detach()
+    except (RuntimeError, NotImplementedError) as e:
+        if not _is_vmap_unsupported(e):
+            raise
     B = zf.shape[0]
-    eye = torch.eye(E, dtype=zf.dtype, device=zf.device)
-    tang = eye[:, None, :].expand(E, B, E)
-
-    def jvp_col(t: Tensor) -> Tensor:
-        return torch.func.jvp(f, (zf,), (t,))[1]  # (B, rows)
-
-    cols = torch.vmap(jvp_col, chunk_size=chunk_size)(tang)  # (E, B, rows)
-    return cols.permute(1, 2, 0).contiguous().detach()
+    cols = []
+    for s, e in chunks:
+        tang = _basis_rows(s, e, E, zf)[:, None, :].expand(e - s, B, E)
+        cols.append(torch.vmap(lambda t: torch.func.jvp(f, (zf,), (t,))[1])(tang))  # (n, B, rows)
+    return torch.cat(cols).permute(1, 2, 0).contiguous().detach()

@@ -161,3 +161,69 @@ def test_forward_mode_names_the_operation_it_cannot_differentiate():
     snap = {k: v.clone() for k, v in G.state_dict().items()}
     assert all(torch.equal(v, G.state_dict()[k]) for k, v in snap.items())
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in G.modules())  # temporary hooks removed
+
+
+def tiny_dcgan(dtype):
+    """A DCGAN-shaped generator (ConvTranspose2d, eval-mode BatchNorm2d with non-trivial running statistics and
+    affine parameters, ReLU, Tanh): the engine evaluates BatchNorm as its per-channel affine map."""
+    g = torch.Generator().manual_seed(6)
+    net = torch.nn.Sequential(
+        torch.nn.Unflatten(1, (5, 1, 1)),
+        torch.nn.ConvTranspose2d(5, 8, 4, 1, 0, bias=False), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(8, 4, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(4, 3, 3, 1, 1, bias=False), torch.nn.Tanh()).to(dtype)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g, dtype=torch.float64))
+                m.running_var.copy_(torch.rand(c, generator=g, dtype=torch.float64) + 0.5)
+                m.weight.copy_(torch.randn(c, generator=g, dtype=torch.float64))
+                m.bias.copy_(torch.randn(c, generator=g, dtype=torch.float64))
+    return net.eval()
+
+
+@pytest.mark.parametrize("mode", ["auto", "reverse", "forward"])
+def test_batchnorm_generator_matches_autograd_in_every_mode(dtype, mode):
+    """Eval-mode BatchNorm (the affine map the engine substitutes) between transposed convolutions: every mode,
+    projected and unprojected, chunked, against per-sample autograd and central differences; the model's
+    buffers and outputs are unchanged afterwards."""
+    G = tiny_dcgan(dtype)
+    z = torch.randn(3, 5, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(dtype)
+    snap = {k: v.clone() for k, v in G.state_dict().items()}
+    P = geom.random_projection(3 * 8 * 8, 7, seed=2, dtype=dtype)
+    ref = reference_jacobian(G, z, P)
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode=mode), ref, **tol(dtype))
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode=mode, chunk_size=3), ref, **tol(dtype))
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode=mode), fd_jacobian(G, z, fd_step(dtype), P),
+                               **tol(dtype, "fd"))
+    torch.testing.assert_close(geom.jacobian(G, z[:2], mode=mode), reference_jacobian(G, z[:2]), **tol(dtype))
+    assert all(torch.equal(v, G.state_dict()[k]) for k, v in snap.items())
+
+
+class _Preallocated(torch.nn.Module):
+    """Writes its output into a preallocated buffer in place: runs on a batch, but not under a vmap over its
+    samples (a batched value cannot be written into an unbatched buffer), so the engine falls back to one batched
+    pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 4).double()
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 6, dtype=x.dtype)
+        out[:, :4] = torch.tanh(self.lin(x))
+        out[:, 4:] = x[:, :2] ** 2
+        return out
+
+
+@pytest.mark.parametrize("mode", ["auto", "reverse", "forward"])
+def test_generator_that_cannot_run_per_sample_falls_back_to_batched_passes(mode):
+    G = _Preallocated().eval()
+    z = torch.randn(3, 3, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="vmap"):  # control: the per-sample vmap the engine tries first fails
+        torch.vmap(lambda v: G(v[None]))(z)
+    P = geom.random_projection(6, 4, seed=0, dtype=torch.float64)
+    torch.testing.assert_close(geom.jacobian(G, z, mode=mode), reference_jacobian(G, z), **tol(torch.float64))
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode=mode, chunk_size=3),
+                               reference_jacobian(G, z, P), **tol(torch.float64))
