@@ -291,12 +291,16 @@ def _line_of(text: str) -> int:
 def test_one_module_rule_one_training_check_one_digest():
     """The module behind G, the training-mode check and the weights hash: one function each (geom.models.base),
     the one every layer imports."""
+    import importlib
+
     from geom import complexity, descriptors, inversion, slices
     from geom.models import base
+    jacobian = importlib.import_module("geom.jacobian")  # the module (geom.jacobian is also the function)
     from geom.sweep import _compute, _store
 
-    assert geom.find_module is base.find_module is complexity.find_module is generators.find_module
-    assert (geom.check_generator is base.check_generator is complexity.check_generator
+    assert (geom.find_module is base.find_module is complexity.find_module is generators.find_module
+            is jacobian.find_module)
+    assert (geom.check_generator is base.check_generator is complexity.check_generator is jacobian.check_generator
             is descriptors.check_generator is _compute.check_generator is generators.check_generator)
     assert inversion.training_modules is base.training_modules
     assert slices.module_digest is base.module_digest and _store.generator_digest is base.generator_digest

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from ..diffusion import PREDICTION_TYPES
 from ..jacobian import check_latents
+from ..models.base import training_modules
 
 NOISE = ("rademacher", "gaussian")
 
@@ -182,9 +183,10 @@ def as_eps_model(model, schedule=None, encoder_hidden_states: Tensor | None = No
     if isinstance(model, LatentDiffusion):
         schedule = model.scheduler if schedule is None else schedule
         model = model.unet
-    if isinstance(model, nn.Module) and model.training:
-        raise ValueError(f"{type(model).__name__} is in training mode (dropout / batch statistics make eps random); "
-                         f"call .eval() first")
+    if isinstance(model, nn.Module) and training_modules(model):
+        names = [n or type(m).__name__ for n, m in training_modules(model)][:5]
+        raise ValueError(f"{type(model).__name__} is in training mode (modules {names}; dropout / batch statistics "
+                         f"make eps random); call .eval() first")
     acp, ptype = _schedule(schedule)
     ptype = prediction_type or ptype or "epsilon"
     if isinstance(model, Denoiser):

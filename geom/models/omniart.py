@@ -75,7 +75,7 @@ class OmniArtEyesGenerator(Generator):
         nin, ngf = NZ + len(EYE_COLORS), 64
         self.main = nn.Sequential(
             nn.ConvTranspose2d(nin, ngf * 16, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 16), nn.ReLU(),
-            nn.Dropout(0.2),  # 4x4; the identity in eval mode (geom.jacobian.check_generator refuses it in training)
+            nn.Dropout(0.2),  # 4x4; the identity in eval mode (geom.models.base.check_generator refuses it in training)
             nn.ConvTranspose2d(ngf * 16, ngf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(),  # 8
             nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(),  # 16
             nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(),  # 32
