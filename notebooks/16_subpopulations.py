@@ -32,7 +32,7 @@
 # (measured for this notebook under load 8: 11.4 s with 2 threads, 15.6 s with one; a full $49{,}152 \times 100$
 # forward-mode Jacobian plus $2P$ float64 forwards). Smoke (`smoke.yml`: 3 latents per class, $k = 8$): 174 s
 # measured under load 7-8 (5 s per latent and class), 50 s once its descriptors are cached.
-# Full (defaults: 32 latents per class, 256 descriptor rows): 50-70 min, nearly all of it the descriptors; an
+# Full (defaults: 32 latents per class, 256 descriptor rows): measured 2,875 s (2026-12-04, shared machine), nearly all of it the descriptors; an
 # interrupted run resumes from its cached chunks.
 
 # %% tags=["parameters"]
@@ -352,8 +352,22 @@ _ = out.write()
 print(f"total {time.time() - t_start:.0f} s")
 
 # %% [markdown]
-# **Verdicts for the committed run:** (full run pending). The full-size run
-# (`python -m geom.run 16_subpopulations`, 32 latents per class) writes `data/results/16_subpopulations.json`,
-# the Parquet tables in `data/results/16_subpopulations/` and `figures/16_subpopulations/`; its verdict table
-# (the paper's claim, the number measured with its CI, agree or not) goes here, and its row into the README's
-# results at a glance.
+# ## Verdicts for the committed run
+#
+# Full-size run (2026-12-04, `python -m geom.run 16_subpopulations`: 32 latents per class, one shared draw, 256
+# descriptor rows; 2,875 s on the shared 2-core CPU, 10.7 s per latent and class). Numbers from
+# `data/results/16_subpopulations.json`.
+#
+# | Claim (Humayun et al.) | Measured | Agreement |
+# |---|---|---|
+# | Fig. 13: $\psi$'s distribution differs between sub-populations of one model's generations | Kruskal-Wallis H 59.1 (p 2.3e-10), Friedman (paired) p 4.6e-30; 18 of 28 pairs Holm-significant; the class explains 0.23 of $\psi$'s variance, the latent 0.70; mean $\psi$ from -252.9 (brown) to -181.7 (amber): amber > brown AUROC 0.92 [0.86, 0.97], higher at every shared latent (paired P 1.00), +71.1 [65.1, 78.0] nats | yes: a real class-conditional GAN's sub-populations differ in $\psi$ |
+# | (not in the paper) $\nu$, $\delta$ by class | $\nu$: H 90.9 (p 7.9e-17), 20 of 28 pairs, class share 0.40; $\delta$ at $r = 10^{-5}$: H 7.8 (p 0.35), no pair significant | $\nu$ differs more than $\psi$; $\delta$ does not resolve classes at this radius |
+# | Fig. 13: "an underlying bias in generation diversity": the higher-$\psi$ sub-population is the more diverse | EfficientNet-Lite0 features (16-latent half-samples): Vendi(amber, highest $\psi$) - Vendi(brown, lowest) +0.47 [-0.21, 1.17], P(>) 0.90; Spearman over the 8 classes (mean $\psi$ vs Vendi) +0.42 [-0.19, 0.81]. Centred pixels: +4.38 [3.76, 5.02], P(>) 1.00; Spearman +0.55 [0.14, 0.81] | on the pretrained features (the paper's CLIP stood in for): no clear direction at 32 latents per class; on centred pixels: yes (rises with $\psi$) |
+# | (control, not in the paper) the class order by $\psi$ is not their brightness / contrast | Spearman over classes, mean $\psi$ vs brightness +0.45, vs contrast +0.83 | partly confounded: the higher-$\psi$ colours are the higher-contrast ones |
+#
+# **Choices behind the verdicts:** a paired design (one draw of latents for all 8 classes, so the class is the
+# only factor; Friedman and paired differences beside the paper's unpaired distribution comparison, Kruskal-Wallis
+# and AUROC); Holm over all 84 pairs (28 per descriptor x 3); Vendi of order 1, cosine kernel, on half-samples of
+# 16 latents drawn without replacement and shared by all classes (Vendi grows with the number of images, so every
+# class is scored at the same size). 32 latents per class is what the 2-core CPU allows in one session; the
+# EfficientNet diversity verdict is the one a larger `N_PER_CLASS` would sharpen.
