@@ -3,9 +3,9 @@
 Descriptors (Humayun et al., "Understanding the Local Geometry of Generative Model Manifolds"):
 ``random_projection``, ``jacobian``, ``singular_values``, ``local_scaling`` (psi), ``local_rank`` (nu),
 ``local_complexity`` (delta) and ``describe`` (all three as a DataFrame); the checks and pieces they share:
-``check_generator`` / ``find_module`` / ``call_generator`` and the errors ``NonFiniteError``,
-``ForwardModeError``, ``CheckpointingError``, ``jacobian_plan`` (the mode and chunk size a call used) and
-``memory_budget_bytes`` (``geom.jacobian``), ``zero_threshold``
+``check_generator`` / ``find_module`` (``geom.models.base``, beside the generator type), ``call_generator``,
+the errors ``NonFiniteError``, ``ForwardModeError``, ``CheckpointingError``, ``jacobian_plan`` (the mode and chunk
+size a call used) and ``memory_budget_bytes`` (``geom.jacobian``), ``zero_threshold``
 (``geom.descriptors``), ``polytope_basis``, ``joints``, ``smallest_radius`` (``geom.complexity``).
 Generators come from the model layer, ``geom.models.load_generator`` (not re-exported here).
 ``geom.report`` (``geom.detectors.report``): every signal of each sample, descriptors beside the baselines, in one
@@ -15,8 +15,9 @@ from .complexity import (activation_modules, cross_polytope, joints, local_compl
                          smallest_radius, with_module)
 from .descriptors import (Spectrum, default_rtol, describe, local_rank, local_scaling, singular_values, spectrum,
                           zero_threshold)
-from .jacobian import (CheckpointingError, ForwardModeError, NonFiniteError, call_generator, check_generator,
-                       find_module, jacobian, jacobian_plan, memory_budget_bytes, random_projection)
+from .jacobian import (CheckpointingError, ForwardModeError, NonFiniteError, call_generator, jacobian, jacobian_plan,
+                       memory_budget_bytes, random_projection)
+from .models.base import check_generator, find_module
 
 __all__ = [
     "random_projection", "jacobian", "singular_values", "local_scaling", "local_rank", "local_complexity",

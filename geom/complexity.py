@@ -64,7 +64,9 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .jacobian import NonFiniteError, call_generator, check_generator, check_latents, find_module, random_projection
+from . import seeds
+from .jacobian import NonFiniteError, call_generator, check_latents, random_projection
+from .models.base import check_generator, find_module
 
 # Piecewise activations: joints read from the instance (module -> sorted joints).
 _PIECEWISE: dict[type[nn.Module], Callable[[nn.Module], tuple[float, ...]]] = {
@@ -164,7 +166,7 @@ def polytope_basis(E: int, dim: int, seed: int = 0, dtype: torch.dtype = torch.f
     E, dim = int(E), int(dim)
     if not 1 <= dim <= E:
         raise ValueError(f"dim must be between 1 and the latent dimension E={E}, got {dim}")
-    return random_projection(E, dim, seed=int(seed) + 1, dtype=dtype, device=device).T
+    return random_projection(E, dim, seed=seeds.derive(int(seed), "polytope_basis"), dtype=dtype, device=device).T
 
 
 def smallest_radius(z: Tensor, dtype: torch.dtype) -> float:

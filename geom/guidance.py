@@ -200,7 +200,7 @@ def guided_sample(pipe, prompts: list[str], reward_fn: Callable[[Tensor, int], T
                   rho: float, num_steps: int = 50, guidance_scale: float = 7.5, eta: float = 0.0,
                   generator: torch.Generator | None = None, latents: Tensor | None = None,
                   negative_prompt: str | list[str] = "", kind: str = "expected_bin",
-                  callback: Callable[[DDIMStep], None] | None = None, progress: bool = False) -> DDIMResult:
+                  callback: Callable[[DDIMStep], None] | None = None, progress: bool = True) -> DDIMResult:
     """DDIM with classifier-free guidance plus reward guidance ``eps_hat = eps_cfg - rho sqrt(1 - a_t)
     grad_{x_t} r(x_t, t)`` (module docs). Same arguments and random draws as ``geom.diffusion.sample``, so
     ``rho = 0`` reproduces it exactly; ``reward_fn`` is a ``RewardModel`` (reward ``kind``) or any callable

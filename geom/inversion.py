@@ -25,6 +25,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .models.base import training_modules
+
 
 @dataclass
 class Inversion:
@@ -43,7 +45,7 @@ class Inversion:
 def _check_generator(G: nn.Module) -> None:
     if not isinstance(G, nn.Module):
         raise TypeError(f"invert needs the generator as an nn.Module, got {type(G).__name__}")
-    if any(m.training for m in G.modules()):
+    if training_modules(G):
         raise ValueError("the generator is in training mode (BatchNorm would mix the images of a batch): "
                          "call G.eval() before inverting")
 
@@ -61,7 +63,7 @@ def inversion_loss(G: nn.Module, z: Tensor, x: Tensor, prior_weight: float = 0.0
 
 def invert(G: nn.Module, x: Tensor, latent_shape: tuple[int, ...], steps: int = 300, restarts: int = 2,
            lr: float = 0.05, prior_weight: float = 1e-3, seed: int = 0, batch_size: int = 64,
-           progress: bool = False) -> Inversion:
+           progress: bool = True) -> Inversion:
     """Invert images ``x`` ``(N, *out_shape)`` (in ``G``'s output range, e.g. ``[-1, 1]``) through ``G`` by
     minimising ``L(z)`` (module docs) with Adam.
 

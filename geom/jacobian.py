@@ -31,6 +31,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .models.base import check_generator, find_module  # noqa: F401  (the one rule of each; geom.jacobian re-exports both)
+
 Generator = Callable[[Tensor], Tensor]
 
 
@@ -70,83 +72,6 @@ def check_latents(z: Tensor, name: str = "z") -> None:
     if not torch.isfinite(z).all():
         bad = (~torch.isfinite(z)).flatten(1).any(1).nonzero().flatten().tolist()
         raise ValueError(f"{name} contains NaN or inf values (batch rows {bad[:10]})")
-
-
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-
-
-def find_module(G: Generator) -> nn.Module | None:
-    """The ``nn.Module`` behind a generator: ``G`` itself, or the module held by a callable in its
-    ``.module`` / ``.model`` attribute (see ``geom.with_module``) or ``__self__`` (a bound method such as
-    ``vae.decode``). ``None`` for a plain callable (a lambda or function without such an attribute)."""
-    if isinstance(G, nn.Module):
-        return G
-    for attr in ("module", "model", "__self__"):
-        m = getattr(G, attr, None)
-        if isinstance(m, nn.Module):
-            return m
-    return None
-
-
-def check_generator(G: Generator) -> None:
-    """Refuse a generator whose output for one latent depends on its batch companions or on random draws.
-
-    Every descriptor entry point (``jacobian``, ``output_dim``, ``describe``, ``local_complexity``, sweeps)
-    calls this *before* any forward pass, because the per-sample Jacobian of Humayun et al. Sec. 2.1 is only
-    defined when ``G`` maps each latent on its own, deterministically (and a forward pass in training mode
-    would also update the user's BatchNorm running statistics). The model is never changed here: no
-    ``.eval()`` on the caller's behalf.
-
-    Raises ``ValueError`` naming the module path (as in ``G.named_modules()``) and the fix for:
-
-    * a ``_BatchNorm`` (``BatchNorm1d/2d/3d``, ``SyncBatchNorm``, lazy variants) in training mode (batch
-      statistics; the forward pass updates running statistics) -> ``G.eval()``;
-    * a ``_BatchNorm`` with ``track_running_stats=False`` or no running statistics: it normalises with batch
-      statistics even in eval mode -> give it running statistics (or use a per-sample norm such as
-      ``nn.GroupNorm`` / ``nn.InstanceNorm``, which are accepted);
-    * active ``Dropout`` / ``Dropout1d/2d/3d`` / ``AlphaDropout`` / ``FeatureAlphaDropout`` (training mode,
-      ``p > 0``) and ``nn.RReLU`` in training mode (random slopes) -> ``G.eval()``;
-    * any other module left in training mode (its ``forward`` may branch on ``self.training``, e.g.
-      DropPath, stochastic depth, attention dropout) -> ``G.eval()``.
-
-    A plain callable whose module cannot be found (see ``find_module``) cannot be checked: the caller is
-    responsible for its batch independence; wrap it with ``geom.with_module(fn, module)`` to have it checked.
-    """
-    module = find_module(G)
-    if module is None:
-        return
-    root = type(module).__name__
-
-    def where(name: str, m: nn.Module) -> str:
-        return f"module '{name}' ({type(m).__name__})" if name else f"the generator's root module ({root})"
-
-    modules = list(module.named_modules())
-    for name, m in modules:  # specific faults first, then any module left in training mode
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            if m.training:
-                raise ValueError(f"{where(name, m)} is a BatchNorm in training mode: it normalises with the "
-                                 f"statistics of the batch (coupling the latents of a batch) and a forward pass "
-                                 f"would update its running statistics; call G.eval() before computing "
-                                 f"descriptors")
-            if not m.track_running_stats or m.running_mean is None or m.running_var is None:
-                raise ValueError(f"{where(name, m)} is a BatchNorm without running statistics "
-                                 f"(track_running_stats=False): it normalises with the statistics of the batch "
-                                 f"even in eval mode, so a latent's output depends on the other latents of its "
-                                 f"batch; use a BatchNorm with running statistics (track_running_stats=True, "
-                                 f"trained) or a per-sample normalisation (nn.GroupNorm, nn.InstanceNorm, "
-                                 f"nn.LayerNorm)")
-        elif isinstance(m, _DROPOUT) and m.training and m.p > 0:
-            raise ValueError(f"{where(name, m)} is an active dropout layer (training mode, p={m.p}): every "
-                             f"forward pass draws a new random mask; call G.eval() before computing descriptors")
-        elif isinstance(m, nn.RReLU) and m.training:
-            raise ValueError(f"{where(name, m)} is an RReLU in training mode: it draws random negative slopes on "
-                             f"every forward pass; call G.eval() before computing descriptors")
-    training = [where(name, m) for name, m in modules if m.training]
-    if training:
-        more = f" and {len(training) - 3} more" if len(training) > 3 else ""
-        raise ValueError(f"{', '.join(training[:3])}{more} in training mode: a forward pass in training mode may "
-                         f"use batch statistics or random draws (dropout, DropPath, ...); call G.eval() before "
-                         f"computing descriptors")
 
 
 def call_generator(G: Generator, z: Tensor) -> Tensor:

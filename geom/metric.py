@@ -86,7 +86,7 @@ def path_length(metric_fn, path: torch.Tensor) -> float:
 
 
 def geodesic(metric_fn, start, end, n_points: int = 33, steps: int = 200, init: torch.Tensor | None = None,
-             progress: bool = False) -> tuple[torch.Tensor, float, float]:
+             progress: bool = True) -> tuple[torch.Tensor, float, float]:
     """Geodesic between ``start`` and ``end`` (2,) by minimising the discrete curve energy
     ``E = (n - 1) sum_k dt_k^T g(m_k) dt_k`` (``path_energy``; midpoints ``m_k``) over the interior points,
     endpoints fixed (Lobashev et al. Sec. 3); L-BFGS with strong-Wolfe line search, float64.

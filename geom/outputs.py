@@ -89,7 +89,26 @@ class Outputs:
     ``OUT_DIR`` is resolved against the repository root ("." = the repository itself, where full-size runs
     publish; smoke runs use ``build/smoke``)."""
 
-    def __init__(self, name: str, out_dir: str | Path = ".", params: dict | None = None):
+    def __init__(self, name: str, out_dir: str | Path = ".", params: dict | None = None, *,
+                 namespace: dict | None = None):
+        """``params``: the parameters to record, as a dict (a script or a test). A notebook passes
+        ``namespace=globals()`` instead: the recorded parameters are then every name its ``parameters`` cell
+        assigns (``geom.notebook_source.notebook_parameters(name)``: the cell itself, so the record cannot leave one out or
+        drift from it), with the value in effect (papermill's injected one, else the cell's default).
+        Raises ``ValueError`` when both are given, or when a name of the parameters cell is missing from
+        ``namespace`` (run the parameters cell first)."""
+        if namespace is not None:
+            if params is not None:
+                raise ValueError("give params or namespace, not both: a notebook passes namespace=globals(), "
+                                 "and its parameters cell decides what is recorded")
+            from .notebook_source import notebook_parameters
+
+            names = list(notebook_parameters(name))
+            missing = [n for n in names if n not in namespace]
+            if missing:
+                raise ValueError(f"parameters {missing} of {name}'s parameters cell are not defined in the "
+                                 "namespace given: run the parameters cell before creating Outputs")
+            params = {n: namespace[n] for n in names}
         self.name = name
         self.root = paths.resolve(out_dir)
         self.fig_dir = self.root / "figures" / name

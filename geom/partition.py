@@ -59,7 +59,7 @@ class Partition:
 
     def psi(self) -> np.ndarray:
         """``(R,)`` local scaling ``psi_w = sum_i log sigma_i(A_w)`` (Humayun et al. Eq. 4)."""
-        return local_scaling(self.singular_values(), dtype=torch.float64, shape=self.A.shape[1:]).numpy()
+        return local_scaling(self.singular_values(), dtype=torch.float64).numpy()
 
     def nu(self) -> np.ndarray:
         """``(R,)`` local rank of every region (Humayun et al. Def. 3)."""
@@ -171,7 +171,7 @@ def split_polygon(p: np.ndarray, f: np.ndarray, tol: float) -> tuple[np.ndarray 
 
 
 def partition(model: nn.Module | list, domain: tuple[float, float, float, float] = (-1.0, 1.0, -1.0, 1.0),
-              min_area: float = 1e-12, progress: bool = False) -> Partition:
+              min_area: float = 1e-12, progress: bool = True) -> Partition:
     """Exact linear regions of a 2D-input ReLU MLP on the rectangle ``domain = (x0, x1, y0, y1)``.
 
     Humayun et al. Sec. 2.3 / Eq. 2: the domain is cut neuron by neuron, layer by layer. For each current

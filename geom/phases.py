@@ -66,7 +66,7 @@ def plane_points(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def generate_plane(pipe, prompt: str, latents: torch.Tensor, points: torch.Tensor, num_steps: int = 50,
-                   guidance_scale: float = 5.0, batch: int = 64, progress: bool = False) -> torch.Tensor:
+                   guidance_scale: float = 5.0, batch: int = 64, progress: bool = True) -> torch.Tensor:
     """Deterministic DDIM (``eta = 0``; ``geom.diffusion.sample`` with ``latents=``) from the plane noises
     ``noise_plane(latents, points)`` with one fixed ``prompt``, decoded and clamped to ``[-1, 1]``.
 
@@ -84,7 +84,7 @@ def generate_plane(pipe, prompt: str, latents: torch.Tensor, points: torch.Tenso
     for i in tqdm(range(0, len(points), batch), disable=not progress, desc="plane"):
         z = noise_plane(lat, points[i:i + batch]).to(pipe.dtype)
         res = sample(pipe, [prompt] * len(z), num_steps=num_steps, guidance_scale=guidance_scale, eta=0.0,
-                     latents=z.to(pipe.device))
+                     latents=z.to(pipe.device), progress=False)
         out.append(pipe.vae_decode(res.latents).clamp(-1, 1).float().cpu())
     return torch.cat(out)
 

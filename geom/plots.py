@@ -185,6 +185,20 @@ def _data_points(ax) -> np.ndarray:
     return np.concatenate(pts) if pts else np.zeros((0, 2))
 
 
+def figure_legend(fig, axes, ncol: int = 4, fontsize: float = 8, loc: str = "outside lower center"):
+    """One legend for the whole figure, outside its panels (below them by default, with a constrained layout):
+    every label of the artists in ``axes`` (an Axes, or an array or iterable of them) once, with the handle of
+    its first appearance, in the order the labels first appear. Returns the legend. Raises ``ValueError`` when
+    no artist has a label (an empty legend would say nothing)."""
+    handles = {}
+    for a in np.ravel(np.asarray(axes, dtype=object)):
+        for hd, lab in zip(*a.get_legend_handles_labels()):
+            handles.setdefault(lab, hd)
+    if not handles:
+        raise ValueError("no artist of these axes has a label: pass label=... to the plotting calls")
+    return fig.legend(handles.values(), handles.keys(), loc=loc, ncol=ncol, fontsize=fontsize)
+
+
 def layout_problems(fig, tol: float = 1.0) -> list[str]:
     """What a reader of ``fig`` at its rendered size cannot read cleanly, as sentences (empty: none).
 

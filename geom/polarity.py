@@ -22,6 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from . import seeds
 from .stats import vendi
 
 
@@ -102,7 +103,7 @@ def polarity_diversity(features, psi, rhos, n: int, draws: int = 20, seed: int =
     for rho in rhos:
         v, m = [], []
         for d in range(int(draws)):
-            idx = polarity_resample(a, rho, n, seed=seed + d, replace=False)
+            idx = polarity_resample(a, rho, n, seed=seeds.derive(seed, "draw", d), replace=False)
             v.append(vendi(X[idx]))
             m.append(a[idx].mean())
         v, m = np.asarray(v), np.asarray(m)

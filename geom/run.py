@@ -16,7 +16,6 @@ published numbers to ``OUT_DIR/data/results/<notebook>.json``.
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import os
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 import yaml
 
 from . import paths
+from .notebook_source import notebook_names, notebook_parameters, resolve_notebook  # noqa: F401  (their former home)
 from .outputs import FigureLayoutError, Outputs
 
 __all__ = ["Outputs", "FigureLayoutError", "run_notebook", "main", "parse_value", "label_smoke", "SMOKE_TAG"]
@@ -37,52 +37,9 @@ KERNEL = "python3"
 
 
 # ----------------------------------------------------------------------------------------------- runner
-def notebook_names() -> list[str]:
-    """All paired notebooks (``notebooks/NN_*.py``), sorted."""
-    return sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
-
-
-def resolve_notebook(name: str) -> Path:
-    """``00_quickstart``, ``notebooks/00_quickstart.py`` or ``.ipynb`` -> the ``.py`` source."""
-    stem = Path(name).stem
-    p = paths.NOTEBOOKS / f"{stem}.py"
-    if not p.exists():
-        raise FileNotFoundError(f"no notebook '{name}': expected {p}; available: {', '.join(notebook_names())}")
-    return p
-
-
 def smoke_parameters(stem: str) -> dict:
     table = yaml.safe_load(SMOKE_FILE.read_text()) if SMOKE_FILE.exists() else {}
     return dict((table or {}).get(stem) or {})
-
-
-def notebook_parameters(name: str) -> dict[str, str]:
-    """Names and default source text of the assignments in a notebook's ``parameters`` cell (in order).
-
-    Parsed with Python's ``ast``: papermill's own ``inspect_notebook`` reads the cell line by line with a
-    regular expression and skips any line whose comment holds ``=`` (``STEPS = 20000  # (late checkpoint =
-    last step)``), which is why it warned "Passed unknown parameter" for parameters it then applied.
-    Raises ``ValueError`` when the notebook has no ``parameters`` cell or the cell is not valid Python."""
-    import jupytext
-
-    src = resolve_notebook(name)
-    cells = [c for c in jupytext.read(src).cells if "parameters" in (c.metadata.get("tags") or [])]
-    if not cells:
-        raise ValueError(f"notebook {src.name} has no cell tagged 'parameters'")
-    code = cells[0].source
-    try:
-        tree = ast.parse(code)
-    except SyntaxError as e:
-        raise ValueError(f"the parameters cell of {src.name} is not valid Python: {e}") from None
-    out: dict[str, str] = {}
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-            node, ast.AnnAssign) else []
-        for t in targets:
-            for n in ([t] if isinstance(t, ast.Name) else getattr(t, "elts", [])):
-                if isinstance(n, ast.Name) and node.value is not None:
-                    out[n.id] = ast.get_source_segment(code, node.value) or ""
-    return out
 
 
 def check_parameters(name: str, parameters: dict, origin: str = "-p") -> None:

@@ -5,7 +5,8 @@ descriptors cached on disk (Humayun et al. Sec. 3.3.1-3.3.3).
   images of a grid "ordered by the descriptor", Fig. 6).
 * ``cached_describe``: ``geom.describe`` in chunks cached on disk under the SHA-256 of every input (decoder
   weights, latents, settings, descriptor engine version), so a re-run reads finished chunks and an
-  interrupted run resumes; ``module_digest``: the weights hash (also ``geom.sweep.model_digest``'s).
+  interrupted run resumes. The weights hash it keys on, ``module_digest``, lives with the generator type in
+  ``geom.models.base`` (also ``geom.sweep.model_digest``'s) and stays importable from here.
 
 Elsewhere: the plane through three latents is ``geom.planes``, AUROC and intervals are
 ``geom.stats``, the OOD / ID image sets are ``geom.datasets``, ``slice_maps`` is ``geom.plots``. Their former
@@ -28,6 +29,7 @@ from .datasets import (coloured_digits, id_images, medical_scans, noise_textures
                        photo_crops)
 from .planes import (ANCHOR_UV, check_anchors, grid_image, in_hull, plane_axis, plane_coordinates,  # noqa: F401
                      plane_latents, plane_uv)
+from .models.base import module_digest, tensor_bytes  # noqa: F401  (module_digest: geom.models.base)
 from .stats import auroc_table  # noqa: F401
 
 
@@ -64,33 +66,13 @@ def rank_picks(values, m: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- cached descriptors
-def _tensor_bytes(t: Tensor) -> bytes:
-    """The raw bytes of a tensor's values, for any dtype (bfloat16 and float8 included, which numpy lacks)."""
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-
-
-def module_digest(module: torch.nn.Module, extra: Sequence = ()) -> str:
-    """SHA-256 (hex) of a module's state dict (names, dtypes, shapes, values; sorted by name) and of the
-    ``repr`` of ``extra`` (e.g. a ``scaling_factor`` that lives outside the state dict). Works for every
-    dtype (bfloat16 too). Raises ``TypeError`` for anything but an ``nn.Module``."""
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"module_digest needs an nn.Module, got {type(module).__name__}")
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(_tensor_bytes(t))
-    h.update(repr(tuple(extra)).encode())
-    return h.hexdigest()
-
-
 def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 120, radius: float = 1e-5,
                     dim: int | None = 4, seed: int = 0, batch_size: int = 16, chunk: int = 64,
                     extra: Sequence = (), progress: bool = True):
     """``geom.describe(G, z, ...)`` computed in chunks of ``chunk`` latents, each chunk cached as
     ``cache_dir/<key>/part-NNNNNN.parquet`` (written atomically), where ``key`` is the SHA-256 of the content
-    of every input: the weights of ``G`` (``module_digest(G, extra)``; put anything outside the state dict
-    that changes ``G``, e.g. a ``scaling_factor``, in ``extra``), the bytes of the latents ``z``
+    of every input: the weights of ``G`` and its non-persistent buffers (``module_digest(G, extra)``; put
+    anything else outside the module's tensors that changes ``G``, e.g. a ``scaling_factor``, in ``extra``), the bytes of the latents ``z``
     ``(N, *latent_shape)``, every setting (``k, radius, dim, seed, batch_size, chunk``) and the version of
     the descriptor code (``geom.descriptors.ENGINE_VERSION``). The key and its
     parts are written to ``cache_dir/<key>/key.json``. A re-run with the same decoder, latents and settings
@@ -113,7 +95,7 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
     settings = dict(k=k, radius=float(radius), dim=dim, seed=int(seed), batch_size=int(batch_size),
                     chunk=int(chunk))
     key = dict(version=2, engine_version=descriptors.ENGINE_VERSION, module_sha256=module_digest(G, extra),
-               latents_sha256=hashlib.sha256(_tensor_bytes(z)).hexdigest(),
+               latents_sha256=hashlib.sha256(tensor_bytes(z)).hexdigest(),
                latents=f"{z.dtype}{tuple(z.shape)}", settings=settings)
     text = json.dumps(key, indent=1, sort_keys=True)
     folder = Path(cache_dir) / hashlib.sha256(text.encode()).hexdigest()[:20]

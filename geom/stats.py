@@ -14,6 +14,12 @@ intervals, quantile level sets and diversity.
 * ``brightness_contrast`` (per-image mean and standard deviation of the pixels) and ``spearman_ci`` (rank
   correlation with a bootstrap interval): the named control for a descriptor or a diversity score that may
   only follow brightness and contrast.
+* Sub-populations of a paired design (the same units, e.g. latents, measured in every group, e.g. every class
+  of a conditional generator; Humayun et al. Fig. 13): ``group_tests`` (Kruskal-Wallis and Friedman),
+  ``paired_comparisons`` (every pair: mean paired difference, paired probability of superiority and AUROC, with
+  bootstrap CIs over units, and the Wilcoxon signed-rank test), ``holm`` (family-wise adjusted p-values),
+  ``variance_shares`` (group vs unit sums of squares), ``half_samples`` and ``diversity_by_group`` (Vendi per
+  group with half-sample intervals, and whether higher-scoring groups are more diverse).
 
 Labels are binary ``(N,)`` arrays (``0/1`` or bool, ``1`` = positive); scores ``(N,)`` finite floats. Every
 function that takes labels checks them the same way (``_labels``): NaN / None labels and any other value set
@@ -28,8 +34,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from . import seeds
+
 __all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "spread_subset", "mean_ci", "diff_ci", "band", "level_sets",
-           "vendi", "vendi_per_level", "vendi_trend", "vendi_trend_table", "brightness_contrast", "spearman_ci", "VENDI_UNIT_NORM_TOL"]
+           "vendi", "vendi_per_level", "vendi_trend", "vendi_trend_table", "brightness_contrast", "spearman_ci", "VENDI_UNIT_NORM_TOL",
+           "holm", "group_tests", "paired_comparisons", "variance_shares", "half_samples", "diversity_by_group"]
 
 
 # ------------------------------------------------------------------------------------------ ROC
@@ -368,7 +377,7 @@ def vendi_trend(features, levels, draws: int = 20, frac: float = 0.5, seed: int 
     members = [np.flatnonzero(lv == v) for v in names]
     V = np.empty((int(draws), len(names)))
     for d in range(int(draws)):
-        rng = np.random.default_rng(seed + d)
+        rng = np.random.default_rng(seeds.derive(seed, "draw", d))
         for j, idx in enumerate(members):
             V[d, j] = vendi(X[rng.choice(idx, m, replace=False)])
     q = (1 - level) / 2
@@ -432,3 +441,186 @@ def spearman_ci(x, y, n_boot: int = 2000, level: float = 0.95, seed: int = 0) ->
                         n_resamples=int(n_boot), confidence_level=level, method="percentile",
                         rng=np.random.default_rng(seed))
     return rho, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+# ------------------------------------------------------------------------------------------ sub-populations
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979, Scand. J. Statist. 6: 65-70) of ``pvalues`` ``(m,)``:
+    with ``p_(1) <= ... <= p_(m)`` sorted, ``adjusted p_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``, returned
+    in the input order. Rejecting where the adjusted p-value is ``<= alpha`` controls the family-wise error rate
+    at ``alpha`` under any dependence between the tests. NaN entries (no test was possible) stay NaN and do not
+    count in ``m``. Raises ``ValueError`` for another shape or values outside ``[0, 1]``."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"pvalues must be one family of tests, shape (m,), got {p.shape}")
+    ok = ~np.isnan(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise ValueError(f"p-values must lie in [0, 1], got values in [{p[ok].min():.3g}, {p[ok].max():.3g}]")
+    q = p[ok]
+    order = np.argsort(q, kind="stable")
+    adj = np.empty_like(q)
+    adj[order] = np.minimum(1.0, np.maximum.accumulate((q.size - np.arange(q.size)) * q[order]))
+    out = np.full(p.shape, np.nan)
+    out[ok] = adj
+    return out
+
+
+def _paired_groups(values: dict, min_n: int = 2) -> tuple[list, np.ndarray]:
+    """``values`` ``{group: (n,)}`` of a paired design -> ``(groups, X (n, g) float64)``, checked: at least 2
+    groups, one length ``n >= min_n`` for all (row ``i`` of every group is the same unit), finite."""
+    groups = list(values)
+    cols = [np.asarray(values[g], dtype=np.float64).reshape(-1) for g in groups]
+    lengths = {g: c.size for g, c in zip(groups, cols)}
+    if len(groups) < 2 or len(set(lengths.values())) != 1 or min(lengths.values()) < min_n:
+        raise ValueError(f"a paired design needs >= 2 groups with one length >= {min_n} (row i of every group = "
+                         f"the same unit, e.g. the same latent), got lengths {lengths}")
+    X = np.stack(cols, axis=1)
+    if not np.isfinite(X).all():
+        raise ValueError("values contain NaN or inf: fix their computation, or drop those units from every group")
+    return groups, X
+
+
+def group_tests(values: dict) -> dict:
+    """Omnibus tests that the groups of a paired design differ in distribution: ``values`` ``{group: (n,)}``,
+    row ``i`` of every group measured on the same unit (e.g. one latent under each class of a conditional
+    generator). Returns ``dict(n, groups, kruskal_h, kruskal_p, friedman_chi2, friedman_p)``:
+
+    * Kruskal-Wallis ``H`` (Kruskal & Wallis 1952; ``scipy.stats.kruskal``, mid-ranks over all ``n g`` values,
+      tie-corrected, chi^2 with ``g - 1`` degrees of freedom): treats the groups as independent samples;
+    * Friedman's chi^2 (Friedman 1937; ``scipy.stats.friedmanchisquare``, ranks within each unit, tie-corrected,
+      ``g >= 3`` groups, else NaN): the rank test of the complete block design, which uses the pairing (each
+      unit's own level cancels).
+
+    A statistic is NaN where it has nothing to rank: all ``n g`` values equal (Kruskal-Wallis), every unit
+    constant across the groups (Friedman; e.g. ``delta = 0`` everywhere). Raises ``ValueError`` as
+    ``_paired_groups``."""
+    from scipy import stats as sps
+    groups, X = _paired_groups(values)
+    kw = sps.kruskal(*X.T) if np.ptp(X) > 0 else (math.nan, math.nan)
+    fr = sps.friedmanchisquare(*X.T) if X.shape[1] >= 3 and (np.ptp(X, axis=1) > 0).any() else (math.nan, math.nan)
+    return dict(n=int(X.shape[0]), groups=len(groups), kruskal_h=float(kw[0]), kruskal_p=float(kw[1]),
+                friedman_chi2=float(fr[0]), friedman_p=float(fr[1]))
+
+
+def _pair_boot(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Per resample ``idx`` ``(B, n)`` of the units: ``(B, 3)`` mean difference, paired P(a > b) and AUROC of
+    ``a`` vs ``b`` on the resampled units (both groups at the same resampled units)."""
+    d = a - b
+    win = (d > 0) + 0.5 * (d == 0)
+    C = (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])  # C[i, j]: unit i of a against unit j of b
+    step = max(1, 4_000_000 // max(1, a.size ** 2))
+    au = np.concatenate([C[i[:, :, None], i[:, None, :]].mean((1, 2)) for i in np.array_split(
+        idx, max(1, math.ceil(len(idx) / step)))]) if len(idx) else np.zeros(0)
+    return np.stack([d[idx].mean(1), win[idx].mean(1), au], axis=1)
+
+
+def paired_comparisons(values: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Effect sizes with bootstrap CIs and a test for every pair of groups of a paired design: ``values``
+    ``{group: (n,)}``, row ``i`` of every group measured on the same unit (e.g. one latent under each class).
+    One row per pair ``(a, b)``, ``a`` before ``b`` in the order of ``values``; columns ``a, b, n`` and
+
+    * ``mean_diff`` (``mean_i a_i - b_i``), ``mean_diff_lo``, ``mean_diff_hi``;
+    * ``p_paired``: ``P(a_i > b_i) + P(a_i = b_i) / 2`` over units (the paired probability of superiority: how
+      often the same unit scores higher in ``a``; 0.5 = no difference), ``p_paired_lo``, ``p_paired_hi``;
+    * ``auroc``: ``P(A > B) + P(A = B) / 2`` for ``A``, ``B`` drawn independently from the two groups' values
+      (the Mann-Whitney ``U / n^2`` of ``auroc``; Cliff's delta is ``2 auroc - 1``): how far the two
+      distributions differ (Humayun et al. Fig. 13 compares distributions), ``auroc_lo``, ``auroc_hi``;
+    * ``wilcoxon_p``: two-sided Wilcoxon signed-rank test of the paired differences (``scipy.stats.wilcoxon``,
+      zero differences dropped; NaN when all are zero). For a family of pairs apply ``holm`` to it.
+
+    CIs: percentile bootstrap over units, ``n_boot`` resamples of the ``n`` unit indices (numpy
+    ``default_rng(seed)``, the same resamples for every pair): a resampled unit keeps its values in both groups,
+    so the dependence the pairing creates is kept (``auroc_ci`` resamples two independent samples separately,
+    which a paired design is not). Raises ``ValueError`` as ``_paired_groups`` and for ``n_boot < 1`` or a
+    ``level`` outside ``(0, 1)``."""
+    from scipy import stats as sps
+    groups, X = _paired_groups(values)
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"n_boot must be >= 1 and 0 < level < 1, got {n_boot}, {level}")
+    idx = np.random.default_rng(seed).integers(0, X.shape[0], (int(n_boot), X.shape[0]))
+    q, rows = (1 - level) / 2, []
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            a, b = X[:, i], X[:, j]
+            lo, hi = np.quantile(_pair_boot(a, b, idx), [q, 1 - q], axis=0)
+            d = a - b
+            rows.append(dict(a=groups[i], b=groups[j], n=len(a), mean_diff=float(d.mean()), mean_diff_lo=lo[0],
+                             mean_diff_hi=hi[0], p_paired=float(np.mean((d > 0) + 0.5 * (d == 0))), p_paired_lo=lo[1],
+                             p_paired_hi=hi[1], auroc=_mann_whitney(a, b), auroc_lo=lo[2], auroc_hi=hi[2],
+                             wilcoxon_p=float(sps.wilcoxon(d).pvalue) if (d != 0).any() else math.nan))
+    return pd.DataFrame(rows)
+
+
+def variance_shares(values: dict) -> dict:
+    """How much of the variation of a paired design is the group, how much the unit: ``values`` ``{group:
+    (n,)}`` (row ``i`` = the same unit in every group) -> ``dict(group, unit, residual)``, the sums of squares of
+    the additive two-way decomposition ``y_ig = mean + group_g + unit_i + e_ig`` (balanced, one value per cell:
+    ``SS_group = n sum_g (ybar_g - ybar)^2``, ``SS_unit = g sum_i (ybar_i - ybar)^2``, residual the rest, the
+    group x unit interaction) divided by the total sum of squares; NaN when all values are equal. Raises
+    ``ValueError`` as ``_paired_groups``."""
+    _, X = _paired_groups(values)
+    dev = X - X.mean()
+    total = float((dev ** 2).sum())
+    if total == 0:
+        return dict(group=math.nan, unit=math.nan, residual=math.nan)
+    ss_g = X.shape[0] * float(((X.mean(0) - X.mean()) ** 2).sum())
+    ss_u = X.shape[1] * float(((X.mean(1) - X.mean()) ** 2).sum())
+    return dict(group=ss_g / total, unit=ss_u / total, residual=(total - ss_g - ss_u) / total)
+
+
+def half_samples(n: int, draws: int, frac: float = 0.5, seed: int = 0) -> np.ndarray:
+    """``(draws, m)`` int: ``draws`` subsets of ``m = max(2, floor(frac n))`` of the unit indices ``0..n-1``,
+    each drawn without replacement (numpy ``default_rng(seed)``, ``rng.choice(n, m, replace=False)`` per draw).
+    Half-sampling (``frac = 0.5``): for a mean, the variance over half-samples, ``(sigma^2 / m)(1 - m / n)``,
+    equals the full sample's ``sigma^2 / n``; without replacement, so no unit is duplicated (a duplicate deflates
+    a Vendi score). Raises ``ValueError`` for ``n < 2``, ``draws < 1`` or ``frac`` outside ``(0, 1]``."""
+    if not (isinstance(n, (int, np.integer)) and n >= 2 and isinstance(draws, (int, np.integer)) and draws >= 1
+            and 0 < frac <= 1):
+        raise ValueError(f"need an int n >= 2, an int draws >= 1 and 0 < frac <= 1, got {n!r}, {draws!r}, {frac!r}")
+    rng = np.random.default_rng(seed)
+    m = max(2, int(frac * n))
+    return np.stack([rng.choice(int(n), m, replace=False) for _ in range(int(draws))])
+
+
+def diversity_by_group(features: dict, scores: dict, draws: int = 200, frac: float = 0.5, seed: int = 0,
+                       level: float = 0.95) -> pd.DataFrame:
+    """Vendi diversity per group of a paired design, and whether the groups that score higher are more diverse
+    (Humayun et al. Fig. 13: psi differs between sub-populations, "an underlying bias in generation diversity").
+
+    ``features`` ``{group: (n, d)}`` (the embeddings of each group's items), ``scores`` ``{group: (n,)}`` (e.g.
+    psi), same groups, row ``i`` = the same unit (latent) in every group. ``draws`` half-samples of the units
+    (``half_samples(n, draws, frac, seed)``, the same ``m`` units for every group in a draw); per draw and group
+    the Vendi score (``vendi``, cosine kernel) of those rows and their mean score. Vendi grows with the number of
+    items, so every comparison is made at the one size ``m``: a point estimate is the mean over draws of a
+    per-draw statistic and its interval the ``level`` percentile range of the same statistic over draws (the
+    half-sample analogue of a bootstrap interval). One row per group: ``group, n, score_mean`` (all ``n``),
+    ``vendi`` (all ``n`` rows, for reference: not comparable with the ``m``-item values), ``m``, ``vendi_sub``
+    (mean over draws), ``vendi_lo``, ``vendi_hi``. ``attrs``: ``spearman``, ``spearman_lo``, ``spearman_hi``
+    (per draw, Spearman over groups of mean score vs Vendi); ``top`` / ``bottom`` (the groups of highest / lowest
+    ``score_mean``), ``diff``, ``diff_lo``, ``diff_hi`` (per draw, Vendi(top) - Vendi(bottom)), ``p_top_higher``
+    (fraction of draws with Vendi(top) > Vendi(bottom)) and ``direction``: ``"higher score, more diverse"`` when
+    ``p_top_higher >= level``, ``"higher score, less diverse"`` when ``1 - p >= level``, else ``"no clear
+    direction"``. Raises ``ValueError`` for other groups, lengths or shapes."""
+    from scipy import stats as sps
+    groups, S = _paired_groups(scores)
+    F = [np.asarray(features[g], dtype=np.float64) for g in groups] if set(features) == set(groups) else None
+    if F is None or any(f.ndim != 2 or len(f) != S.shape[0] for f in F):
+        raise ValueError(f"features must be {{group: (n, d)}} for the groups of scores {groups} with n = {S.shape[0]}")
+    sub = half_samples(S.shape[0], draws, frac, seed)
+    V = np.array([[vendi(f[i]) for f in F] for i in sub])  # (draws, g)
+    M = np.stack([S[i].mean(0) for i in sub])
+    q = (1 - level) / 2
+    out = pd.DataFrame(dict(group=groups, n=S.shape[0], score_mean=S.mean(0), vendi=[vendi(f) for f in F],
+                            m=sub.shape[1], vendi_sub=V.mean(0), vendi_lo=np.quantile(V, q, 0),
+                            vendi_hi=np.quantile(V, 1 - q, 0)))
+    rho = np.array([sps.spearmanr(m, v).statistic for m, v in zip(M, V)])
+    top, bot = int(np.argmax(S.mean(0))), int(np.argmin(S.mean(0)))
+    dv = V[:, top] - V[:, bot]
+    p = float(np.mean(dv > 0))
+    out.attrs.update(spearman=float(rho.mean()), spearman_lo=float(np.quantile(rho, q)),
+                     spearman_hi=float(np.quantile(rho, 1 - q)), top=groups[top], bottom=groups[bot],
+                     diff=float(dv.mean()), diff_lo=float(np.quantile(dv, q)), diff_hi=float(np.quantile(dv, 1 - q)),
+                     p_top_higher=p,
+                     direction="higher score, more diverse" if p >= level else "higher score, less diverse"
+                     if 1 - p >= level else "no clear direction")
+    return out

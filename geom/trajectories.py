@@ -125,7 +125,7 @@ def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], nu
                           guidance_scale: float = 7.5, at: str = "pred_x0", every: int = 1, k: int | None = 120,
                           radius: float = 1e-5, dim: int | None = 4, descriptor_seed: int = 0,
                           complexity: bool = True, batch_size: int = 32, sample_batch: int = 16,
-                          progress: bool = False) -> tuple[pd.DataFrame, Tensor]:
+                          progress: bool = True) -> tuple[pd.DataFrame, Tensor]:
     """Decoder descriptors along DDIM trajectories (Humayun et al. Sec. 3.3.4, Fig. 8).
 
     Sample ``i`` runs DDIM (``num_steps`` steps, guidance ``guidance_scale``, eta 0) for ``prompts[i]`` from
@@ -148,7 +148,7 @@ def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], nu
         pb, sb = prompts[s0:s0 + sample_batch], list(seeds[s0:s0 + sample_batch])
         rec = TrajectoryRecorder(at=at)
         res = sample(pipe, pb, num_steps=num_steps, guidance_scale=guidance_scale,
-                     latents=initial_latents(pipe, sb), callback=rec)
+                     latents=initial_latents(pipe, sb), callback=rec, progress=False)
         finals.append(res.latents.detach().cpu())
         rows = rec.rows()
         rows["sample"] += s0
@@ -235,7 +235,7 @@ def wen_score(df: pd.DataFrame, first_steps: int | None = None, by: str = "promp
 
 
 def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], num_steps: int = 50, guidance_scale: float = 7.5,
-             batch_size: int = 32, progress: bool = False) -> Tensor:
+             batch_size: int = 32, progress: bool = True) -> Tensor:
     """Final DDIM latents ``(N, *latent_shape)`` (CPU) for ``prompts[i]`` from ``initial_latents([seeds[i]])``
     (deterministic DDIM, eta 0), in batches of ``batch_size``."""
     prompts = list(prompts)
@@ -245,6 +245,6 @@ def generate(pipe, prompts: Sequence[str], seeds: Sequence[int], num_steps: int 
     starts = range(0, len(prompts), batch_size)
     for s in tqdm(starts, disable=not progress, desc="generate"):
         res = sample(pipe, prompts[s:s + batch_size], num_steps=num_steps, guidance_scale=guidance_scale,
-                     latents=initial_latents(pipe, list(seeds[s:s + batch_size])))
+                     latents=initial_latents(pipe, list(seeds[s:s + batch_size])), progress=False)
         out.append(res.latents.detach().cpu())
     return torch.cat(out)

@@ -31,8 +31,7 @@ import torch
 import geom
 from geom.run import Outputs
 
-out = Outputs("00_quickstart", OUT_DIR, params=dict(SEED=SEED, N=N, EXTENT=EXTENT, WIDTH=WIDTH, DEPTH=DEPTH,
-                                                     D=D, K=K, RADIUS=RADIUS, DIM=DIM))
+out = Outputs("00_quickstart", OUT_DIR, namespace=globals())
 
 # %% [markdown]
 # A small generator: a ReLU MLP from a 2D latent to $\mathbb{R}^{16}$, initialised from an explicit seed

@@ -39,8 +39,7 @@ from geom.partition import grid_pattern_count, partition, plot_regions
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("01_toy_cpwl", OUT_DIR, params=dict(SEED=SEED, STEPS=STEPS, EXTENT=EXTENT, DEPTH=DEPTH, WIDTH=WIDTH,
-                                                   N_SAMPLES=N_SAMPLES, GRID_CHECK=GRID_CHECK))
+out = Outputs("01_toy_cpwl", OUT_DIR, namespace=globals())
 DOMAIN = (-EXTENT, EXTENT, -EXTENT, EXTENT)
 
 # %% [markdown]

@@ -41,9 +41,7 @@ from geom.models.ddpm import Denoiser, ReverseStep, linear_schedule, sample, tra
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("02_toy_ddpm", OUT_DIR, params=dict(SEED=SEED, STEPS=STEPS, EARLY=EARLY, WIDTH=WIDTH, DEPTH=DEPTH,
-                                                   T=T, TIMES=TIMES, GRID=GRID, EXTENT=EXTENT, RADIUS=RADIUS,
-                                                   NEAR=NEAR, FAR=FAR, N_SAMPLES=N_SAMPLES))
+out = Outputs("02_toy_ddpm", OUT_DIR, namespace=globals())
 data = torch.from_numpy(dino())
 sched = linear_schedule(T)
 print(f"dino: {tuple(data.shape)}; abar_T = {float(sched.abar[-1]):.4f}")

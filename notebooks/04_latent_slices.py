@@ -55,6 +55,7 @@ import torch
 
 import geom
 from geom import paths, planes, slices, stats
+from geom.complexity import polytope_basis
 from geom.diffusion import sample
 from geom.models import load_pipeline
 from geom.plots import image_grid, slice_maps
@@ -64,9 +65,7 @@ from geom.sweep import SweepSpec, run_sweep
 
 torch.set_num_threads(2)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-out = Outputs("04_latent_slices", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, PROMPTS=PROMPTS, NUM_STEPS=NUM_STEPS, GUIDANCE=GUIDANCE, N=N, LO=LO, HI=HI, K=K,
-    DIM=DIM, RADIUS=RADIUS, RADIUS_LARGE=RADIUS_LARGE, N_EXTREME=N_EXTREME, BATCH_SIZE=BATCH_SIZE))
+out = Outputs("04_latent_slices", OUT_DIR, namespace=globals())
 t_start = time.time()
 MODEL_REF = MODEL if MODEL == "tiny-ldm" else str(paths.resolve(MODEL))  # relative to the repository root
 pipe = load_pipeline(MODEL_REF, device=DEVICE)
@@ -121,11 +120,11 @@ df["inside_hull"] = planes.in_hull(u, v)
 
 # %% [markdown]
 # $\delta$ again at a larger radius (`RADIUS_LARGE`), with the same polytope basis as the sweep
-# (`random_projection(E, DIM, seed=SEED + 1)`): only forward passes, cheap.
+# (`geom.complexity.polytope_basis(E, DIM, seed=SEED)`, the rule of every entry point): only forward passes, cheap.
 
 # %%
 E = int(np.prod(pipe.latent_shape))
-basis = geom.random_projection(E, min(DIM, E), seed=SEED + 1, dtype=pipe.dtype, device=pipe.device).T
+basis = polytope_basis(E, min(DIM, E), seed=SEED, dtype=pipe.dtype, device=pipe.device)
 delta_large = []
 for s in range(0, len(z), 64):
     delta_large.append(geom.local_complexity(pipe.vae_decode, z[s:s + 64].to(pipe.device, pipe.dtype),

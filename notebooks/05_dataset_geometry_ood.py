@@ -70,9 +70,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+import geom
 from geom import datasets, lid, paths, slices, stats
-from geom.descriptors import describe
-from geom.detectors import png_bytes
 from geom.models import load_pipeline
 from geom.plots import descriptor_hist, image_grid
 from geom.run import Outputs
@@ -80,10 +79,7 @@ from geom.shapes import from_model_range, to_model_range
 
 torch.set_num_threads(2)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-out = Outputs("05_dataset_geometry_ood", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, N_ID=N_ID, ID_SEED=ID_SEED, OOD_KINDS=OOD_KINDS, N_OOD=N_OOD, K=K, DIM=DIM,
-    RADIUS=RADIUS, N_BOOT=N_BOOT, FLIPD_T0=FLIPD_T0, FLIPD_PROBES=FLIPD_PROBES, FLIPD_T0S=FLIPD_T0S,
-    N_CURVE=N_CURVE, N_TIMING=N_TIMING, FPR=FPR))
+out = Outputs("05_dataset_geometry_ood", OUT_DIR, namespace=globals())
 t_start = time.time()
 MODEL_REF = MODEL if MODEL == "tiny-ldm" else str(paths.resolve(MODEL))  # relative to the repository root
 pipe = load_pipeline(MODEL_REF, device=DEVICE)
@@ -110,72 +106,62 @@ plt.show()
 print({n: len(x) for n, x in sets.items()})
 
 # %% [markdown]
-# ## Encode, reconstruct, and describe the decoder at the latents
-# Latents are the VAE posterior means (`pipe.vae_encode`); baselines: reconstruction error
-# $\|D(E(x)) - x\|^2 / \mathrm{dim}$ and latent norm $\|E(x)\|$. The descriptors are computed with
-# `geom.slices.cached_describe` (`geom.describe` in chunks cached under a hash of the decoder weights, the
-# latents and the settings), so an interrupted full-size run resumes where it stopped. Each step is timed
-# (wall clock, this machine) for the detector table's `seconds_per_sample`.
+# ## Encode, and every signal of each image in one call
+# Latents are the VAE posterior means (`pipe.encode_images`, timed: `encode_s`). Every other signal comes from
+# one `geom.report` call at those latents, with the input images:
+# * $\psi$, $\nu$, $\delta$ of the decoder, through `geom.slices.cached_describe` (`cache_dir`: chunks cached
+#   under a hash of the decoder weights, its scaling factor, the latents and the settings), so an interrupted
+#   full-size run resumes where it stopped;
+# * the baselines, reconstruction error $\mathrm{mean}((\mathrm{clip}(D(E(x)), -1, 1) - x)^2)$ (`clip_output=True`:
+#   the decoded image clipped to the image range $[-1, 1]$, as it is shown) and latent norm $\|E(x)\|_2$, both in
+#   float64, `geom.report`'s definition. Before issue 24 this notebook computed them in float32, which differs by
+#   at most 4.4e-6 relative (reconstruction error) and 1.2e-7 (norm) and changes no AUROC of the committed tables,
+#   pooled or per kind; every other signal is bit-identical to the former inline code;
+# * FLIPD (`geom.lid.flipd`) of each latent under tiny-ldm's UNet and scheduler at `FLIPD_T0` with `FLIPD_PROBES`
+#   Rademacher probes, the **unconditional** model (empty prompt), in chunks of `BATCH_SIZE` latents with one set
+#   of probes drawn from `SEED` (so an image's value does not depend on its batch);
+# * the control, `png_bytes` of the 8-bit input image (no model).
+#
+# Each step is timed (wall clock, this machine) for the detector table's `seconds_per_sample`.
 
 # %%
 x_model = to_model_range(images)
 t = time.perf_counter()
 lat = pipe.encode_images(x_model)
 encode_s = (time.perf_counter() - t) / len(images)
-t = time.perf_counter()
-rec = pipe.decode_latents(lat)
-recon_error = ((rec.clamp(-1, 1) - x_model) ** 2).mean((1, 2, 3)).numpy()
-decode_s = (time.perf_counter() - t) / len(images)
-t = time.perf_counter()
-latent_norm = lat.flatten(1).norm(dim=1).numpy()
-norm_s = (time.perf_counter() - t) / len(images)
-
-t0 = time.time()
-desc = slices.cached_describe(pipe.vae_decode, lat.to(pipe.device, pipe.dtype), paths.resolve(CACHE_DIR), k=K,
-                              radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH_SIZE,
-                              extra=(pipe.vae_decode.scaling_factor,), progress=False)
-t_desc = time.time() - t0
-df = pd.DataFrame(dict(source=source, ood=is_ood, psi=desc["psi"], nu=desc["nu"], delta=desc["delta"],
-                       recon_error=recon_error, latent_norm=latent_norm))
-print(f"{len(df)} images described in {t_desc:.0f} s ({t_desc / len(df):.2f} s per image; ~0 when read from the cache)")
-
-# %% [markdown]
-# ## FLIPD of the encoded latents, and the PNG-size control
-# FLIPD (`geom.lid.flipd`) of each latent under tiny-ldm's UNet and scheduler at `FLIPD_T0` with `FLIPD_PROBES`
-# Rademacher probes (one set shared by every image, so an image's value does not depend on its batch), the
-# unconditional model (empty prompt). The control: `geom.detectors.png_bytes` of the 8-bit input image (no model).
-# The descriptors are timed here without the cache on `N_TIMING` images spread over all sets: `describe` without
-# $\delta$ (what $\psi$ and $\nu$ cost) and with it (what $\delta$ costs).
-
-# %%
+lat_dev = lat.to(pipe.device, pipe.dtype)
 with torch.no_grad():
     emb_uncond = pipe.encode_prompt([""])
-lat_dev = lat.to(pipe.device, pipe.dtype)
-t = time.perf_counter()
-fl = [lid.flipd(pipe, lat_dev[s:s + BATCH_SIZE], FLIPD_T0, encoder_hidden_states=emb_uncond, probes=FLIPD_PROBES,
-                seed=SEED) for s in range(0, len(lat_dev), BATCH_SIZE)]
-flipd_s = (time.perf_counter() - t) / len(images)
-level = fl[0].level
-df["flipd"] = torch.cat([r.lid for r in fl]).numpy()
-df["flipd_stderr"] = torch.cat([r.stderr for r in fl]).numpy()
+rep = geom.report(pipe.vae_decode, lat_dev, x_model, k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH_SIZE,
+                  clip_output=True, cache_dir=paths.resolve(CACHE_DIR), cache_extra=(pipe.vae_decode.scaling_factor,),
+                  flipd_model=pipe, t0=FLIPD_T0,
+                  flipd_kwargs={"flipd": dict(encoder_hidden_states=emb_uncond, probes=FLIPD_PROBES)}, progress=False)
+sps = rep.attrs["seconds_per_sample"]
+level = rep.attrs["flipd"]["flipd"]  # the noise level FLIPD used (t0_used, timestep, sigma)
+df = pd.concat([pd.DataFrame(dict(source=source, ood=is_ood)),
+                rep[["psi", "nu", "delta", "recon_error", "latent_norm", "flipd", "flipd_stderr", "png_bytes"]]], axis=1)
+df["png_bytes"] = df["png_bytes"].astype(float)
+print(f"{len(df)} images described in {sps['descriptors'] * len(df):.0f} s ({sps['descriptors']:.2f} s per image; ~0 "
+      "when read from the cache)")
 
-t = time.perf_counter()
-df["png_bytes"] = png_bytes(images, value_range=(0.0, 1.0)).astype(float)
-png_s = (time.perf_counter() - t) / len(images)
+# %% [markdown]
+# ## FLIPD's noise level, and the descriptors timed without the cache
+# The descriptors are timed here without the cache on `N_TIMING` images spread over all sets (`geom.report`
+# without `cache_dir` times $\psi, \nu$, i.e. `describe` without $\delta$, and $\delta$ apart; `describe` with
+# $\delta$ costs their sum).
 
+# %%
 tsub = stats.spread_subset(np.arange(len(images)), N_TIMING)
-t = time.perf_counter()
-describe(pipe.vae_decode, lat_dev[tsub], k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH_SIZE,
-         complexity=False, progress=False)
-describe_s = (time.perf_counter() - t) / len(tsub)
-t = time.perf_counter()
-describe(pipe.vae_decode, lat_dev[tsub], k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH_SIZE,
-         progress=False)
-describe_delta_s = (time.perf_counter() - t) / len(tsub)
+timing = geom.report(pipe.vae_decode, lat_dev[tsub], k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH_SIZE,
+                     signals=["descriptors"], progress=False).attrs["seconds_per_sample"]
+describe_s = timing["psi_nu"]
+describe_delta_s = timing["psi_nu"] + timing["delta"]
+decode_s, norm_s = sps["decode"] + sps["recon_error"], sps["latent_norm"]
+flipd_s, png_s = sps["flipd"], sps["png_bytes"]
 
 D_LAT = int(np.prod(pipe.latent_shape))
-print(f"FLIPD at t0 = {FLIPD_T0} (used {level.t0_used:.3f}: diffusers timestep {level.timestep:g}, sigma "
-      f"{level.sigma:.3f}), {FLIPD_PROBES} probes, D = {D_LAT}: median Hutchinson stderr "
+print(f"FLIPD at t0 = {FLIPD_T0} (used {level['t0_used']:.3f}: diffusers timestep {level['timestep']:g}, sigma "
+      f"{level['sigma']:.3f}), {FLIPD_PROBES} probes, D = {D_LAT}: median Hutchinson stderr "
       f"{df.flipd_stderr.median():.2f} (max {df.flipd_stderr.max():.2f}; spread of FLIPD over images: sd "
       f"{df.flipd.std():.1f})")
 print(f"seconds per image: encode {encode_s:.4f}, decode + MSE {decode_s:.4f}, norm {norm_s:.6f}, "
@@ -314,7 +300,7 @@ for grp, col in (("ID", "tab:blue"), ("OOD", "tab:red")):
     ax.plot(bb.t0, bb["mean"], "o-", ms=3, c=col, label=f"{grp} (n={int(bb.n.max())})")
     ax.fill_between(bb.t0, bb.low, bb.high, color=col, alpha=0.2)
 ax.axhline(D_LAT, c="k", ls="--", lw=0.8, label=f"D = {D_LAT}")
-ax.axvline(level.t0_used, c="k", ls=":", lw=0.8, label=f"FLIPD_T0 = {level.t0_used:g}")
+ax.axvline(level["t0_used"], c="k", ls=":", lw=0.8, label=f"FLIPD_T0 = {level['t0_used']:g}")
 ax.set_xscale("log")
 ax.set_xlabel("noise level $t_0$ (fraction of the schedule)")
 ax.set_ylabel("FLIPD of the encoded latent")
@@ -352,7 +338,7 @@ comparisons.round(3)
 
 # %%
 out.results.update(
-    model=pipe.kind, n_id=int((~is_ood).sum()), n_ood=int(is_ood.sum()), seconds_per_image=t_desc / len(df),
+    model=pipe.kind, n_id=int((~is_ood).sum()), n_ood=int(is_ood.sum()), seconds_per_image=sps["descriptors"],
     means=df.groupby("source")[COLS].mean().to_dict(),
     spearman_roughness=rho, id_means_by_background=by_background.to_dict(),
     auroc={f"{r.score}|{r.ood}": dict(auroc=r.auroc, lo=r.lo, hi=r.hi) for r in aurocs.itertuples()},
@@ -364,7 +350,7 @@ out.results.update(
     seconds_per_image_steps=dict(encode=encode_s, decode_mse=decode_s, latent_norm=norm_s, flipd=flipd_s,
                                  png=png_s, describe_without_delta=describe_s, describe_with_delta=describe_delta_s,
                                  n_timing=len(tsub)),
-    flipd=dict(t0=FLIPD_T0, t0_used=level.t0_used, timestep=level.timestep, sigma=level.sigma,
+    flipd=dict(t0=FLIPD_T0, t0_used=level["t0_used"], timestep=level["timestep"], sigma=level["sigma"],
                probes=FLIPD_PROBES, noise="rademacher", conditioning="unconditional (empty prompt)", D=D_LAT,
                stderr_median=float(df.flipd_stderr.median()), stderr_max=float(df.flipd_stderr.max()),
                sd_over_images=float(df.flipd.std()),
@@ -385,7 +371,7 @@ print("nu within [1, k]:", bool(df["nu"].between(1, K).all()))
 print("detector table rows:", sorted(det.score))
 print("columns:", DET_COLS)
 print("directions stated a priori:", sorted(det.score[~det.direction_from_data]))
-print(f"FLIPD: t0 {FLIPD_T0} -> step {int(level.timestep) + 1} of {pipe.scheduler.config.num_train_timesteps}, "
+print(f"FLIPD: t0 {FLIPD_T0} -> step {int(level['timestep']) + 1} of {pipe.scheduler.config.num_train_timesteps}, "
       f"{FLIPD_PROBES} probes, D = {D_LAT}, finite: {bool(np.isfinite(df.flipd).all())}")
 
 # %% [markdown]

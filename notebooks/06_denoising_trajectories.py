@@ -78,14 +78,10 @@ from geom import trajectories as tr
 from geom.models import load_pipeline
 from geom.plots import image_grid
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
-out = Outputs("06_denoising_trajectories", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, NUM_STEPS=NUM_STEPS, EVERY=EVERY, GUIDANCES=GUIDANCES, N_SEEDS=N_SEEDS,
-    PROMPTS=PROMPTS, MEM_GUIDANCE=MEM_GUIDANCE, MEMORISED_PROMPTS=MEMORISED_PROMPTS, NORMAL_PROMPTS=NORMAL_PROMPTS,
-    N_MEM_PROMPTS=N_MEM_PROMPTS, N_MEM_SEEDS=N_MEM_SEEDS, AT=AT, K=K, RADIUS=RADIUS, DIM=DIM,
-    WEN_STEPS=WEN_STEPS, EARLY_STEPS=EARLY_STEPS, BATCH=BATCH, FLIPD_T0=FLIPD_T0, FLIPD_PROBES=FLIPD_PROBES,
-    FLIPD_T0S=FLIPD_T0S, N_CURVE=N_CURVE, N_BOOT=N_BOOT, FPR=FPR))
+out = Outputs("06_denoising_trajectories", OUT_DIR, namespace=globals())
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latents", pipe.latent_shape, "images", pipe.image_size, "device", pipe.device)
 rng = np.random.default_rng(SEED)
@@ -101,7 +97,7 @@ def shapes_prompts(n: int) -> list[str]:
 
 sweep_prompts = list(PROMPTS) or shapes_prompts(N_SEEDS)
 sweep_prompts = [sweep_prompts[i % len(sweep_prompts)] for i in range(N_SEEDS)]
-seeds = [SEED * 1000 + i for i in range(N_SEEDS)]
+seeds = [derive(SEED, "06.trajectory", i) for i in range(N_SEEDS)]
 kw = dict(num_steps=NUM_STEPS, at=AT, every=EVERY, k=K, radius=RADIUS, dim=DIM, descriptor_seed=SEED,
           batch_size=BATCH)
 print("guidance-sweep prompts:", sweep_prompts)
@@ -183,7 +179,7 @@ plt.show()
 mem_prompts = (list(MEMORISED_PROMPTS) or list(shapes.MEMORISED_PROMPTS))[:N_MEM_PROMPTS]
 norm_prompts = (list(NORMAL_PROMPTS) or shapes_prompts(len(mem_prompts)))[:len(mem_prompts)]
 mp = [p for p in mem_prompts + norm_prompts for _ in range(N_MEM_SEEDS)]
-ms = [SEED * 1000 + 500 + j for _ in mem_prompts + norm_prompts for j in range(N_MEM_SEEDS)]
+ms = [derive(SEED, "06.memorisation", j) for _ in mem_prompts + norm_prompts for j in range(N_MEM_SEEDS)]
 t0 = time.time()
 mem, z_mem = tr.describe_trajectories(pipe, mp, ms, guidance_scale=MEM_GUIDANCE, **kw)
 mem["memorised"] = mem["prompt"].isin(mem_prompts)
@@ -274,10 +270,18 @@ with pd.option_context("display.max_colwidth", 40):
 #   UNet wrapped by `lid.as_eps_model`), **prompt-conditional** (`flipd_cond`: the UNet with the sample's own prompt
 #   embedding, the model density $p_\theta(x \mid c)$; Ross et al. use the conditional LID for prompt-level
 #   memorisation) and **unconditional** (`flipd_uncond`: the empty prompt);
-# * **reconstruction error** `recon_error`: mean squared error of the final image (clipped to $[-1, 1]$) after VAE
-#   encode (posterior mean) and decode (`pipe.encode_images` / `decode_latents`);
-# * **latent norm** `latent_norm` $\lVert z_0 \rVert_2$ of the final latent;
+# * **reconstruction error** `recon_error`: mean squared error, in float64, of the final image (clipped to
+#   $[-1, 1]$) after VAE encode (posterior mean) and decode, the reconstruction not clipped (`clip_output=False`);
+# * **latent norm** `latent_norm` $\lVert z_0 \rVert_2$ of the final latent (float64);
 # * the model-free **control** `png_bytes`: the final image's PNG-compressed size (`geom.detectors.png_bytes`).
+#
+# All of them come from `geom.report`, in two calls: one at the final latents $z_0$ with the final images (FLIPD as
+# two named runs, each in chunks of `BATCH` samples with one set of probes drawn from `SEED`; the latent norm; the
+# PNG size; the final-step descriptors, timed there), and one from the final images alone (`encode=pipe.vae_encode`),
+# because the reconstruction error is measured at the image's *re-encoded* latent, not at $z_0$. Before issue 24
+# this cell called `geom.lid.flipd` once on all samples: chunking changes FLIPD by float32 rounding only (at most
+# 7e-5 on values of 50-250 on this machine, against a smallest gap of 0.015 between a memorised and a normal sample),
+# so no AUROC moves; the other signals are bit-identical to the former inline code.
 #
 # **Directions, stated before the data.** Wen et al.: higher = memorised (their paper). FLIPD: lower = memorised
 # (Ross et al.: a memorised sample lies on a learned manifold of too low dimension), for both conditionings. The
@@ -302,9 +306,8 @@ with pd.option_context("display.max_colwidth", 40):
 # and descriptor scores are in the memorisation AUROC table above.
 
 # %%
+import geom
 from geom import lid
-from geom.descriptors import describe
-from geom.detectors import png_bytes
 
 n_mem = len(mp)
 signals = scores.drop(columns=["memorised"]).copy()
@@ -319,44 +322,38 @@ sec["wen_early"] = (stamps[EARLY_STEPS - 1] - t_start) / n_mem
 sec["wen_first_step"] = (stamps[0] - t_start) / n_mem
 
 t = time.perf_counter()
-describe(pipe.vae_decode, z_mem, k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH, complexity=False,
-         progress=False)
-describe_s = (time.perf_counter() - t) / n_mem
-t = time.perf_counter()
-describe(pipe.vae_decode, z_mem, k=K, radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH, progress=False)
-describe_delta_s = (time.perf_counter() - t) / n_mem
-n_early = int((tr.described_steps(NUM_STEPS, EVERY) < EARLY_STEPS).sum())
-for c in COLS:
-    per_latent = describe_delta_s if c == "delta" else describe_s
-    sec[f"{c}_final"] = per_latent
-    sec[f"{c}_early"] = sec["wen_early"] + n_early * per_latent
-
+img = pipe.decode_latents(z_mem).clamp(-1, 1)  # the final images
+decode_s = (time.perf_counter() - t) / n_mem
 emb_cond, emb_uncond = pipe.encode_prompt(mp), pipe.encode_prompt([""])
-fl = {}
-for name, emb in (("flipd_cond", emb_cond), ("flipd_uncond", emb_uncond)):
-    t = time.perf_counter()
-    fl[name] = lid.flipd(pipe, z_mem, FLIPD_T0, encoder_hidden_states=emb, probes=FLIPD_PROBES, seed=SEED)
-    sec[name] = (time.perf_counter() - t) / n_mem
-    signals[name] = fl[name].lid.numpy()
-    signals[f"{name}_stderr"] = fl[name].stderr.numpy()
-
-t = time.perf_counter()
-img = pipe.decode_latents(z_mem).clamp(-1, 1)
-rec = pipe.decode_latents(pipe.encode_images(img))
-signals["recon_error"] = ((rec.double() - img.double()) ** 2).flatten(1).mean(1).numpy()
-sec["recon_error"] = (time.perf_counter() - t) / n_mem
-t = time.perf_counter()
-signals["latent_norm"] = torch.linalg.vector_norm(z_mem.double().flatten(1), dim=1).numpy()
-sec["latent_norm"] = (time.perf_counter() - t) / n_mem
-t = time.perf_counter()
-signals["png_bytes"] = png_bytes(pipe.decode_latents(z_mem)).astype(float)
-sec["png_bytes"] = (time.perf_counter() - t) / n_mem
+FLIPD_RUNS = {"flipd_cond": dict(encoder_hidden_states=emb_cond, probes=FLIPD_PROBES),     # one prompt per sample
+              "flipd_uncond": dict(encoder_hidden_states=emb_uncond, probes=FLIPD_PROBES)}  # the empty prompt
+rep = geom.report(pipe.vae_decode, z_mem, img, signals=["descriptors", "latent_norm", "png_bytes", "flipd"], k=K,
+                  radius=RADIUS, dim=DIM, seed=SEED, batch_size=BATCH, flipd_model=pipe, t0=FLIPD_T0,
+                  flipd_kwargs=FLIPD_RUNS, progress=False)
+# the reconstruction error is that of the final image's VAE round trip, i.e. at its re-encoded latent, not at z_0:
+# a second call, from the images (encode = pipe.vae_encode), in batches of 64 as pipe.encode_images / decode_latents
+round_trip = geom.report(pipe.vae_decode, images=img, encode=pipe.vae_encode, signals=["recon_error"],
+                         batch_size=64, progress=False)
+sps, spr = rep.attrs["seconds_per_sample"], round_trip.attrs["seconds_per_sample"]
+n_early = int((tr.described_steps(NUM_STEPS, EVERY) < EARLY_STEPS).sum())
+for c in COLS:  # the final-step descriptors' cost: one describe of a latent (timed at z_0), without / with delta
+    sec[f"{c}_final"] = sps["psi_nu"] + (sps["delta"] if c == "delta" else 0.0)
+    sec[f"{c}_early"] = sec["wen_early"] + n_early * sec[f"{c}_final"]
+for name in FLIPD_RUNS:
+    sec[name] = sps[name]
+    signals[name], signals[f"{name}_stderr"] = rep[name].to_numpy(), rep[f"{name}_stderr"].to_numpy()
+signals["recon_error"] = round_trip["recon_error"].to_numpy()
+sec["recon_error"] = decode_s + spr["encode"] + spr["decode"] + spr["recon_error"]
+signals["latent_norm"] = rep["latent_norm"].to_numpy()
+sec["latent_norm"] = sps["latent_norm"]
+signals["png_bytes"] = rep["png_bytes"].to_numpy().astype(float)
+sec["png_bytes"] = decode_s + sps["png_bytes"]
 signals["memorised"] = scores["memorised"]
 
-level = fl["flipd_cond"].level
-print(f"FLIPD at t0 = {FLIPD_T0} (used {level.t0_used:.3f}: diffusers timestep {level.timestep:g}, sigma "
-      f"{level.sigma:.3f}), {FLIPD_PROBES} probes, D = {int(np.prod(pipe.latent_shape))}")
-for name in fl:
+level = rep.attrs["flipd"]["flipd_cond"]  # the noise level both runs used
+print(f"FLIPD at t0 = {FLIPD_T0} (used {level['t0_used']:.3f}: diffusers timestep {level['timestep']:g}, sigma "
+      f"{level['sigma']:.3f}), {FLIPD_PROBES} probes, D = {int(np.prod(pipe.latent_shape))}")
+for name in FLIPD_RUNS:
     se, sd = np.median(signals[f"{name}_stderr"]), signals[name].std()
     print(f"  {name}: median Hutchinson stderr {se:.2f} (spread of FLIPD over samples: sd {sd:.1f})")
 print(f"sampling ({NUM_STEPS} DDIM steps, guidance {MEM_GUIDANCE:g}): {sampling_s:.3f} s per sample")
@@ -397,7 +394,7 @@ for ax, cond in zip(axes, ("conditional", "unconditional")):
         ax.plot(bb.t0, bb["mean"], "o-", ms=3, c=col, label=f"{grp} (n={int(bb.n.max())})")
         ax.fill_between(bb.t0, bb.low, bb.high, color=col, alpha=0.2)
     ax.axhline(D_LAT, c="k", ls="--", lw=0.8)
-    ax.axvline(level.t0_used, c="k", ls=":", lw=0.8)
+    ax.axvline(level["t0_used"], c="k", ls=":", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("noise level $t_0$ (fraction of the schedule)")
     ax.set_title(f"{cond} FLIPD of the final latent")
@@ -551,11 +548,11 @@ out.results["detector_n_normal"] = int((~is_mem).sum())
 out.results["sampling_seconds_per_sample"] = sampling_s
 out.results["flipd_conditioning"] = "conditional (flipd_cond, the sample's prompt) and unconditional (flipd_uncond)"
 out.results["flipd_t0"] = FLIPD_T0
-out.results["flipd_t0_used"] = level.t0_used
-out.results["flipd_timestep"] = level.timestep
-out.results["flipd_sigma"] = level.sigma
+out.results["flipd_t0_used"] = level["t0_used"]
+out.results["flipd_timestep"] = level["timestep"]
+out.results["flipd_sigma"] = level["sigma"]
 out.results["flipd_probes"] = FLIPD_PROBES
-for name in fl:
+for name in FLIPD_RUNS:
     out.results[f"{name}_stderr_median"] = float(np.median(signals[f"{name}_stderr"]))
     out.results[f"{name}_stderr_max"] = float(np.max(signals[f"{name}_stderr"]))
     out.results[f"{name}_mean_memorised"] = float(signals.loc[is_mem, name].mean())

@@ -65,11 +65,10 @@ from geom import trajectories as tr
 from geom.embeddings import embed
 from geom.models import load_pipeline
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
-out = Outputs("07_level_sets_diversity", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, N_SAMPLES=N_SAMPLES, NUM_STEPS=NUM_STEPS, GUIDANCE=GUIDANCE, PROMPTS=PROMPTS,
-    LEVELS=LEVELS, K=K, RADIUS=RADIUS, DIM=DIM, EMBEDDING=EMBEDDING, N_RANDOM=N_RANDOM, N_BOOT=N_BOOT, BATCH=BATCH))
+out = Outputs("07_level_sets_diversity", OUT_DIR, namespace=globals())
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latents", pipe.latent_shape, "images", pipe.image_size)
 rng = np.random.default_rng(SEED)
@@ -83,7 +82,7 @@ elif pipe.kind == "tiny-ldm":
     SUBPOPS = ["shape", "colour", "background"]
 else:
     raise ValueError("on Stable Diffusion pass PROMPTS (a list of prompts, e.g. one per sub-population)")
-meta["seed"] = SEED * 100_000 + np.arange(N_SAMPLES)
+meta["seed"] = np.array([derive(SEED, "07.sample", i) for i in range(N_SAMPLES)])
 
 # %% [markdown]
 # ## Generate and describe

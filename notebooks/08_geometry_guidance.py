@@ -65,12 +65,10 @@ from geom.embeddings import embed
 from geom.stats import brightness_contrast, mean_ci, spearman_ci, vendi
 from geom.models import load_pipeline
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(2)
-out = Outputs("08_geometry_guidance", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, N_IMAGES=N_IMAGES, TIMESTEPS_PER_IMAGE=TIMESTEPS_PER_IMAGE, N_BINS=N_BINS, K=K,
-    REWARD_STEPS=REWARD_STEPS, REWARD_WIDTH=REWARD_WIDTH, RHOS=RHOS, PROMPTS=PROMPTS, N_SEEDS=N_SEEDS,
-    NUM_STEPS=NUM_STEPS, GUIDANCE_SCALE=GUIDANCE_SCALE, REWARD_KIND=REWARD_KIND, EMBEDDING=EMBEDDING, N_BOOT=N_BOOT))
+out = Outputs("08_geometry_guidance", OUT_DIR, namespace=globals())
 pipe = load_pipeline(MODEL)
 print(pipe.kind, "latent", pipe.latent_shape, "image", pipe.image_size)
 
@@ -82,7 +80,7 @@ print(pipe.kind, "latent", pipe.latent_shape, "image", pipe.image_size)
 # %%
 t0 = time.time()
 per_combo = max(1, int(np.ceil(N_IMAGES / 240)))
-data = shapes.make_dataset(n_per_combo=per_combo, size=pipe.image_size[0], seed=SEED + 1000, memorised=False)
+data = shapes.make_dataset(n_per_combo=per_combo, size=pipe.image_size[0], seed=derive(SEED, "08.dataset"), memorised=False)
 pick = np.random.default_rng(SEED).choice(len(data), size=min(N_IMAGES, len(data)), replace=False)
 images = shapes.to_model_range(data.images[pick])
 x0 = pipe.encode_images(images)
@@ -113,7 +111,7 @@ print(f"held-out accuracy {hist['val_accuracy']:.2f} (majority class {hist['chan
 # %%
 rows, finals = [], {}
 for p_i, prompt in enumerate(PROMPTS):
-    x_T = torch.randn(N_SEEDS, *pipe.latent_shape, generator=torch.Generator().manual_seed(SEED * 1000 + p_i))
+    x_T = torch.randn(N_SEEDS, *pipe.latent_shape, generator=torch.Generator().manual_seed(derive(SEED, "08.prompt", p_i)))
     for rho in RHOS:
         res = guidance.guided_sample(pipe, [prompt] * N_SEEDS, model, rho=rho, num_steps=NUM_STEPS,
                                      guidance_scale=GUIDANCE_SCALE, latents=x_T.to(pipe.device), kind=REWARD_KIND)

@@ -48,13 +48,12 @@ import torch
 
 from geom import fisher as Fi
 from geom import physics as P
+from geom.plots import figure_legend
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)  # small matrices; leaves the second core to others
-out = Outputs("09_ising_chain", OUT_DIR, params=dict(
-    SEED=SEED, N_SPINS=N_SPINS, BUNDLE=BUNDLE, GRID=GRID, K_RANGE=K_RANGE, H_RANGE=H_RANGE, POOL=POOL,
-    SIGMA=SIGMA, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS, BUNDLES_PER_POINT=BUNDLES_PER_POINT,
-    SWEEP_N=SWEEP_N, POOL_CONTROL=POOL_CONTROL))
+out = Outputs("09_ising_chain", OUT_DIR, namespace=globals())
 t_run = time.time()
 
 # %% [markdown]
@@ -187,24 +186,22 @@ for N in SWEEP_N:
     geo_N = geo if N == BUNDLE else Fi.reconstruct(pool, grid, N, posterior_steps=POSTERIOR_STEPS, fit_steps=FIT_STEPS,
                                                    bundles_per_point=BUNDLES_PER_POINT, seed=SEED)
     S = geo_N.heldout(stats).double().sum(1)  # summed sufficient statistics of the held-out bundles
-    P_bayes = torch.softmax(S @ grid.natural.T - N * logz_grid[None], -1)  # exact posterior, uniform prior
-    P_bayes_s = grid.smooth(P_bayes)
-    fit_bayes = Fi.fit_log_partition(P_bayes_s, grid, N, steps=FIT_STEPS, seed=SEED)
+    ll = Fi.exponential_family_loglik(S, grid.natural, N, logz_grid)
+    exact = Fi.exact_posterior_stage(ll, grid, N, geo_N.idx, FIT_STEPS, seed=SEED)  # exact posterior, uniform prior
     ests_N = {"hessian_of_learned_F": geo_N.g,
-              "hessian_of_F_fit_to_exact_posterior": Fi.metric(fit_bayes.F, grid.natural).detach(),
+              "hessian_of_F_fit_to_exact_posterior": exact.g,
               "posterior_covariance_baseline": Fi.posterior_fisher(geo_N.P, grid, N, geo_N.idx),
-              "posterior_covariance_of_exact_posterior": Fi.posterior_fisher(P_bayes_s, grid, N, geo_N.idx),
+              "posterior_covariance_of_exact_posterior": exact.g_post,
               "fluctuation_baseline": g_fluct}
     for name, g in ests_N.items():
         sweep_rows.append(dict(N=N, estimator=name, **Fi.error_summary(g, g_exact, interior),
                                not_pd_fraction=Fi.not_positive_definite_fraction(g)))
-    _, C_bayes = Fi.posterior_moments(P_bayes, grid.natural)
-    sd_cells = C_bayes.diagonal(dim1=1, dim2=2).sqrt() / step
+    sd_cells = Fi.posterior_sd_cells(exact.posterior, grid.natural, step)
     diag_rows.append(dict(N=N, exact_posterior_sd_K_cells=sd_cells[:, 0].median().item(),
                           exact_posterior_sd_H_cells=sd_cells[:, 1].median().item(),
-                          js_learned_vs_exact_posterior=Fi.js_divergence(geo_N.P, P_bayes_s).mean().item(),
+                          js_learned_vs_exact_posterior=Fi.js_divergence(geo_N.P, exact.smoothed).mean().item(),
                           posterior_ce_final=float(np.mean(geo_N.posterior_history[-50:])),
-                          fit_js_learned=geo_N.fit.history[-1][1], fit_js_exact_posterior=fit_bayes.history[-1][1],
+                          fit_js_learned=geo_N.fit.history[-1][1], fit_js_exact_posterior=exact.fit.history[-1][1],
                           seconds=time.time() - t0))
     print(f"N = {N}: {time.time() - t0:.0f} s")
 sweep = pd.DataFrame(sweep_rows)
@@ -223,7 +220,7 @@ diag.round(3)
 
 # %%
 t0 = time.time()
-rng_c = np.random.default_rng(SEED + 1)
+rng_c = np.random.default_rng(derive(SEED, "09.control_pool"))
 samples_c = [P.ising_chain_sample(K, H, N_SPINS, POOL_CONTROL, rng_c) for K, H in grid.points.numpy()]
 pool_c = torch.tensor(np.stack([P.ising_chain_features(x) for x in samples_c]), dtype=torch.float32)
 g_fluct_c = Fi.fluctuation_fisher(torch.tensor(np.stack([P.ising_chain_stats(x) for x in samples_c])))
@@ -266,11 +263,7 @@ ax.set_title("posterior width vs grid and smoothing")
 for a in axes:
     a.set_xticks(SWEEP_N, [str(n) for n in SWEEP_N], minor=False)
     a.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
-handles = {}
-for a in axes:
-    for hd, lab in zip(*a.get_legend_handles_labels()):
-        handles.setdefault(lab, hd)
-fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=3, fontsize=8)
+figure_legend(fig, axes, ncol=3)
 out.savefig(fig, "error_vs_bundle_size")
 plt.show()
 

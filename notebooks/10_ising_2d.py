@@ -55,7 +55,6 @@ CACHE_DIR = "build/cache/10_ising_2d"  # resumable Monte Carlo samples, CACHE_DI
 OUT_DIR = "."
 
 # %%
-import math
 import time
 
 import matplotlib.pyplot as plt
@@ -65,62 +64,13 @@ import torch
 
 from geom import fisher as Fi
 from geom import physics as P
+from geom.plots import figure_legend
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
-out = Outputs("10_ising_2d", OUT_DIR, params=dict(
-    SEED=SEED, LS=LS, GRID=GRID, GRID_LARGE=GRID_LARGE, T_RANGE=T_RANGE, H_RANGE=H_RANGE, POOL=POOL,
-    BUNDLE_SPINS=BUNDLE_SPINS, HELDOUT=HELDOUT, SIGMA=SIGMA, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS,
-    BURN_IN_TAUS=BURN_IN_TAUS, REF_CHAINS=REF_CHAINS, REF_UPDATES=REF_UPDATES, ZOOM_LS=ZOOM_LS, ZOOM_GRID=ZOOM_GRID,
-    ZOOM_T_RANGE=ZOOM_T_RANGE, ZOOM_H_RANGE=ZOOM_H_RANGE, DEVICE=DEVICE))
+out = Outputs("10_ising_2d", OUT_DIR, namespace=globals())
 EXACT_MAX_L = 10  # the transfer-matrix sampler's limit
-
-
-def heat_capacity(g, T, L):
-    """C per spin = beta^2 d^2 log Z / d beta^2 / L^2 (at h = 0), from the metric in (K, B) = (1/T, h/T)."""
-    return g[..., 0, 0] / T ** 2 / L ** 2
-
-
-def susceptibility(g, T, L):
-    """chi per spin = d<m>/dh = beta d^2 log Z / dB^2 / L^2."""
-    return g[..., 1, 1] / T / L ** 2
-
-
-def kaufman_gKK(L, T):
-    """Exact d^2 log Z / dK^2 at h = 0 (Kaufman's finite-L formula), T (m,) -> (m,)."""
-    return torch.func.vmap(torch.func.hessian(lambda k: P.ising2d_logz_kaufman(L, k)))(1 / T.double())
-
-
-def sw_thin(L):
-    """Thinning = tau_E of Swendsen-Wang at T_c, rounded up: measured 6.48 / 7.64 / 9.6 updates at L = 16 / 32 / 64
-    (geom.physics.ising2d_swendsen_wang's docstring), i.e. tau ~ L^0.28; the power law extrapolates other L."""
-    return math.ceil(9.6 * (L / 64) ** 0.28)
-
-
-def nearest_row(T_axis, T_target):
-    """Index of the grid temperature nearest T_target, or None if T_target lies outside the grid's T extent
-    (by more than half a cell): a quantity "at T ~ 3" is not defined on a window that stops at 2.6."""
-    T_axis = torch.as_tensor(T_axis, dtype=torch.float64)
-    half = 0.5 * (T_axis[-1] - T_axis[0]).item() / max(len(T_axis) - 1, 1)
-    if not T_axis[0].item() - half - 1e-9 <= T_target <= T_axis[-1].item() + half + 1e-9:
-        return None
-    return int(torch.argmin((T_axis - T_target).abs()))
-
-
-def posterior_sd_cells(g, points, N, cell):
-    """Width of the posterior of (T, h) from one bundle of N samples, in grid cells, per axis: 1 / sqrt(N g_ii)
-    with g the reference metric transformed to (T, h) (theta = (1/T, h/T)); cell = (dT, dh). Summary over the
-    points given: median and 10% / 90% quantiles (a Cramer-Rao width, the other coordinate held fixed)."""
-    T, h = points[:, 0].double(), points[:, 1].double()
-    g_TT = (g[:, 0, 0] + 2 * h * g[:, 0, 1] + h ** 2 * g[:, 1, 1]) / T ** 4
-    g_hh = g[:, 1, 1] / T ** 2
-    out = {}
-    for name, gi, c in (("T", g_TT, cell[0]), ("h", g_hh, cell[1])):
-        sd = 1 / torch.sqrt(N * gi) / c
-        q = torch.quantile(sd, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
-        out[name] = dict(median=q[1].item(), q10=q[0].item(), q90=q[2].item())
-    return out
-
 
 # %% [markdown]
 # ## Grid, samples and references, per lattice size
@@ -130,7 +80,8 @@ def posterior_sd_cells(g, points, N, cell):
 # - **$L \le 10$:** exact samples (row transfer matrix) and the exact metric (Hessian of the transfer-matrix
 #   $\log Z$) at every grid point.
 # - **$L > 10$:** Swendsen-Wang chains, one per grid point, burn-in `BURN_IN_TAUS` x `thin` updates, then one
-#   sample every `thin` updates, `thin` = the measured $\tau_E$ at $T_c$ (`sw_thin`), so the `POOL` samples of
+#   sample every `thin` updates, `thin` = the measured $\tau_E$ at $T_c$
+#   (`P.swendsen_wang_thinning`), so the `POOL` samples of
 #   a point are nearly independent even at $T_c$. Samples are cached under `CACHE_DIR/L{L}/` (a re-run reuses
 #   them; an interrupted run resumes). **References:** at $h = 0$, $g_{KK}$ and $C(T)$ are exact (Kaufman's
 #   finite-$L$ $\log Z$; $g_{KB} = 0$ by the $h \to -h$ symmetry). For $h \ne 0$ (and $\chi$ at $h = 0$) there
@@ -143,74 +94,25 @@ def posterior_sd_cells(g, points, N, cell):
 #   $g_{KK}$ at $h = 0$ against Kaufman in units of that error).
 
 # %%
-def exact_samples(L, grid):
-    rng = np.random.default_rng(SEED)
-    samples = [P.ising2d_sample(L, K, B, POOL, rng) for K, B in grid.natural.numpy()]
-    pool = torch.tensor(np.stack([P.ising2d_features(s) for s in samples]), dtype=torch.float32)
-    stats = torch.tensor(np.stack([P.ising2d_stats(s) for s in samples]))
+def exact_reference(L, grid, *_):
+    """POOL exact samples per grid point (features, statistics) and the exact metric (standard error 0)."""
+    pool, stats = P.ising2d_sample_grid(L, grid.natural, POOL, SEED)
     g_ref = P.ising2d_fisher(L, grid.natural)
     return pool, stats, g_ref, torch.zeros_like(g_ref), {}
 
 
-def mcmc_samples(L, grid, NT, NH, thin, burn_in, t_range, h_range):
-    K, B = grid.natural[:, 0].numpy(), grid.natural[:, 1].numpy()
-    G = grid.size
+def mcmc_reference(L, grid, thin, t_range, h_range):
+    """Swendsen-Wang pool (one chain per point) and the long-run reference, both cached under CACHE_DIR/L{L}/."""
+    (NT, NH), K, B = grid.shape, grid.natural[:, 0].numpy(), grid.natural[:, 1].numpy()
     tag = f"{NT}x{NH}_T{t_range[0]}-{t_range[1]}_h{h_range[0]}-{h_range[1]}_seed{SEED}"
-    run = P.ising2d_mcmc(L, K, B, G, POOL, thin=thin, burn_in=burn_in, seed=SEED + L, chunk=32,
-                         out_dir=f"{CACHE_DIR}/L{L}/pool_{tag}_thin{thin}", progress=True)
-    pool = torch.tensor(np.stack([P.ising2d_features(run["configs"][:, g]) for g in range(G)]), dtype=torch.float32)
-    stats = torch.tensor(run["stats"].transpose(1, 0, 2).copy())
-    del run
-    # long-run reference: REF_CHAINS independent chains per point, every update recorded
-    ref = P.ising2d_mcmc(L, np.tile(K, REF_CHAINS), np.tile(B, REF_CHAINS), G * REF_CHAINS, REF_UPDATES, thin=1,
-                         burn_in=burn_in, seed=SEED + 10_000 + L, chunk=256, keep_configs=False,
-                         out_dir=f"{CACHE_DIR}/L{L}/reference_{tag}_chains{REF_CHAINS}", progress=True)
-    x = ref["stats"].reshape(REF_UPDATES, REF_CHAINS, G, 2)
-    mirror = np.arange(G).reshape(NT, NH)[:, ::-1].reshape(-1)  # grid point at -h
-    flip = np.array([1.0, -1.0])  # a sample at -h with its spins flipped is a sample at h: (E, M) -> (E, -M)
-    m = x.mean((0, 1))
-    mu = 0.5 * (m + m[mirror] * flip)
-    d = x - mu
-    C = np.einsum("trgi,trgj->rgij", d, d) / REF_UPDATES  # per-chain covariance about the pooled mean
-    Cm = C[:, mirror] * np.outer(flip, flip)
-    h0 = np.zeros((NT, NH), dtype=bool)
-    h0[:, NH // 2] = True
-    h0 = h0.reshape(-1)
-    both = np.concatenate([C, Cm], 0)  # at h = 0 the mirror is the same chain: only its KB part is new (-> 0)
-    g_ref = both.mean(0)
-    se = np.where(h0[:, None, None], C.std(0, ddof=1) / math.sqrt(REF_CHAINS),
-                  both.std(0, ddof=1) / math.sqrt(2 * REF_CHAINS))
-    se[h0, 0, 1] = se[h0, 1, 0] = 0.0  # g_KB = 0 at h = 0 exactly (symmetry)
-    g_ref, se = torch.tensor(g_ref), torch.tensor(se)
-    # exact at h = 0: Kaufman's g_KK; keep the long run's value to check the reference against it
-    Tcol = grid.points.reshape(NT, NH, 2)[:, NH // 2, 0]
-    g_kauf = kaufman_gKK(L, Tcol)
-    idx0 = torch.tensor(np.nonzero(h0)[0])
-    z = (g_ref[idx0, 0, 0] - g_kauf) / se[idx0, 0, 0]
-    g_ref[idx0, 0, 0] = g_kauf
-    se[idx0, 0, 0] = 0.0
-    # integrated autocorrelation times of E and |M| at h = 0, nearest T_c and away (2.0, 3.0), where on the grid
-    taus = []
-    for T_target in (P.T_CRITICAL, 2.0, 3.0):
-        it = nearest_row(Tcol, T_target)
-        if it is None:
-            continue
-        g = it * NH + NH // 2
-        row = dict(L=L, T=Tcol[it].item(), near="T_c" if T_target == P.T_CRITICAL else f"{T_target:.1f}")
-        for name, series in (("E", -x[:, :, g, 0]), ("absM", np.abs(x[:, :, g, 1]))):
-            try:
-                row[f"tau_{name}"], row[f"tau_{name}_se"] = P.integrated_autocorr_time(series)
-            except ValueError as e:  # a series shorter than 50 tau: report it, do not guess
-                row[f"tau_{name}"], row[f"tau_{name}_se"] = float("nan"), float("nan")
-                print(f"L={L}, T={Tcol[it]:.2f}, {name}: {e}")
-        taus.append(row)
-    rel_se = torch.linalg.matrix_norm(se) / torch.linalg.matrix_norm(g_ref)
-    quality = dict(updates_per_point=2 * REF_CHAINS * REF_UPDATES, chains_per_point=REF_CHAINS,
-                   median_rel_se_metric=rel_se.median().item(), max_rel_se_metric=rel_se.max().item(),
-                   kaufman_check_median_abs_z=z.abs().median().item(),
-                   kaufman_check_frac_abs_z_below_2=(z.abs() < 2).double().mean().item(),
-                   kaufman_check_max_abs_z=z.abs().max().item(), autocorr=taus)
-    return pool, stats, g_ref, se, quality
+    pool, stats = P.ising2d_mcmc_pool(L, K, B, POOL, thin=thin, burn_in=BURN_IN_TAUS * thin, seed=derive(SEED, "10.mcmc", L),
+                                      out_dir=f"{CACHE_DIR}/L{L}/pool_{tag}_thin{thin}", progress=True)
+    ref = P.ising2d_long_run_reference(L, K, B, grid.t1, NH, chains=REF_CHAINS, updates=REF_UPDATES,
+                                       burn_in=BURN_IN_TAUS * thin, seed=derive(SEED, "10.reference", L), progress=True,
+                                       out_dir=f"{CACHE_DIR}/L{L}/reference_{tag}_chains{REF_CHAINS}")
+    for note in ref.notes:  # autocorrelation series too short for their tau: NaN in the table
+        print(note)
+    return pool, stats, ref.g, ref.se, ref.quality
 
 
 # %% [markdown]
@@ -225,137 +127,73 @@ def mcmc_samples(L, grid, NT, NH, thin, burn_in, t_range, h_range):
 # reference; the fraction of grid points where an estimate is not positive definite (or NaN).
 
 # %%
-def error_rows(L, ests, g_ref, T_axis, h_axis, grid_name, window=None):
-    """Errors of each estimator against the reference on a grid (all of it, or the points inside
-    window = (T_range, h_range)): full metric, C(T) at h = 0 vs Kaufman, chi(h) at the grid temperatures nearest
-    2.0 and 3.0 (NaN where the points used do not reach that temperature), not-positive-definite fraction."""
-    NT, NH = len(T_axis), len(h_axis)
-    Tg, hg = T_axis.double(), h_axis.double()
-    tsel, hsel = torch.ones(NT, dtype=torch.bool), torch.ones(NH, dtype=torch.bool)
-    if window is not None:
-        tsel = (Tg >= window[0][0] - 1e-6) & (Tg <= window[0][1] + 1e-6)
-        hsel = (hg >= window[1][0] - 1e-6) & (hg <= window[1][1] + 1e-6)
-    sel = (tsel[:, None] & hsel[None, :]).reshape(-1)
-    interior = Fi.interior_mask(NT, NH)[sel]
-    j0 = NH // 2  # h = 0 (NH odd, symmetric range)
-    Ts = Tg[tsel]
-    C_kauf = kaufman_gKK(L, Ts) / Ts ** 2 / L ** 2
-    rows_T = torch.nonzero(tsel)[:, 0]
-    it_chi = {}
-    for tag, target in (("T3", 3.0), ("T2", 2.0)):
-        k = nearest_row(Ts, target)
-        it_chi[tag] = None if k is None else int(rows_T[k])
-    rows = []
-    for name, g in ests.items():
-        gr = g.reshape(NT, NH, 2, 2)
-        C = heat_capacity(gr[tsel, j0], Ts, L)
-        summary = Fi.error_summary(g[sel], g_ref[sel], interior)
-        row = dict(L=L, model=f"ising2d_L{L}", estimator=name, metric_median_rel_error=summary["median_rel_error"],
-                   metric_median_rel_error_interior=summary["median_rel_error_interior"],
-                   C_median_rel_error=((C - C_kauf).abs() / C_kauf).nanmedian().item(),
-                   C_peak_T_grid=Ts[torch.nan_to_num(C, nan=-1.0).argmax()].item())
-        for tag, it in it_chi.items():
-            if it is None:
-                row[f"chi_median_rel_error_{tag}"] = float("nan")
-                continue
-            chi = susceptibility(gr[it, hsel], Tg[it], L)
-            chi_ref = susceptibility(g_ref.reshape(NT, NH, 2, 2)[it, hsel], Tg[it], L)
-            row[f"chi_median_rel_error_{tag}"] = ((chi - chi_ref).abs() / chi_ref).nanmedian().item()
-        row["not_pd_fraction"] = Fi.not_positive_definite_fraction(g[sel])
-        row["frac_nan"] = summary["frac_nan"]
-        row["grid"] = grid_name
-        rows.append(row)
-    return pd.DataFrame(rows), it_chi
+CURVE_LABELS = {"hessian_of_learned_F": "learned", "hessian_of_learned_F_convex": "learned_convex"}
+GRID_LABELS = {"fluctuation_baseline": "fluctuation", "posterior_covariance_baseline": "posterior_cov"}
 
 
-def run_size(L, NT, NH, t_range, h_range, grid_name):
-    """One lattice size on one grid: samples and reference, the posterior network and both log-partition fits,
-    the baselines, the error table; returns (results dict, error table, what the figures need)."""
-    t_start = time.time()
-    T_axis, h_axis = torch.linspace(*t_range, NT), torch.linspace(*h_range, NH)
-    T_fine = torch.linspace(*t_range, 201, dtype=torch.float64)
-    h_fine = torch.linspace(*h_range, 81, dtype=torch.float64)
-    pts = torch.stack(torch.meshgrid(T_axis.double(), h_axis.double(), indexing="ij"), -1).reshape(-1, 2)
-    grid = Fi.ParamGrid(T_axis, h_axis, natural=torch.stack([1 / pts[:, 0], pts[:, 1] / pts[:, 0]], 1), sigma=SIGMA)
-    N = min(8, max(1, BUNDLE_SPINS // L ** 2))
-    bpp = max(1, HELDOUT // N)
-    exact = L <= EXACT_MAX_L
-    thin = None if exact else sw_thin(L)
-    burn_in = None if exact else BURN_IN_TAUS * thin
-    pool, stats, g_ref, g_se, quality = (exact_samples(L, grid) if exact
-                                         else mcmc_samples(L, grid, NT, NH, thin, burn_in, t_range, h_range))
-    t_samples = time.time() - t_start
-    j0 = NH // 2
-    Tg = T_axis.double()
-    C_kauf_grid = kaufman_gKK(L, Tg) / Tg ** 2 / L ** 2
-    C_kauf_fine = kaufman_gKK(L, T_fine) / T_fine ** 2 / L ** 2
-    C_ref = heat_capacity(g_ref.reshape(NT, NH, 2, 2)[:, j0], Tg, L)
-    kaufman_vs_tm = (C_ref - C_kauf_grid).abs().max().item() if exact else None
-
-    t0 = time.time()
+def learn(pool, stats, grid, N):
+    """The posterior network, both log-partition fits (unconstrained, convex) and the two baselines."""
     geo = Fi.reconstruct(pool, grid, N, posterior_steps=POSTERIOR_STEPS, fit_steps=FIT_STEPS,
-                         bundles_per_point=bpp, seed=SEED, device=DEVICE, progress=True)
+                         bundles_per_point=max(1, HELDOUT // N), seed=SEED, device=DEVICE, progress=True)
     fit_cvx = Fi.fit_log_partition(geo.P, grid, N, steps=FIT_STEPS, seed=SEED, convex=True, device=DEVICE,
                                    progress=True)
-    t_fit = time.time() - t0
     Fs = {"hessian_of_learned_F": geo.fit.F, "hessian_of_learned_F_convex": fit_cvx.F}
     ests = {"hessian_of_learned_F": geo.g,
             "hessian_of_learned_F_convex": Fi.metric(fit_cvx.F, grid.natural).detach(),
             "fluctuation_baseline": Fi.fluctuation_fisher(stats),
             "posterior_covariance_baseline": Fi.posterior_fisher(geo.P, grid, N, geo.idx)}
-    del pool, stats
-    errors, it_chi = error_rows(L, ests, g_ref, T_axis, h_axis, grid_name)
-    theta_T = torch.stack([1 / T_fine, 0 * T_fine], 1)
-    C_fine = {k: heat_capacity(Fi.metric(F, theta_T).detach(), T_fine, L) for k, F in Fs.items()}
-    chi_fine = {}
-    for it in (it_chi["T2"], it_chi["T3"]):
-        if it is None:
-            continue
-        th = torch.stack([torch.ones_like(h_fine) / Tg[it], h_fine / Tg[it]], 1)
-        chi_fine[it] = {k: susceptibility(Fi.metric(F, th).detach(), Tg[it], L) for k, F in Fs.items()}
-        if exact:
-            chi_fine[it]["exact"] = susceptibility(P.ising2d_fisher(L, th), Tg[it], L)
-    r = errors.set_index("estimator")
+    return geo, fit_cvx, Fs, ests
+
+
+def record(L, grid, N, thin, quality, ev, geo, fit_cvx, g_ref, ranges, seconds):
+    """The run's entry of the results JSON (runs[L] / zoom_runs[L])."""
+    (NT, NH), exact, (t_range, h_range) = grid.shape, thin is None, ranges
     cell = ((t_range[1] - t_range[0]) / (NT - 1), (h_range[1] - h_range[0]) / (NH - 1))
-    run = dict(
+    return dict(
         L=L, grid=[NT, NH], sampler="exact transfer matrix" if exact else "swendsen-wang", bundle=N,
-        bundles_per_point=bpp, thin=thin, burn_in=burn_in,
+        bundles_per_point=max(1, HELDOUT // N), thin=thin, burn_in=None if exact else BURN_IN_TAUS * thin,
         reference="exact transfer matrix" if exact else "Kaufman at h = 0 (g_KK, C), long-run fluctuation elsewhere",
-        T_chi_low=None if it_chi["T2"] is None else Tg[it_chi["T2"]].item(),
-        T_chi_high=None if it_chi["T3"] is None else Tg[it_chi["T3"]].item(),
-        C_peak_T_exact=T_fine[C_kauf_fine.argmax()].item(), C_peak_value_exact=C_kauf_fine.max().item(),
-        C_peak_T_learned=T_fine[C_fine["hessian_of_learned_F"].argmax()].item(),
-        C_peak_value_learned=C_fine["hessian_of_learned_F"].max().item(),
-        C_peak_T_learned_convex=T_fine[C_fine["hessian_of_learned_F_convex"].argmax()].item(),
-        C_peak_value_learned_convex=C_fine["hessian_of_learned_F_convex"].max().item(),
-        C_peak_T_fluctuation_grid=r.loc["fluctuation_baseline", "C_peak_T_grid"],
-        C_peak_T_posterior_cov_grid=r.loc["posterior_covariance_baseline", "C_peak_T_grid"],
-        not_pd_fraction_fine_T_line={k: Fi.not_positive_definite_fraction(Fi.metric(F, theta_T).detach())
-                                     for k, F in Fs.items()},
-        kaufman_vs_transfer_max_abs=kaufman_vs_tm, reference_quality=quality or None,
+        **ev.summary(CURVE_LABELS, GRID_LABELS), reference_quality=quality or None,
         posterior_ce=[float(np.mean(geo.posterior_history[:50])), float(np.mean(geo.posterior_history[-50:]))],
         fit_js=[geo.fit.history[-1][1], fit_cvx.history[-1][1]],
-        seconds_samples=t_samples, seconds_networks=t_fit, seconds_total=time.time() - t_start,
-        error_table=errors.drop(columns=["L", "model", "grid"]).to_dict(orient="records"),
+        seconds_samples=seconds[0], seconds_networks=seconds[1], seconds_total=seconds[2],
+        error_table=ev.errors.drop(columns=["L", "model", "grid"]).to_dict(orient="records"),
         T_range=list(t_range), h_range=list(h_range), cell=list(cell),
-        posterior_sd_cells=posterior_sd_cells(g_ref, pts, N, cell))
-    f = dict(L=L, NT=NT, NH=NH, grid=grid, T_axis=T_axis, h_axis=h_axis, T_fine=T_fine, h_fine=h_fine, pts=pts,
-             cell=cell, N=N, ests=ests, g_ref=g_ref, g_se=g_se, C_kauf_fine=C_kauf_fine, C_fine=C_fine,
-             chi_fine=chi_fine, it=[it for it in (it_chi["T2"], it_chi["T3"]) if it is not None], exact=exact,
-             ext=[*h_range, *t_range], name=grid_name)
-    sd = run["posterior_sd_cells"]
-    print(f"L = {L} ({grid_name} grid): {NT} x {NH} over T in {t_range}, h in {h_range}, "
-          f"{'exact samples' if exact else f'Swendsen-Wang thin {thin}, burn-in {burn_in}'}, N = {N}; "
-          f"samples {t_samples:.0f} s, networks {t_fit:.0f} s")
+        posterior_sd_cells=Fi.cramer_rao_sd_cells(g_ref, grid.points, N, cell))
+
+
+def report(run, grid_name, errors):
+    """Print the run's settings, timings, posterior widths (in grid cells), reference quality and errors."""
+    sd, q = run["posterior_sd_cells"], run["reference_quality"]
+    sampler = "exact samples" if run["thin"] is None else f"Swendsen-Wang thin {run['thin']}, burn-in {run['burn_in']}"
+    print(f"L = {run['L']} ({grid_name} grid): {run['grid'][0]} x {run['grid'][1]} over T in {run['T_range']}, "
+          f"h in {run['h_range']}, {sampler}, N = {run['bundle']}; samples {run['seconds_samples']:.0f} s, "
+          f"networks {run['seconds_networks']:.0f} s")
     print(f"  posterior s.d. from the reference metric, in grid cells (median [10%, 90%]): "
           f"T {sd['T']['median']:.2f} [{sd['T']['q10']:.2f}, {sd['T']['q90']:.2f}], "
           f"h {sd['h']['median']:.2f} [{sd['h']['q10']:.2f}, {sd['h']['q90']:.2f}]")
-    if quality:
-        print(f"  reference: median relative s.e. of the metric {quality['median_rel_se_metric']:.3f}; long-run g_KK "
-              f"at h = 0 vs Kaufman: median |z| {quality['kaufman_check_median_abs_z']:.2f}, "
-              f"{quality['kaufman_check_frac_abs_z_below_2']:.0%} within 2 s.e.")
+    if q:
+        print(f"  reference: median relative s.e. of the metric {q['median_rel_se_metric']:.3f}; long-run g_KK "
+              f"at h = 0 vs Kaufman: median |z| {q['kaufman_check_median_abs_z']:.2f}, "
+              f"{q['kaufman_check_frac_abs_z_below_2']:.0%} within 2 s.e.")
     display(errors.drop(columns=["model"]).round(3))
-    return run, errors, f
+
+
+def run_size(L, NT, NH, t_range, h_range, grid_name):
+    """One lattice size on one grid; returns (results dict, error table, what the figures need)."""
+    t_start, exact = time.time(), L <= EXACT_MAX_L
+    grid = Fi.temperature_field_grid(torch.linspace(*t_range, NT), torch.linspace(*h_range, NH), sigma=SIGMA)
+    N, thin = min(8, max(1, BUNDLE_SPINS // L ** 2)), None if exact else P.swendsen_wang_thinning(L)
+    pool, stats, g_ref, g_se, quality = (exact_reference if exact else mcmc_reference)(L, grid, thin, t_range, h_range)
+    t_samples, t0 = time.time() - t_start, time.time()
+    geo, fit_cvx, Fs, ests = learn(pool, stats, grid, N)
+    t_fit = time.time() - t0
+    ev = Fi.ising2d_evaluate(L, grid, ests, Fs, g_ref, t_range, h_range, grid_name, exact)
+    run = record(L, grid, N, thin, quality, ev, geo, fit_cvx, g_ref, (t_range, h_range),
+                 (t_samples, t_fit, time.time() - t_start))
+    report(run, grid_name, ev.errors)
+    return run, ev.errors, dict(L=L, grid=grid, ev=ev, ests=ests, g_ref=g_ref, g_se=g_se, N=N, cell=run["cell"],
+                                exact=exact, name=grid_name, ext=[*h_range, *t_range])
 
 
 runs, tables, autocorr, fine = {}, [], [], {}
@@ -387,16 +225,15 @@ for L in ZOOM_LS:
     tables.append(errors)
     autocorr += [dict(a, grid="zoom") for a in (zr["reference_quality"] or {}).get("autocorr", [])]
     if L in fine:  # the coarse run of the same L, restricted to the window
-        fc = fine[L]
-        window = (ZOOM_T_RANGE, ZOOM_H_RANGE)
-        coarse_in, _ = error_rows(L, fc["ests"], fc["g_ref"], fc["T_axis"], fc["h_axis"], "coarse_in_zoom_window",
-                                  window)
+        fc, window = fine[L], (ZOOM_T_RANGE, ZOOM_H_RANGE)
+        coarse_in, _ = Fi.ising2d_error_rows(L, fc["ests"], fc["g_ref"], fc["grid"].t1, fc["grid"].t2,
+                                             "coarse_in_zoom_window", window)
         tables.append(coarse_in)
-        inside = ((fc["pts"][:, 0] >= ZOOM_T_RANGE[0] - 1e-6) & (fc["pts"][:, 0] <= ZOOM_T_RANGE[1] + 1e-6)
-                  & (fc["pts"][:, 1] >= ZOOM_H_RANGE[0] - 1e-6) & (fc["pts"][:, 1] <= ZOOM_H_RANGE[1] + 1e-6))
+        inside = Fi.window_mask(fc["grid"].t1, fc["grid"].t2, window)
         zr["coarse_in_window"] = dict(
             grid_points=int(inside.sum()),
-            posterior_sd_cells=posterior_sd_cells(fc["g_ref"][inside], fc["pts"][inside], fc["N"], fc["cell"]),
+            posterior_sd_cells=Fi.cramer_rao_sd_cells(fc["g_ref"][inside], fc["grid"].points[inside], fc["N"],
+                                                      fc["cell"]),
             cell=list(fc["cell"]), spacing_ratio=[fc["cell"][0] / zr["cell"][0], fc["cell"][1] / zr["cell"][1]],
             error_table=coarse_in.drop(columns=["L", "model", "grid"]).to_dict(orient="records"))
         sdc, sdz = zr["coarse_in_window"]["posterior_sd_cells"], zr["posterior_sd_cells"]
@@ -430,51 +267,50 @@ STYLE = {"hessian_of_learned_F": ("C0", "-", "learned F (unconstrained)"),
          "fluctuation_baseline": ("C1", "o", "fluctuation baseline"),
          "posterior_covariance_baseline": ("C2", "s", "posterior covariance")}
 for f in [*fine.values(), *zoom_fine.values()]:
-    L, NT, NH, Tg, T_fine, h_fine = f["L"], f["NT"], f["NH"], f["T_axis"].double(), f["T_fine"], f["h_fine"]
-    zoom = f["name"] == "zoom"
+    L, grid, cv, zoom = f["L"], f["grid"], f["ev"].curves, f["name"] == "zoom"
+    (NT, NH), Tg = grid.shape, grid.t1
+    its = [it for it in (f["ev"].it_chi["T2"], f["ev"].it_chi["T3"]) if it is not None]
     sfx, tsfx = ("_zoom", ", zoom grid") if zoom else ("", "")
-    fig, axes = plt.subplots(1, 1 + len(f["it"]), figsize=(5 * (1 + len(f["it"])), 4.6), layout="constrained")
+    fig, axes = plt.subplots(1, 1 + len(its), figsize=(5 * (1 + len(its)), 4.6), layout="constrained")
     ax = axes[0]
-    ax.plot(T_fine, f["C_kauf_fine"], "k-", label="exact (Kaufman)")
+    ax.plot(cv.T_fine, cv.C_exact, "k-", label="exact (Kaufman)")
     for k in ("hessian_of_learned_F", "hessian_of_learned_F_convex"):
         c, ls, lab = STYLE[k]
-        ax.plot(T_fine, f["C_fine"][k], color=c, ls=ls, label=lab)
+        ax.plot(cv.T_fine, cv.C[k], color=c, ls=ls, label=lab)
     if zoom and L in fine:  # the coarse grid's learned C on the same window
-        fc = fine[L]
-        w = (fc["T_fine"] >= T_fine[0]) & (fc["T_fine"] <= T_fine[-1])
+        fc = fine[L]["ev"].curves
+        w = (fc.T_fine >= cv.T_fine[0]) & (fc.T_fine <= cv.T_fine[-1])
         for k, lab in (("hessian_of_learned_F", "unconstrained"), ("hessian_of_learned_F_convex", "convex")):
-            ax.plot(fc["T_fine"][w], fc["C_fine"][k][w], color=STYLE[k][0], ls=":", alpha=0.6,
+            ax.plot(fc.T_fine[w], fc.C[k][w], color=STYLE[k][0], ls=":", alpha=0.6,
                     label=f"learned F ({lab}), coarse grid")
     for k in ("fluctuation_baseline", "posterior_covariance_baseline"):
         c, m, lab = STYLE[k]
-        ax.plot(Tg, heat_capacity(f["ests"][k].reshape(NT, NH, 2, 2)[:, NH // 2], Tg, L), m, color=c, ms=4, label=lab)
+        ax.plot(Tg, P.ising2d_heat_capacity(f["ests"][k].reshape(NT, NH, 2, 2)[:, NH // 2], Tg, L), m, color=c,
+                ms=4, label=lab)
     ax.axvline(P.T_CRITICAL, color="grey", ls=":", label=r"Onsager $T_c$")
     ax.set_xlabel("T")
     ax.set_ylabel("C per spin (h = 0)")
     ax.set_title(f"heat capacity, L = {L}{tsfx}")
-    for ax, it in zip(axes[1:], f["it"]):
+    for ax, it in zip(axes[1:], its):
         T = Tg[it]
         gr = lambda g: g.reshape(NT, NH, 2, 2)[it]  # noqa: E731
         if f["exact"]:
-            ax.plot(h_fine, f["chi_fine"][it]["exact"], "k-", label="exact (transfer matrix)")
+            ax.plot(cv.h_fine, cv.chi[it]["exact"], "k-", label="exact (transfer matrix)")
         else:
-            ax.errorbar(f["h_axis"], susceptibility(gr(f["g_ref"]), T, L), yerr=susceptibility(gr(f["g_se"]), T, L),
-                        fmt="k_", ms=10, capsize=2, label="long-run reference (+-1 s.e.)")
+            ax.errorbar(grid.t2, P.ising2d_susceptibility(gr(f["g_ref"]), T, L),
+                        yerr=P.ising2d_susceptibility(gr(f["g_se"]), T, L), fmt="k_", ms=10, capsize=2,
+                        label="long-run reference (+-1 s.e.)")
         for k in ("hessian_of_learned_F", "hessian_of_learned_F_convex"):
             c, ls, lab = STYLE[k]
-            ax.plot(h_fine, f["chi_fine"][it][k], color=c, ls=ls, label=lab)
+            ax.plot(cv.h_fine, cv.chi[it][k], color=c, ls=ls, label=lab)
         for k in ("fluctuation_baseline", "posterior_covariance_baseline"):
             c, m, lab = STYLE[k]
-            ax.plot(f["h_axis"], susceptibility(gr(f["ests"][k]), T, L), m, color=c, ms=4, label=lab)
+            ax.plot(grid.t2, P.ising2d_susceptibility(gr(f["ests"][k]), T, L), m, color=c, ms=4, label=lab)
         ax.set_yscale("log")
         ax.set_xlabel("h")
         ax.set_ylabel(r"$\chi$ per spin")
         ax.set_title(f"susceptibility at T = {T:.2f}, L = {L}{tsfx}")
-    handles = {}
-    for a in axes:
-        for hd, lab in zip(*a.get_legend_handles_labels()):
-            handles.setdefault(lab, hd)
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=4, fontsize=8)
+    figure_legend(fig, axes, ncol=4)
     out.savefig(fig, f"heat_capacity_susceptibility_L{L}{sfx}")
     plt.show()
 
@@ -501,6 +337,10 @@ for f in [*fine.values(), *zoom_fine.values()]:
         fig.colorbar(im, ax=ax, shrink=0.8)
     out.savefig(fig, f"metric_maps_L{L}{sfx}")
     plt.show()
+
+# %%
+out.results.update(LS=LS, T_critical_onsager=P.T_CRITICAL, runs=runs, zoom_runs=zoom_runs)
+out.write()
 
 # %%
 out.results.update(LS=LS, T_critical_onsager=P.T_CRITICAL, runs=runs, zoom_runs=zoom_runs)
@@ -545,7 +385,7 @@ out.write()
 #   $L = 8, 32$ but never the fluctuation baseline given the same samples (closest: $L = 32$, 0.082 vs 0.072);
 #   only $C(T)$ at $L = 8$ (0.047 vs 0.052) and $L = 32$ (0.062 vs 0.090) is better. At $L = 64$ the method fails
 #   on this grid (0.52-0.56): one $L = 64$ sample pins $(T, h)$ to well under a grid cell (posterior standard
-#   deviation from the reference metric, `posterior_sd_cells`: median 0.28 cells in $T$ and 0.49 in $h$, 10-90%
+#   deviation from the reference metric, `Fi.cramer_rao_sd_cells`: median 0.28 cells in $T$ and 0.49 in $h$, 10-90%
 #   0.22-0.44 and 0.24-1.58, against 0.74 and 1.29 at $L = 32$ and 1.03 and 1.70 at $L = 8$), so the learned
 #   posterior is little more than the $\sigma = 1$-cell target smoothing (final cross-entropy 3.01 nats at
 #   $L = 64$ vs 3.54 at $L = 32$) and carries almost no curvature information. The zoom run (below) confirms

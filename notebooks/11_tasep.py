@@ -44,9 +44,7 @@ from geom import physics as P
 from geom.run import Outputs
 
 torch.set_num_threads(1)
-out = Outputs("11_tasep", OUT_DIR, params=dict(
-    SEED=SEED, L=L, BUNDLE=BUNDLE, GRID=GRID, A_RANGE=A_RANGE, B_RANGE=B_RANGE, POOL=POOL, SIGMA=SIGMA,
-    POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS, BUNDLES_PER_POINT=BUNDLES_PER_POINT))
+out = Outputs("11_tasep", OUT_DIR, namespace=globals())
 
 # %% [markdown]
 # ## Exact samples; the feature map is the occupation vector itself
@@ -120,18 +118,18 @@ for b_, g_ in [(0, 0), (1, grid.size // 2), (len(X_held) - 1, grid.size - 1)]:
     lp = torch.log_softmax(P.tasep_weights(L, a_, bb_)[1], 0)
     brute = sum(lp[int(np.flatnonzero((conf_all == x.numpy().astype(np.int8)).all(1))[0])] for x in X_held[b_])
     assert abs(float(brute - ll[b_, g_])) < 1e-8 * max(1.0, abs(float(brute)))
-P_exact = grid.smooth(torch.softmax(ll, -1))
+exact = Fi.exact_posterior_stage(ll, grid, BUNDLE, geo.idx, FIT_STEPS, seed=SEED)  # the fit fed the exact posterior
+P_exact = exact.smoothed
 js_learned_exact = Fi.js_divergence(geo.P.float(), P_exact.float())
 tv_learned_exact = 0.5 * (geo.P - P_exact).abs().sum(-1)
 print(f"learned vs exact (smoothed) posterior: mean JS {js_learned_exact.mean():.4f}, "
       f"mean total variation {tv_learned_exact.mean():.3f}")
 
 # %%
-fits = {("learned", False): geo.fit}
-for post, Pb in [("learned", geo.P), ("exact", P_exact)]:
-    for cvx in (False, True):
-        if (post, cvx) not in fits:
-            fits[(post, cvx)] = Fi.fit_log_partition(Pb, grid, BUNDLE, steps=FIT_STEPS, seed=SEED, convex=cvx)
+fits = {("learned", False): geo.fit,
+        ("learned", True): Fi.fit_log_partition(geo.P, grid, BUNDLE, steps=FIT_STEPS, seed=SEED, convex=True),
+        ("exact", False): exact.fit,
+        ("exact", True): Fi.fit_log_partition(P_exact, grid, BUNDLE, steps=FIT_STEPS, seed=SEED, convex=True)}
 stage_rows = []
 interior = Fi.interior_mask(GRID, GRID)
 for (post, cvx), fit in fits.items():
@@ -163,7 +161,7 @@ pairs = [(d2(gr[..., 0, 0]), d1(gr[..., 0, 1])), (d2(gr[..., 0, 1]), d1(gr[..., 
 hessian_violation = (sum((x - y).abs() for x, y in pairs) / sum(x.abs() + y.abs() for x, y in pairs)).reshape(-1)
 print(f"exact Fisher: median relative violation of the Hessian-metric conditions {hessian_violation.median():.2f} "
       f"(0 for a Hessian metric; |a - b| / (|a| + |b|) summed over both conditions)")
-g_post_exact = Fi.posterior_fisher(P_exact, grid, BUNDLE, geo.idx)
+g_post_exact = exact.g_post
 stage_rows += [dict(posterior="learned", metric_from="posterior_covariance", g=g_post),
                dict(posterior="exact", metric_from="posterior_covariance", g=g_post_exact),
                dict(posterior="none", metric_from="hessian_of_exact_logZ", g=g_hess_logz),

@@ -63,12 +63,7 @@ from geom.models import load_pipeline
 from geom.run import Outputs
 
 torch.set_num_threads(1)  # small batches; threads contend on the shared 2-core machine
-out = Outputs("12_diffusion_phases", OUT_DIR, params=dict(
-    SEED=SEED, MODEL=MODEL, PROMPT=PROMPT, GUIDANCE=GUIDANCE, NUM_STEPS=NUM_STEPS, LATENT_SEEDS=LATENT_SEEDS,
-    A_RANGE=A_RANGE, B_RANGE=B_RANGE, FINE=FINE, CELL=CELL, PHASES=PHASES, FEATURE_SIDE=FEATURE_SIDE,
-    BUNDLE=BUNDLE, SIGMA=SIGMA, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS,
-    BUNDLES_PER_POINT=BUNDLES_PER_POINT, ZOOM=ZOOM, ZOOM_CELLS=ZOOM_CELLS, GEO_POINTS=GEO_POINTS,
-    GEO_STEPS=GEO_STEPS))
+out = Outputs("12_diffusion_phases", OUT_DIR, namespace=globals())
 if FINE % CELL:
     raise ValueError(f"FINE ({FINE}) must be a multiple of CELL ({CELL})")
 pipe = load_pipeline(MODEL, device=DEVICE)

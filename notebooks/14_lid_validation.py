@@ -85,10 +85,7 @@ from geom.run import Outputs
 
 torch.set_num_threads(1)   # small MLPs: one thread is as fast and leaves the second core to others
 threadpool_limits(1)       # the same for numpy / scikit-learn (kNN), which oversubscribe a shared machine
-out = Outputs("14_lid_validation", OUT_DIR, params=dict(
-    SEED=SEED, D=D, KINDS=KINDS, DS=DS, N_TRAIN=N_TRAIN, N_TEST=N_TEST, T=T, WIDTH=WIDTH, DEPTH=DEPTH, BATCH=BATCH,
-    LR=LR, STEPS_FLAT=STEPS_FLAT, STEPS_CURVED=STEPS_CURVED, FLIPD_T0_VPSDE=FLIPD_T0_VPSDE,
-    FLIPD_PROBES=FLIPD_PROBES, N_CURVE=N_CURVE, K_NN=K_NN, TOL_ABS=TOL_ABS, TOL_REL=TOL_REL))
+out = Outputs("14_lid_validation", OUT_DIR, namespace=globals())
 t_start = time.time()
 
 # the t0 rule (opening cell): sigma of t0 = 0.05 on the continuous VP-SDE -> nearest step of the schedule

@@ -62,14 +62,12 @@ import torch
 
 from geom import fisher as Fi
 from geom import physics as P
+from geom.plots import figure_legend
 from geom.run import Outputs
+from geom.seeds import derive
 
 torch.set_num_threads(1)
-out = Outputs("15_ising_2d_study", OUT_DIR, params=dict(
-    SEED=SEED, L=L, T_RANGE=T_RANGE, H_RANGE=H_RANGE, GRID=GRID, POOL=POOL, BUNDLES_PER_POINT=BUNDLES_PER_POINT,
-    SIGMA=SIGMA, WIDTH=WIDTH, POSTERIOR_STEPS=POSTERIOR_STEPS, FIT_STEPS=FIT_STEPS, SWEEP_N=SWEEP_N, ARMS_N=ARMS_N,
-    GRID_SWEEP=GRID_SWEEP, ZOOM_CENTER_T=ZOOM_CENTER_T, WIDTHS=WIDTHS, STEPS_SWEEP=STEPS_SWEEP, SIGMAS=SIGMAS,
-    GAUSS_DRAWS=GAUSS_DRAWS))
+out = Outputs("15_ising_2d_study", OUT_DIR, namespace=globals())
 t_run = time.time()
 
 # %% [markdown]
@@ -92,9 +90,7 @@ def grid_axes(NT, NH, frac):
 
 
 def make_grid(key, sigma):
-    T_axis, h_axis = grid_axes(*key)
-    pts = torch.stack(torch.meshgrid(T_axis.double(), h_axis.double(), indexing="ij"), -1).reshape(-1, 2)
-    return Fi.ParamGrid(T_axis, h_axis, natural=torch.stack([1 / pts[:, 0], pts[:, 1] / pts[:, 0]], 1), sigma=sigma)
+    return Fi.temperature_field_grid(*grid_axes(*key), sigma=sigma)
 
 
 def spacing(key):
@@ -107,18 +103,13 @@ GRIDS = {}
 
 
 def grid_data(key):
+    """A grid's exact samples (features, statistics), exact metric and log Z, fluctuation baseline (cached)."""
     if key not in GRIDS:
-        t0 = time.time()
-        grid = make_grid(key, SIGMA)
-        rng = np.random.default_rng(SEED)
-        samples = [P.ising2d_sample(L, K, B, POOL, rng) for K, B in grid.natural.numpy()]
-        pool = torch.tensor(np.stack([P.ising2d_features(s) for s in samples]), dtype=torch.float32)
-        stats = torch.tensor(np.stack([P.ising2d_stats(s) for s in samples]))
-        del samples
-        g_ref = P.ising2d_fisher(L, grid.natural)
-        logz = P.ising2d_logz(L, grid.natural[:, 0], grid.natural[:, 1]).double()
-        GRIDS[key] = dict(pool=pool, stats=stats, g_ref=g_ref, logz=logz, T_axis=grid.t1, h_axis=grid.t2,
-                          g_fluct=Fi.fluctuation_fisher(stats), seconds=time.time() - t0)
+        t0, grid = time.time(), make_grid(key, SIGMA)
+        pool, stats = P.ising2d_sample_grid(L, grid.natural, POOL, SEED)
+        GRIDS[key] = dict(pool=pool, stats=stats, g_ref=P.ising2d_fisher(L, grid.natural),
+                          logz=P.ising2d_logz(L, grid.natural[:, 0], grid.natural[:, 1]).double(), T_axis=grid.t1,
+                          h_axis=grid.t2, g_fluct=Fi.fluctuation_fisher(stats), seconds=time.time() - t0)
         print(f"grid {key}: {grid.size} points, samples + exact metric {time.time() - t0:.0f} s")
     return GRIDS[key]
 
@@ -139,19 +130,12 @@ base = grid_data(BASE)
 # within $\sigma$ cells (near $T_c$).
 
 # %%
-def gaussian_fluctuation_error(key):
+def gaussian_prediction(key):
     """Median relative error of the sample covariance of POOL Gaussian vectors with the exact covariance."""
-    g_ref = grid_data(key)["g_ref"]
-    gen = torch.Generator().manual_seed(SEED + 7)
-    chol = torch.linalg.cholesky(g_ref)
-    med = []
-    for _ in range(GAUSS_DRAWS):
-        z = torch.randn(len(g_ref), POOL, 2, generator=gen, dtype=torch.float64)
-        med.append(Fi.relative_error(Fi.fluctuation_fisher(z @ chol.transpose(1, 2)), g_ref).median().item())
-    return float(np.mean(med))
+    return Fi.gaussian_fluctuation_error(grid_data(key)["g_ref"], POOL, GAUSS_DRAWS, seed=derive(SEED, "15.gaussian"))
 
 
-gauss_pred = {BASE: gaussian_fluctuation_error(BASE)}
+gauss_pred = {BASE: gaussian_prediction(BASE)}
 print(f"predicted median relative error of the fluctuation baseline (Gaussian statistics, n = {POOL}): "
       f"{gauss_pred[BASE]:.3f}; sqrt(2/(n-1)) = {np.sqrt(2 / (POOL - 1)):.3f}")
 
@@ -173,62 +157,59 @@ SETTINGS = {}   # (N, grid key, sigma, width, steps) -> dict(rows=..., diag=...)
 EXACT_FITS = {}  # (N, grid key, sigma) -> exact-posterior fit and diagnostics (independent of width and steps)
 
 
-def estimator_rows(g, g_ref, key):
-    NT, NH, _ = key
-    interior = Fi.interior_mask(NT, NH)
-    s = Fi.error_summary(g, g_ref, interior)
-    j0 = NH // 2
-    gKK, rKK = g.reshape(NT, NH, 2, 2)[:, j0, 0, 0], g_ref.reshape(NT, NH, 2, 2)[:, j0, 0, 0]
-    return dict(metric_median_rel_error=s["median_rel_error"], metric_median_rel_error_interior=s["median_rel_error_interior"],
-                C_median_rel_error=((gKK - rKK).abs() / rKK).nanmedian().item(),
-                not_pd_fraction=Fi.not_positive_definite_fraction(g), frac_nan=s["frac_nan"])
+def exact_stage(N, key, sigma, geo, d, grid):
+    """The convex fit fed the exact posterior of geo's held-out bundles, and that posterior's width (cached)."""
+    if (N, key, sigma) not in EXACT_FITS:
+        ll = Fi.exponential_family_loglik(geo.heldout(d["stats"]).double().sum(1), grid.natural, N, d["logz"])
+        st = Fi.exact_posterior_stage(ll, grid, N, geo.idx, FIT_STEPS, seed=SEED, convex=True)
+        sd = Fi.posterior_sd_cells(st.posterior, Fi.cell_coordinates(grid))  # unsmoothed, in grid cells
+        EXACT_FITS[(N, key, sigma)] = dict(P_s=st.smoothed, g=st.g, g_post=st.g_post, fit_js=st.fit.history[-1][1],
+                                           sd_T_cells=sd[:, 0].median().item(), sd_h_cells=sd[:, 1].median().item())
+    return EXACT_FITS[(N, key, sigma)]
+
+
+def estimates(geo, grid, N, d, ex, unconstrained):
+    """Every metric estimate of a setting, in the order of the study table."""
+    ests = {"hessian_of_learned_F_convex": geo.g}
+    if unconstrained:  # the unconstrained F fitted to the same held-out learned posteriors (the N sweep)
+        fit_u = Fi.fit_log_partition(geo.P, grid, N, steps=FIT_STEPS, seed=SEED, convex=False)
+        ests["hessian_of_learned_F"] = Fi.metric(fit_u.F, grid.natural).detach()
+    return dict(ests, hessian_of_F_fit_to_exact_posterior=ex["g"], fluctuation_baseline=d["g_fluct"],
+                fluctuation_smoothed=grid.average(d["g_fluct"]),
+                posterior_covariance_baseline=Fi.posterior_fisher(geo.P, grid, N, geo.idx),
+                posterior_covariance_of_exact_posterior=ex["g_post"])
+
+
+def diagnostics(geo, ex, t0):
+    return dict(exact_posterior_sd_T_cells=ex["sd_T_cells"], exact_posterior_sd_h_cells=ex["sd_h_cells"],
+                js_learned_vs_exact_posterior=Fi.js_divergence(geo.P, ex["P_s"]).mean().item(),
+                posterior_ce_final=float(np.mean(geo.posterior_history[-50:])),
+                fit_js_learned=geo.fit.history[-1][1], fit_js_exact_posterior=ex["fit_js"], seconds=time.time() - t0)
+
+
+def report(sk, rows, diag):
+    err = lambda est: f"{rows[est]['metric_median_rel_error']:.3f}"  # noqa: E731
+    print(f"N = {sk[0]}, grid {sk[1]}, sigma {sk[2]}, width {sk[3]}, steps {sk[4]}: {diag['seconds']:.0f} s; "
+          f"learned convex {err('hessian_of_learned_F_convex')}, exact-posterior fit "
+          f"{err('hessian_of_F_fit_to_exact_posterior')}, fluctuation {err('fluctuation_baseline')} (smoothed "
+          f"{err('fluctuation_smoothed')}); exact posterior s.d. {diag['exact_posterior_sd_T_cells']:.2f} / "
+          f"{diag['exact_posterior_sd_h_cells']:.2f} cells (T / h)", flush=True)
 
 
 def run_setting(N, key, sigma, width, steps, unconstrained=False):
+    """One setting (cached): the learned convex F (and the unconstrained one), the exact-posterior stage, baselines."""
     sk = (N, key, sigma, width, steps)
     if sk in SETTINGS and (SETTINGS[sk]["unconstrained"] or not unconstrained):
         return SETTINGS[sk]
-    t0 = time.time()
-    d = grid_data(key)
-    grid = make_grid(key, sigma)
+    t0, d, grid = time.time(), grid_data(key), make_grid(key, sigma)
     geo = Fi.reconstruct(d["pool"], grid, N, posterior_steps=steps, fit_steps=FIT_STEPS,
                          bundles_per_point=BUNDLES_PER_POINT, width=width, seed=SEED, convex=True)
-    ests = {"hessian_of_learned_F_convex": geo.g}
-    if unconstrained:
-        fit_u = Fi.fit_log_partition(geo.P, grid, N, steps=FIT_STEPS, seed=SEED, convex=False)
-        ests["hessian_of_learned_F"] = Fi.metric(fit_u.F, grid.natural).detach()
-    ek = (N, key, sigma)
-    if ek not in EXACT_FITS:
-        S = geo.heldout(d["stats"]).double().sum(1)  # summed sufficient statistics of the held-out bundles
-        P_bayes = torch.softmax(S @ grid.natural.T - N * d["logz"][None], -1)
-        P_bayes_s = grid.smooth(P_bayes)
-        fit_b = Fi.fit_log_partition(P_bayes_s, grid, N, steps=FIT_STEPS, seed=SEED, convex=True)
-        cells = grid.standardized * torch.tensor([grid.shape[0] - 1, grid.shape[1] - 1], dtype=torch.float64)
-        _, Cc = Fi.posterior_moments(P_bayes, cells)
-        sd = Cc.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
-        EXACT_FITS[ek] = dict(P_s=P_bayes_s, g=Fi.metric(fit_b.F, grid.natural).detach(),
-                              g_post=Fi.posterior_fisher(P_bayes_s, grid, N, geo.idx),
-                              sd_T_cells=sd[:, 0].median().item(), sd_h_cells=sd[:, 1].median().item(),
-                              fit_js=fit_b.history[-1][1])
-    ex = EXACT_FITS[ek]
-    ests.update({"hessian_of_F_fit_to_exact_posterior": ex["g"],
-                 "fluctuation_baseline": d["g_fluct"],
-                 "fluctuation_smoothed": grid.average(d["g_fluct"]),
-                 "posterior_covariance_baseline": Fi.posterior_fisher(geo.P, grid, N, geo.idx),
-                 "posterior_covariance_of_exact_posterior": ex["g_post"]})
-    rows = {name: estimator_rows(g, d["g_ref"], key) for name, g in ests.items()}
-    diag = dict(exact_posterior_sd_T_cells=ex["sd_T_cells"], exact_posterior_sd_h_cells=ex["sd_h_cells"],
-                js_learned_vs_exact_posterior=Fi.js_divergence(geo.P, ex["P_s"]).mean().item(),
-                posterior_ce_final=float(np.mean(geo.posterior_history[-50:])),
-                fit_js_learned=geo.fit.history[-1][1], fit_js_exact_posterior=ex["fit_js"],
-                seconds=time.time() - t0)
+    ex = exact_stage(N, key, sigma, geo, d, grid)
+    ests = estimates(geo, grid, N, d, ex, unconstrained)
+    rows = {name: Fi.metric_error_row(g, d["g_ref"], key[0], key[1]) for name, g in ests.items()}
+    diag = diagnostics(geo, ex, t0)
     SETTINGS[sk] = dict(rows=rows, diag=diag, unconstrained=unconstrained, g=ests)
-    print(f"N = {N}, grid {key}, sigma {sigma}, width {width}, steps {steps}: {diag['seconds']:.0f} s; "
-          f"learned convex {rows['hessian_of_learned_F_convex']['metric_median_rel_error']:.3f}, exact-posterior fit "
-          f"{rows['hessian_of_F_fit_to_exact_posterior']['metric_median_rel_error']:.3f}, fluctuation "
-          f"{rows['fluctuation_baseline']['metric_median_rel_error']:.3f} (smoothed "
-          f"{rows['fluctuation_smoothed']['metric_median_rel_error']:.3f}); exact posterior s.d. "
-          f"{ex['sd_T_cells']:.2f} / {ex['sd_h_cells']:.2f} cells (T / h)", flush=True)
+    report(sk, rows, diag)
     return SETTINGS[sk]
 
 
@@ -262,7 +243,7 @@ for factor, value, s in PLAN:
 study = pd.DataFrame(rows)
 for key in GRIDS:
     if key not in gauss_pred:
-        gauss_pred[key] = gaussian_fluctuation_error(key)
+        gauss_pred[key] = gaussian_prediction(key)
 out.table(study, "study")
 print(f"{len(SETTINGS)} settings, {time.time() - t_run:.0f} s")
 
@@ -323,11 +304,7 @@ ax.set_xscale("log", base=2)
 ax.set_yscale("log")
 ax.set_xlabel("bundle size N")
 ax.set_title("posterior width vs grid and smoothing", fontsize=10)
-handles = {}
-for a in axes.flat:
-    for hd, lab in zip(*a.get_legend_handles_labels()):
-        handles.setdefault(lab, hd)
-fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=4, fontsize=8)
+figure_legend(fig, axes.flat, ncol=4)
 out.savefig(fig, "error_vs_factor")
 plt.show()
 

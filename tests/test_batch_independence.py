@@ -48,9 +48,9 @@ SHIPPED = {
     "ddpm-reverse-step": (_ddpm_step, (2,), dict(k=None, dim=2)),
     "vae-decoder": (lambda: vae.VAE(D=20, latent=4, width=16, depth=3, seed=0).eval().decoder, (4,),
                     dict(k=8, dim=3)),
-    "sweep-mlp": (lambda: sweep.load_model("mlp:0").G, (16,), dict(k=12, dim=4)),
+    "sweep-mlp": (lambda: sweep.load_generator("mlp:0"), (16,), dict(k=12, dim=4)),
     "tiny-ldm-decoder": (_tiny_ldm, (4, 8, 8), dict(k=6, dim=4)),
-    "sweep-sd-vae-random": (lambda: sweep.load_model("sd-vae-random:1").G, (4, 1, 1), dict(k=6, dim=2)),
+    "sweep-sd-vae-random": (lambda: sweep.load_generator("sd-vae-random:1"), (4, 1, 1), dict(k=6, dim=2)),
 }
 SLOW = {"sweep-sd-vae-random"}  # the Stable Diffusion VAE architecture: ~10 s to build, ~1 s per latent
 

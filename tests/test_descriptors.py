@@ -39,7 +39,7 @@ def test_linear_generator_matches_numpy_svd(dtype, D, E):
     sv = geom.singular_values(J)
     assert sv.dtype == torch.float64 and sv.shape == (4, min(D, E))
     s_ref = np.linalg.svd(A.to(dtype).double().numpy(), compute_uv=False)
-    psi = geom.local_scaling(sv, dtype=dtype, shape=(D, E))
+    psi = geom.local_scaling(sv, dtype=dtype)
     nu = geom.local_rank(sv)
     torch.testing.assert_close(psi, torch.full((4,), np.log(s_ref).sum(), dtype=torch.float64), **tol(dtype))
     torch.testing.assert_close(nu, torch.full((4,), nu_reference(s_ref), dtype=torch.float64), **tol(dtype))
@@ -90,7 +90,7 @@ def test_rank_deficient_zeroed_weights_give_finite_psi_and_right_nu():
     for dt in (torch.float32, torch.float64):
         G = Linear(A.to(dt), torch.zeros(6, dtype=dt))
         sv = geom.singular_values(geom.jacobian(G, torch.randn(3, 4, generator=g, dtype=torch.float64).to(dt)))
-        psi = geom.local_scaling(sv, dtype=dt, shape=(6, 4))
+        psi = geom.local_scaling(sv, dtype=dt)
         s_ref = np.linalg.svd(A.to(dt).double().numpy(), compute_uv=False)
         assert torch.isfinite(psi).all()
         nz = s_ref[:2]
@@ -134,7 +134,7 @@ def test_describe_matches_components_and_errors():
     assert df["delta"].dtype == np.int64
     J = geom.jacobian(G, z, projection=geom.random_projection(5, 4, seed=7, dtype=torch.float64))
     sv = geom.singular_values(J)
-    np.testing.assert_allclose(df["psi"], geom.local_scaling(sv, dtype=torch.float64, shape=(4, 2)).numpy())
+    np.testing.assert_allclose(df["psi"], geom.local_scaling(sv, dtype=torch.float64).numpy())
     np.testing.assert_allclose(df["nu"], geom.local_rank(sv).numpy())
     basis = geom.random_projection(2, 2, seed=8, dtype=torch.float64).T
     np.testing.assert_array_equal(df["delta"], geom.local_complexity(G, z, 0.2, 2, basis=basis).numpy())
@@ -260,3 +260,15 @@ def test_spectrum_carries_its_threshold(dtype):
     torch.testing.assert_close(geom.local_rank(sp), geom.local_rank(sv), rtol=0, atol=0)
     assert sp.n_dropped.tolist() == [5, 5, 5]
     torch.testing.assert_close(geom.local_scaling(sp, rtol=0.5), geom.local_scaling(sv, rtol=0.5), rtol=0, atol=0)
+
+
+def test_shape_argument_is_deprecated_not_silently_ignored():
+    """Issue 25: no parameter accepted and ignored. ``shape`` no longer changes the threshold: passing it
+    warns (and the result equals the call without it)."""
+    sv = torch.tensor([[3.0, 1.0, 1e-9]], dtype=torch.float64)
+    with pytest.warns(DeprecationWarning, match="drop the argument"):
+        a = geom.local_scaling(sv, dtype=torch.float64, shape=(3, 2))
+    with pytest.warns(DeprecationWarning, match="nonzero_mask"):
+        m = geom.descriptors.nonzero_mask(sv, dtype=torch.float64, shape=(3, 2))
+    assert torch.equal(a, geom.local_scaling(sv, dtype=torch.float64))
+    assert torch.equal(m, geom.descriptors.nonzero_mask(sv, dtype=torch.float64))

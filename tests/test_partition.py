@@ -71,7 +71,7 @@ def test_psi_matches_jacobian_at_interiors(net, part):
     z = torch.from_numpy(part.interior_points)
     J = geom.jacobian(net, z)  # (R, 3, 2) by autograd
     np.testing.assert_allclose(J.numpy(), part.A, rtol=1e-10, atol=1e-12)
-    psi_ref = geom.local_scaling(geom.singular_values(J), dtype=torch.float64, shape=(3, 2)).numpy()
+    psi_ref = geom.local_scaling(geom.singular_values(J), dtype=torch.float64).numpy()
     np.testing.assert_allclose(part.psi(), psi_ref, rtol=1e-10, atol=1e-10)
     nu_ref = geom.local_rank(geom.singular_values(J)).numpy()
     np.testing.assert_allclose(part.nu(), nu_ref, rtol=1e-10)

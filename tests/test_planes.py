@@ -53,7 +53,7 @@ def test_sweep_rows_are_the_planes_latents(tmp_path):
     """The sweep's plane rows are the descriptors of planes.plane_latents at planes.grid_coords, seeded by
     planes.plane_anchors (one seeding rule)."""
     import geom
-    from geom.models.generators import load_model
+    from geom.models import load_generator
 
     spec = SweepSpec(model="mlp:0", source="plane:3:-1:2", k=8, dim=2, radius=0.05, seed=1, shard_size=4,
                      batch_size=4, dtype="float64", latent_seed=5)
@@ -62,7 +62,7 @@ def test_sweep_rows_are_the_planes_latents(tmp_path):
     for k in ("i", "j", "u", "v"):
         np.testing.assert_array_equal(df[k].to_numpy(), c[k])
     z = planes.plane_latents(planes.plane_anchors((16,), 5, dtype=torch.float64), c["u"], c["v"])
-    ref = geom.describe(load_model("mlp:0", dtype="float64").G, z, k=8, radius=0.05, dim=2, seed=1, batch_size=4,
+    ref = geom.describe(load_generator("mlp:0", dtype="float64"), z, k=8, radius=0.05, dim=2, seed=1, batch_size=4,
                         progress=False)
     for k in ("psi", "nu", "delta"):
         np.testing.assert_array_equal(df[k].to_numpy(), ref[k].to_numpy())

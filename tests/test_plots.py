@@ -136,3 +136,25 @@ def test_descriptor_hist_legend_never_covers_data():
     sns.histplot(data=df, x="psi", hue="source", bins=10, stat="density", common_norm=False, element="step", ax=ax)
     assert _legend_outside_every_panel(fig) == [False]
     plt.close(fig)
+
+
+def test_figure_legend_lists_each_label_once_in_order():
+    """One figure legend from several panels: every label once, with its first handle, in order of appearance."""
+    fig, axes = plt.subplots(2, 2, layout="constrained")
+    first = axes[0, 0].plot([0, 1], [0, 1], "C0-", label="a")[0]
+    axes[0, 1].plot([0, 1], [1, 0], "C1-", label="a")  # the same label again: not listed twice
+    axes[1, 0].plot([0, 1], [0, 0], "C2-", label="b")
+    axes[1, 1].plot([0, 1], [1, 1], "C3-")  # no label: not listed
+    axes[1, 1].scatter([0.5], [0.5], label="c")
+    for where in (axes, axes.flat, list(axes.flat)):
+        leg = plots.figure_legend(fig, where, ncol=3)
+        assert [t.get_text() for t in leg.get_texts()] == ["a", "b", "c"]
+        assert leg.legend_handles[0].get_color() == first.get_color()
+        leg.remove()
+    assert plots.figure_legend(fig, axes[1, 0]).get_texts()[0].get_text() == "b"  # one Axes
+    fig2, ax2 = plt.subplots()
+    ax2.plot([0, 1], [0, 1])
+    with pytest.raises(ValueError, match="no artist"):
+        plots.figure_legend(fig2, ax2)
+    plt.close(fig)
+    plt.close(fig2)

@@ -220,6 +220,19 @@ def _zoom_cell_ratio(agg) -> float:
 _CPWL = lambda net, r, col: next(x[col] for x in J("13_pretrained_gan", "delta_cpwl")  # noqa: E731
                                  if x["network"] == net and x["radius"] == r)
 _S15 = "study/N/{n}/{n}/{est}/metric"
+R16 = "16_subpopulations"
+
+
+def _pair16(descriptor: str, a: str, b: str) -> list[float]:
+    """AUROC [lo, hi] of class ``a`` over class ``b`` in 16's pairs table (either orientation stored)."""
+    t = P(R16, "pairs")
+    t = t[t.descriptor == descriptor]
+    row = t[(t.a == a) & (t.b == b)]
+    if len(row):
+        return [float(row[c].iloc[0]) for c in ("auroc", "auroc_lo", "auroc_hi")]
+    row = t[(t.a == b) & (t.b == a)]
+    assert len(row) == 1, (descriptor, a, b)
+    return [1 - float(row[c].iloc[0]) for c in ("auroc", "auroc_hi", "auroc_lo")]
 
 # Row -> [(printed text, committed value or values)], in the order the texts appear in the row. Each number of
 # a text is one value (a range '2.0-2.6' is two); a minus sign counts where it follows a space, '(' or '^'; a text
@@ -242,7 +255,12 @@ CLAIMS = {
     "03": [("~0.5", lambda: min(J("03_vae_dynamics", f"delta_min_noise{s}") for s in _NOISE)),
            ("within 200 steps", lambda: max(J("03_vae_dynamics", f"delta_step_of_min_noise{s}") for s in _NOISE)),
            ("3 seeds", lambda: len(J("03_vae_dynamics", "seeds"))),
-           ("p = 0.97", lambda: J("03_vae_dynamics", "psi_anova_p"))],
+           ("p = 0.97", lambda: J("03_vae_dynamics", "psi_anova_p")),
+           ("(4.61 -> 4.07", lambda: [J("03_vae_dynamics", f"vendi_trend/generated|efficientnet|psi/vendi/[{i}]") for i in (0, 4)]),
+           ("P(top > bottom) 0.00", lambda: J("03_vae_dynamics", "vendi_trend/generated|efficientnet|psi/p_rise")),
+           ("(4.52 -> 3.96)", lambda: [J("03_vae_dynamics", f"vendi_trend/generated|efficientnet|nu/vendi/[{i}]") for i in (0, 4)]),
+           ("(14.23 -> 8.77)", lambda: [J("03_vae_dynamics", f"vendi_trend/generated|centred_pixels|psi/vendi/[{i}]") for i in (0, 4)]),
+           ("(Spearman +0.11)", lambda: J("03_vae_dynamics", "brightness_contrast/generated|psi|brightness/rho"))],
     "04": [("AUROC 0.84", lambda: J("04_latent_slices", "descriptors/psi/auroc_inside")),
            ("40x40", lambda: [J("04_latent_slices", "n_grid")] * 2),
            ("r = 1e-5", lambda: J("04_latent_slices", "RADIUS", "parameters")),
@@ -366,12 +384,21 @@ CLAIMS = {
            ("fit to 0.014", lambda: J("15_ising_2d_study", "study/grid/64/0.25/hessian_of_F_fit_to_exact_posterior/metric")),
            ("only to 0.264", lambda: min(J("15_ising_2d_study", f"study/grid/64/{g}/hessian_of_learned_F_convex/metric")
                                          for g in ("0.5", "0.25")))],
+    "16": [("8 eye colours x 32", lambda: [len(J(R16, "classes")), J(R16, "n_per_class")]),
+           ("p 2.3e-10", lambda: J(R16, "omnibus/psi/kruskal_p")),
+           ("18 of 28", lambda: [J(R16, "n_significant_pairs/psi"), 28]),
+           ("AUROC 0.92 [0.86, 0.97]", lambda: _pair16("psi", "amber", "brown")),
+           ("p 7.9e-17", lambda: J(R16, "omnibus/nu/kruskal_p")),
+           ("p 0.35", lambda: J(R16, "omnibus/delta/kruskal_p")),
+           ("+0.47 [-0.21, 1.17]", lambda: [J(R16, f"diversity/efficientnet/{c}") for c in ("diff", "diff_lo", "diff_hi")]),
+           ("+0.42)", lambda: J(R16, "diversity/efficientnet/spearman")),
+           ("+4.38 [3.76, 5.02]", lambda: [J(R16, f"diversity/centred_pixels/{c}") for c in ("diff", "diff_lo", "diff_hi")])],
 }
 
 # Text of a row that holds digits but is no committed measurement: the notebooks' own names, an earlier run's
 # figure stated as such, a published figure cited. Each is removed before the "no number left unchecked" test.
 CONTEXT = {
-    "03": ["0.91 in a re-run", "after ~200 steps"],                 # an earlier run's p-value / time, stated as such
+    "03": ["0.91 in a re-run", "after ~200 steps", "EfficientNet-Lite0"],                 # an earlier run's p-value / time, stated as such
     "04": ["delta = 0", "95% before delta was evaluated in float64"],  # the earlier float32 figure, stated as such
     "05": ["[95% CI]"],
     "06": ["[95% CI]"],
@@ -381,6 +408,7 @@ CONTEXT = {
     "13": ["EfficientNet-Lite0", "delta = 0"],
     "14": ["torus d = 4, 8", "subspace d = 2", "from d = 8"],      # named manifolds
     "15": ["2D Ising L = 8"],
+    "16": ["EfficientNet-Lite0"],
 }
 
 

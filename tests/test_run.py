@@ -30,6 +30,45 @@ def test_outputs_write_json_tables_and_figures(tmp_path):
     assert pd.read_parquet(tmp_path / "data" / "results" / "99_test" / "t.parquet").shape == (2, 2)
 
 
+# ------------------------------------------------------------------ parameters recorded once (issue 25)
+def test_outputs_records_the_parameters_cell_from_the_namespace(tmp_path):
+    """With ``namespace``, the record is every name of the notebook's parameters cell (independently parsed
+    here with ``ast``) with the namespace's value, nothing else; the injected value wins over the default."""
+    import ast
+    import jupytext
+
+    src = run.resolve_notebook("00_quickstart")
+    cell = next(c for c in jupytext.read(src).cells if "parameters" in (c.metadata.get("tags") or []))
+    names = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)]
+    assert len(names) >= 3
+    ns = {n: i for i, n in enumerate(names)} | {"unrelated": 1, names[0]: "injected"}
+    doc = json.loads(run.Outputs("00_quickstart", tmp_path, namespace=ns).write().read_text())
+    assert list(doc["parameters"]) == names
+    assert doc["parameters"] == {n: ("injected" if n == names[0] else i) for i, n in enumerate(names)}
+
+
+def test_outputs_namespace_errors_name_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="run the parameters cell"):
+        run.Outputs("00_quickstart", tmp_path, namespace={"SEED": 0})
+    with pytest.raises(ValueError, match="not both"):
+        run.Outputs("00_quickstart", tmp_path, params={"SEED": 0}, namespace={"SEED": 0})
+
+
+def test_every_notebook_records_its_parameters_cell():
+    """No notebook lists its parameters a second time (the copies drifted: 13 left 7 of 32 out): each creates
+    its Outputs with ``namespace=globals()``."""
+    import ast
+
+    for src in sorted((paths.ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        calls = [n for n in ast.walk(ast.parse(src.read_text()))
+                 if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Outputs"]
+        assert len(calls) == 1, f"{src.name}: {len(calls)} Outputs(...) calls, expected one"
+        kw = {k.arg: ast.unparse(k.value) for k in calls[0].keywords}
+        assert kw.get("namespace") == "globals()" and "params" not in kw, (
+            f"{src.name}: create Outputs with namespace=globals() (the parameters cell is recorded), not {kw}")
+
+
 # ------------------------------------------------------------------------------------- provenance of a result
 def test_results_json_records_versions_and_cpu_capability(tmp_path):
     """Issue 23: a result says which versions and kernels produced it; the reference is importlib.metadata

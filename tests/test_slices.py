@@ -139,3 +139,63 @@ def test_module_digest():
     with torch.no_grad():
         c[2].weight[0, 0] += 1
     assert slices.module_digest(c) != slices.module_digest(_mlp(0).to(torch.bfloat16))
+
+
+def _old_module_digest(module, extra=()):
+    """geom.slices.module_digest before non-persistent buffers were hashed (the state dict and extra only)."""
+    import hashlib
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    h.update(repr(tuple(extra)).encode())
+    return h.hexdigest()
+
+
+class _Labelled(torch.nn.Module):
+    """An MLP on cat(z, label) with the label a NON-persistent buffer, as omniart-eyes holds its eye colour:
+    two labels, one state dict."""
+
+    def __init__(self, label: int):
+        super().__init__()
+        self.net = _mlp(0)
+        self.net[0] = torch.nn.Linear(4 + 2, 32)
+        g = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            self.net[0].weight.copy_(torch.randn(32, 6, generator=g))
+            self.net[0].bias.copy_(torch.randn(32, generator=g))
+        self.register_buffer("label", torch.nn.functional.one_hot(torch.tensor(label), 2).float(), persistent=False)
+
+    def forward(self, z):
+        return self.net(torch.cat([z, self.label.expand(z.shape[0], -1)], 1))
+
+
+def test_module_digest_unchanged_without_non_persistent_buffers():
+    """Modules without non-persistent buffers (every generator but omniart-eyes) keep their digest: the cache
+    folders and sweeps written before stay valid. Reference: the former formula, copied above."""
+    net = _mlp(0)
+    net.register_buffer("persistent_one", torch.arange(3.0))  # persistent buffers are in the state dict already
+    for m, extra in ((_mlp(0), ()), (_mlp(1), (0.18215,)), (net, ()), (_mlp(0).to(torch.bfloat16), ())):
+        assert slices.module_digest(m, extra) == _old_module_digest(m, extra)
+
+
+def test_module_digest_and_cache_tell_non_persistent_buffers_apart(tmp_path):
+    """Two modules with one state dict and different non-persistent buffers (two classes of a conditional
+    generator) compute different functions: their digests differ, and cached_describe serves each its own
+    rows (the former digest gave both one cache folder, so the second class was served the first's rows).
+    Reference: geom.describe of each module."""
+    import geom
+
+    a, b = _Labelled(0).eval(), _Labelled(1).eval()
+    assert a.state_dict().keys() == b.state_dict().keys() and _old_module_digest(a) == _old_module_digest(b)
+    assert slices.module_digest(a) != slices.module_digest(b)
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(6))
+    kw = dict(k=8, radius=0.05, dim=3, seed=2, progress=False)
+    got = [slices.cached_describe(m, z, tmp_path, chunk=3, **kw) for m in (a, b)]
+    refs = [geom.describe(m, z, **kw) for m in (a, b)]
+    assert len(list(tmp_path.iterdir())) == 2
+    for g, r in zip(got, refs):
+        assert_same_rows(g, r, z.dtype)
+    with pytest.raises(AssertionError):  # the check fails on the former fault: class 0's rows served for class 1
+        assert_same_rows(got[0], refs[1], z.dtype)

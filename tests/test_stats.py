@@ -520,3 +520,201 @@ def test_vendi_trend_table_is_vendi_trend_per_pair():
     row = tab.iloc[1]
     assert row.direction == t.attrs["direction"] == "falls" and row.peak_level == t.attrs["peak_level"] + 1
     assert row.vendi == t.vendi.round(2).tolist() and row.m == int(t.m.iloc[0])
+
+
+# ------------------------------------------------------------------------------------------ sub-populations
+def _holm_brute(p):
+    """Holm's adjusted p-values from the definition, by loops: the i-th smallest gets
+    max over j <= i of min(1, (m - j + 1) p_(j)) (j 1-based)."""
+    p = list(p)
+    m = len(p)
+    order = sorted(range(m), key=lambda i: (p[i], i))
+    out = [0.0] * m
+    for rank, i in enumerate(order):
+        out[i] = max(min(1.0, (m - j) * p[order[j]]) for j in range(rank + 1))
+    return out
+
+
+def test_holm_equals_the_definition_and_a_worked_example():
+    # worked example (Holm 1979's procedure on 4 tests): sorted 0.01, 0.02, 0.03, 0.04 ->
+    # 4 x 0.01 = 0.04, 3 x 0.02 = 0.06, max(0.06, 2 x 0.03) = 0.06, max(0.06, 0.04) = 0.06
+    np.testing.assert_allclose(stats.holm([0.03, 0.01, 0.04, 0.02]), [0.06, 0.04, 0.06, 0.06], rtol=1e-12)
+    rng = np.random.default_rng(0)
+    for m in (1, 2, 7, 28, 84):
+        p = rng.uniform(0, 1, m) ** 3
+        p[rng.integers(0, m, m // 3)] = p[0]  # ties
+        got = stats.holm(p)
+        np.testing.assert_allclose(got, _holm_brute(p), rtol=1e-12, atol=0)
+        assert (got >= p).all() and (got <= 1).all()
+    got = stats.holm([0.01, np.nan, 0.02])  # NaN: no test, not counted in m
+    np.testing.assert_allclose(got[[0, 2]], [0.02, 0.02], rtol=1e-12)
+    assert np.isnan(got[1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        stats.holm([0.5, 1.5])
+    with pytest.raises(ValueError, match="shape"):
+        stats.holm(np.zeros((2, 2)))
+
+
+def _kruskal_brute(X):
+    """Kruskal-Wallis H from its definition (mid-ranks over all values, tie correction)."""
+    n, g = X.shape
+    N = n * g
+    r = st.rankdata(X.reshape(-1)).reshape(n, g)
+    H = 12 / (N * (N + 1)) * sum(n * (r[:, j].mean() - (N + 1) / 2) ** 2 for j in range(g))
+    _, t = np.unique(X, return_counts=True)
+    H /= 1 - (t ** 3 - t).sum() / (N ** 3 - N)
+    return H, st.chi2.sf(H, g - 1)
+
+
+def _friedman_brute(X):
+    """Friedman's chi^2 from its definition (mid-ranks within each row, tie correction)."""
+    n, g = X.shape
+    r = np.array([st.rankdata(row) for row in X])
+    R = r.sum(0)
+    chi2 = 12 / (n * g * (g + 1)) * (R ** 2).sum() - 3 * n * (g + 1)
+    ties = sum(((c ** 3) - c).sum() for c in (np.unique(row, return_counts=True)[1] for row in X))
+    chi2 /= 1 - ties / (n * g * (g ** 2 - 1))
+    return chi2, st.chi2.sf(chi2, g - 1)
+
+
+@pytest.mark.parametrize("integer", [False, True], ids=["continuous", "ties"])
+def test_group_tests_equal_the_formulas(integer):
+    rng = np.random.default_rng(1)
+    unit = rng.normal(0, 3, (20, 1))  # a shared unit effect: the pairing
+    X = unit + rng.normal(0, 1, (20, 5)) + np.array([0, 0.3, 0.6, 0.9, 1.2])
+    X = np.round(X) if integer else X
+    got = stats.group_tests({f"g{j}": X[:, j] for j in range(5)})
+    h, p = _kruskal_brute(X)
+    c, pc = _friedman_brute(X)
+    np.testing.assert_allclose([got["kruskal_h"], got["kruskal_p"], got["friedman_chi2"], got["friedman_p"]],
+                               [h, p, c, pc], rtol=1e-10)
+    assert (got["n"], got["groups"]) == (20, 5)
+    # the pairing: Friedman sees the group shift through the unit effect that Kruskal-Wallis counts as noise
+    assert got["friedman_p"] < got["kruskal_p"]
+
+
+def test_group_tests_without_ranks_give_nan_and_bad_designs_raise():
+    got = stats.group_tests({"a": np.zeros(4), "b": np.zeros(4), "c": np.zeros(4)})
+    assert all(np.isnan(got[k]) for k in ("kruskal_h", "kruskal_p", "friedman_chi2", "friedman_p"))
+    two = stats.group_tests({"a": [1.0, 2, 3], "b": [2.0, 3, 4]})
+    assert np.isnan(two["friedman_p"]) and np.isfinite(two["kruskal_p"])  # Friedman needs 3 groups
+    with pytest.raises(ValueError, match="one length"):
+        stats.group_tests({"a": [1.0, 2, 3], "b": [2.0, 3]})
+    with pytest.raises(ValueError, match="NaN"):
+        stats.group_tests({"a": [1.0, np.nan, 3], "b": [2.0, 3, 4]})
+
+
+def _pair_brute(a, b, idx):
+    """Mean difference, paired P(a > b) and AUROC of one resample, by loops over units and pairs of units."""
+    aa, bb = a[idx], b[idx]
+    n = len(idx)
+    win = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(aa, bb)) / n
+    au = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in aa for y in bb) / n ** 2
+    return np.mean(aa - bb), win, au
+
+
+@pytest.mark.parametrize("integer", [False, True], ids=["continuous", "ties"])
+def test_paired_comparisons_equal_brute_force(integer):
+    rng = np.random.default_rng(2)
+    n = 15
+    unit = rng.normal(0, 2, n)
+    vals = {g: unit + rng.normal(shift, 1, n) for g, shift in (("x", 0.0), ("y", 0.5), ("z", 2.0))}
+    vals = {g: np.round(v) for g, v in vals.items()} if integer else vals
+    tab = stats.paired_comparisons(vals, n_boot=300, seed=4)
+    assert list(zip(tab.a, tab.b)) == [("x", "y"), ("x", "z"), ("y", "z")]
+    idx = np.random.default_rng(4).integers(0, n, (300, n))  # the documented resampling
+    for r in tab.itertuples():
+        a, b = vals[r.a], vals[r.b]
+        point = _pair_brute(a, b, np.arange(n))
+        np.testing.assert_allclose([r.mean_diff, r.p_paired, r.auroc], point, rtol=1e-12, atol=1e-15)
+        assert r.auroc == pytest.approx(roc_auc_score(np.r_[np.ones(n), np.zeros(n)], np.r_[a, b]), abs=1e-12)
+        boots = np.array([_pair_brute(a, b, i) for i in idx])
+        lo, hi = np.quantile(boots, [0.025, 0.975], axis=0)
+        np.testing.assert_allclose([r.mean_diff_lo, r.p_paired_lo, r.auroc_lo], lo, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose([r.mean_diff_hi, r.p_paired_hi, r.auroc_hi], hi, rtol=1e-12, atol=1e-15)
+        d = a - b
+        assert r.wilcoxon_p == pytest.approx(st.wilcoxon(d).pvalue, rel=1e-12)
+    assert tab.set_index(["a", "b"]).loc[("x", "z"), "auroc_hi"] < 0.5  # z is shifted up by 2: clearly separated
+
+
+def test_paired_bootstrap_keeps_the_pairing():
+    """A small shift under a large shared unit effect: the paired statistics see it (P(a > b) = 1, CI at 1); the
+    two distributions overlap (AUROC near 0.5), yet resampling units in both groups at once keeps b = a - 0.5 in
+    every resample, so the AUROC's CI stays above 0.5, where the stratified bootstrap of two independent samples
+    (auroc_ci, the wrong model of this design) is wide and contains 0.5. All-zero differences give no Wilcoxon
+    test (NaN)."""
+    rng = np.random.default_rng(3)
+    unit = rng.normal(0, 10, 40)
+    tab = stats.paired_comparisons({"a": unit + 0.5, "b": unit, "c": unit + 0.5}, n_boot=500, seed=0)
+    ab = tab.iloc[0]
+    assert ab.p_paired == 1 and ab.p_paired_lo == 1 and ab.mean_diff == pytest.approx(0.5)
+    assert 0.5 < ab.auroc_lo <= ab.auroc <= ab.auroc_hi < 0.6
+    _, lo, hi = stats.auroc_ci(np.r_[unit + 0.5, unit], np.r_[np.ones(40), np.zeros(40)], n_boot=500)
+    assert lo < 0.5 < hi and hi - lo > 3 * (ab.auroc_hi - ab.auroc_lo)
+    assert ab.wilcoxon_p < 1e-6
+    ac = tab.iloc[1]
+    assert ac.mean_diff == 0 and ac.p_paired == 0.5 and ac.auroc == 0.5 and np.isnan(ac.wilcoxon_p)
+    with pytest.raises(ValueError, match="n_boot"):
+        stats.paired_comparisons({"a": unit, "b": unit}, n_boot=0)
+
+
+def test_variance_shares_equal_the_least_squares_fit():
+    """Reference: the residual sum of squares of the additive model fitted by least squares on one-hot unit and
+    group columns, and of the unit-only and group-only fits."""
+    rng = np.random.default_rng(5)
+    n, g = 12, 4
+    X = rng.normal(0, 2, (n, 1)) + rng.normal(0, 1, (1, g)) + rng.normal(0, 0.5, (n, g))
+    got = stats.variance_shares({j: X[:, j] for j in range(g)})
+    y = X.reshape(-1)
+    U = np.repeat(np.eye(n), g, axis=0)
+    Gd = np.tile(np.eye(g), (n, 1))
+
+    def rss(A):
+        return float(((y - A @ np.linalg.lstsq(A, y, rcond=None)[0]) ** 2).sum())
+    total = float(((y - y.mean()) ** 2).sum())
+    np.testing.assert_allclose([got["residual"], 1 - got["group"], 1 - got["unit"]],
+                               [rss(np.c_[U, Gd]) / total, rss(np.c_[np.ones(n * g), Gd]) / total,
+                                rss(np.c_[np.ones(n * g), U]) / total], rtol=1e-10)
+    assert np.isnan(stats.variance_shares({"a": np.ones(3), "b": np.ones(3)})["group"])
+
+
+def test_half_samples():
+    s = stats.half_samples(10, 50, seed=1)
+    assert s.shape == (50, 5) and all(len(set(r)) == 5 for r in s) and s.min() >= 0 and s.max() <= 9
+    rng = np.random.default_rng(1)
+    np.testing.assert_array_equal(s, [rng.choice(10, 5, replace=False) for _ in range(50)])
+    assert stats.half_samples(3, 2).shape == (2, 2)  # at least 2 units
+    for bad in ((1, 5), (10, 0), (10, 5, 0.0)):
+        with pytest.raises(ValueError):
+            stats.half_samples(*bad)
+
+
+def test_diversity_by_group_closed_forms_and_brute_force():
+    """Closed forms: orthogonal rows give Vendi = number of rows, identical rows 1. Group 'flat' (identical
+    rows) scores highest, 'spread' (orthogonal rows) lowest: the higher-scoring group is less diverse in every
+    draw. Brute force: the documented loop over half-samples with stats.vendi and scipy's spearmanr."""
+    n = 8
+    e = np.eye(n)
+    feats = {"spread": e, "flat": np.ones((n, n)), "mixed": np.r_[e[:4], e[:4]]}
+    scores = {"spread": np.arange(n) * 0.1, "flat": np.arange(n) + 10.0, "mixed": np.arange(n) + 5.0}
+    tab = stats.diversity_by_group(feats, scores, draws=30, seed=2)
+    t = tab.set_index("group")
+    np.testing.assert_allclose(t.vendi[["spread", "flat", "mixed"]], [n, 1, 4], rtol=1e-9)
+    assert (t.m == 4).all() and t.loc["spread", "vendi_sub"] == pytest.approx(4, rel=1e-9)
+    a = tab.attrs
+    assert (a["top"], a["bottom"]) == ("flat", "spread")
+    assert a["diff"] == pytest.approx(1 - n // 2) and a["p_top_higher"] == 0  # at m = 4 items: 1 - 4
+    assert a["direction"] == "higher score, less diverse"
+    sub = stats.half_samples(n, 30, seed=2)
+    V = np.array([[stats.vendi(feats[g][i]) for g in feats] for i in sub])
+    M = np.array([[scores[g][i].mean() for g in feats] for i in sub])
+    rho = [st.spearmanr(m, v).statistic for m, v in zip(M, V)]
+    np.testing.assert_allclose(t.vendi_sub[list(feats)], V.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(t.vendi_lo[list(feats)], np.quantile(V, 0.025, axis=0), rtol=1e-12)
+    np.testing.assert_allclose([a["spearman"], a["spearman_lo"], a["spearman_hi"]],
+                               [np.mean(rho), *np.quantile(rho, [0.025, 0.975])], rtol=1e-12)
+    dv = V[:, 1] - V[:, 0]  # top 'flat' minus bottom 'spread'
+    np.testing.assert_allclose([a["diff"], a["diff_lo"], a["diff_hi"]], [dv.mean(), *np.quantile(dv, [0.025, 0.975])],
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="features"):
+        stats.diversity_by_group({"spread": e}, scores)

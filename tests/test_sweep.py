@@ -21,7 +21,8 @@ import geom
 import geom.planes
 import geom.sweep
 from geom import paths
-from geom.sweep import (MODELS, LoadedModel, ShardComputer, Sweep, SweepSpec, load_sweep, mlp_generator,
+from geom.models import ModuleGenerator
+from geom.sweep import (MODELS, ShardComputer, Sweep, SweepSpec, load_sweep, mlp_generator,
                         register_model, run_sweep)
 
 N = 12          # 12 x 12 plane = 144 latents
@@ -134,7 +135,7 @@ def test_sweep_matches_describe(tmp_path, reference):
     sw = Sweep(SPEC, tmp_path)
     sw.prepare(comp.model)
     z = sw.latents(np.arange(N * N))
-    ref = geom.describe(comp.model.G, z, k=32, radius=0.05, dim=4, seed=3, batch_size=16, progress=False)
+    ref = geom.describe(comp.model, z, k=32, radius=0.05, dim=4, seed=3, batch_size=16, progress=False)
     np.testing.assert_array_equal(reference["psi"].to_numpy(), ref["psi"].to_numpy())
     np.testing.assert_array_equal(reference["nu"].to_numpy(), ref["nu"].to_numpy())
     np.testing.assert_array_equal(reference["delta"].to_numpy(), ref["delta"].to_numpy())
@@ -144,6 +145,37 @@ def test_sweep_matches_describe(tmp_path, reference):
     r = reference.iloc[37]
     torch.testing.assert_close(z[37], z0 + r.u * (z1 - z0) + r.v * (z2 - z0))
     assert (r.i, r.j) == (37 // N, 37 % N) and r.u == np.linspace(-0.5, 1.5, N)[r.i]
+
+
+def test_a_run_loads_and_hashes_the_model_once(tmp_path, reference, monkeypatch):
+    """run_sweep loads the model once per run (load_generator) and hashes it once (model_digest): a new local
+    sweep (the ShardComputer's copy is the one hashed), the re-run of a complete one, and a complete one whose
+    recorded weights differ, discarded with overwrite=True and recomputed (the copy that found the change
+    computes the rows; before, a second copy was loaded and hashed again)."""
+    from geom.sweep import _compute, _executors
+
+    calls = {"load": 0, "digest": 0}
+    real_load, real_digest = _compute.load_generator, _executors.model_digest
+
+    def load(*a, **kw):
+        calls["load"] += 1
+        return real_load(*a, **kw)
+
+    def digest(m):
+        calls["digest"] += 1
+        return real_digest(m)
+    monkeypatch.setattr(_compute, "load_generator", load)
+    monkeypatch.setattr(_executors, "load_generator", load)
+    monkeypatch.setattr(_executors, "model_digest", digest)
+    _assert_same(run_sweep(SPEC, tmp_path / "sw", progress=False), reference)
+    assert calls == {"load": 1, "digest": 1}
+    _assert_same(run_sweep(SPEC, tmp_path / "sw", progress=False), reference)  # complete: served
+    assert calls == {"load": 2, "digest": 2}
+    man = json.loads((tmp_path / "sw" / "sweep.json").read_text())  # as if the checkpoint had changed since
+    man["inputs"]["model"] = "0" * 64
+    (tmp_path / "sw" / "sweep.json").write_text(json.dumps(man))
+    _assert_same(run_sweep(SPEC, tmp_path / "sw", overwrite=True, progress=False), reference)  # discarded, redone
+    assert calls == {"load": 3, "digest": 3}  # the copy that found the change computes the rows (main: 4, 4)
 
 
 def test_resume_in_process_skips_done_shards(tmp_path, reference):
@@ -285,14 +317,14 @@ def test_npy_latents_and_encoded_images(tmp_path):
                      radius=0.05)
     df = run_sweep(spec, tmp_path / "a", progress=False)
     comp = ShardComputer(spec)
-    ref = geom.describe(comp.model.G, torch.as_tensor(lat), k=16, radius=0.05, dim=4, seed=0, batch_size=16,
+    ref = geom.describe(comp.model, torch.as_tensor(lat), k=16, radius=0.05, dim=4, seed=0, batch_size=16,
                         progress=False)
     np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-12)
     assert list(df["index"]) == list(range(10))
     # images (n, 1, 4, 4) -> latents (n, 16) by a toy encoder registered as a model spec
     enc = torch.nn.Linear(16, 16, dtype=torch.float64)
-    register_model("toy-ae", lambda arg, device, dtype: LoadedModel(
-        G=mlp_generator(0, dtype=dtype), latent_shape=(16,), image_size=(1, 4, 4),
+    register_model("toy-ae", lambda arg, device, dtype: ModuleGenerator(
+        "toy-ae", mlp_generator(0, dtype=dtype), (16,), (256,), image_size=(1, 4, 4),
         encode=lambda x: enc(x.reshape(x.shape[0], -1))))
     try:
         imgs = torch.rand(6, 1, 4, 4, generator=g, dtype=torch.float64).numpy() * 2 - 1
@@ -318,7 +350,7 @@ def test_npy_latents_and_encoded_images(tmp_path):
     with torch.no_grad():
         zimg = enc(torch.as_tensor(imgs).reshape(6, -1))
     np.testing.assert_array_equal(np.load(tmp_path / "b" / "latents.npy"), zimg.numpy())
-    ref = geom.describe(comp.model.G, zimg, k=16, radius=0.05, dim=4, seed=0, batch_size=16, progress=False)
+    ref = geom.describe(comp.model, zimg, k=16, radius=0.05, dim=4, seed=0, batch_size=16, progress=False)
     np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-12)
 
 
@@ -348,12 +380,12 @@ def test_diffusers_folder_and_pipeline_models(tmp_path):
     np.testing.assert_allclose(df["psi"], ref["psi"], rtol=1e-4)
     np.testing.assert_array_equal(df["delta"], ref["delta"])
 
-    m = geom.sweep.load_model("tiny-ldm")
+    m = geom.sweep.load_generator("tiny-ldm")
     pipe = load_pipeline("tiny-ldm")
     assert m.latent_shape == (4, 8, 8) and m.image_size == (3, 32, 32)
     zt = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.equal(m.G(zt), pipe.vae_decode(zt))
+        assert torch.equal(m(zt), pipe.vae_decode(zt))
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -372,7 +404,7 @@ def test_dcgan_faces_as_a_sweep_model(tmp_path):
         np.testing.assert_array_equal(df[c].to_numpy(), ref[c].to_numpy())
     assert np.isfinite(df["psi"]).all() and (df["nu"] > 1).all()
     man = json.loads((tmp_path / "out" / "sweep.json").read_text())
-    assert man["inputs"]["model"] == geom.sweep.model_digest(geom.sweep.load_model("dcgan-faces"))
+    assert man["inputs"]["model"] == geom.sweep.model_digest(geom.sweep.load_generator("dcgan-faces"))
 
 
 # ------------------------------------------------------------------------------------- resuming over changed inputs
@@ -401,7 +433,7 @@ def test_changed_latent_file_is_refused_or_recomputed(tmp_path):
     with pytest.raises(ValueError, match=r"source file .*z\.npy changed since this sweep was started \(sha256"):
         run_sweep(spec, out, progress=False)
     got = run_sweep(spec, out, overwrite=True, progress=False)
-    G = geom.sweep.load_model("mlp:0", dtype="float64").G
+    G = geom.sweep.load_generator("mlp:0", dtype="float64")
     np.testing.assert_allclose(got["psi"], _describe(G, B, spec)["psi"], rtol=1e-12)
     np.testing.assert_array_equal(np.load(out / "latents.npy"), B)
     np.save(src, A)  # a complete sweep is not served for other latents either
@@ -413,8 +445,8 @@ def test_changed_image_folder_is_refused(tmp_path):
     from PIL import Image
 
     enc = torch.nn.Linear(16, 16, dtype=torch.float64)
-    register_model("toy-ae2", lambda arg, device, dtype: LoadedModel(
-        G=mlp_generator(0, dtype=dtype), latent_shape=(16,), image_size=(1, 4, 4),
+    register_model("toy-ae2", lambda arg, device, dtype: ModuleGenerator(
+        "toy-ae2", mlp_generator(0, dtype=dtype), (16,), (256,), image_size=(1, 4, 4),
         encode=lambda x: enc(x.reshape(x.shape[0], -1))))
     try:
         (tmp_path / "imgs").mkdir()
@@ -460,8 +492,8 @@ def test_changed_weights_are_refused(tmp_path):
     (tmp_path / "out" / "shards" / "part-000001.parquet").unlink()
     with pytest.raises(ValueError, match="weights of model"):
         run_sweep(spec, tmp_path / "out", progress=False)  # unfinished sweep
-    m0, m1 = geom.sweep.load_model("mlp:0"), geom.sweep.load_model("mlp:1")
-    assert geom.sweep.model_digest(m0) == geom.sweep.model_digest(geom.sweep.load_model("mlp:0"))
+    m0, m1 = geom.sweep.load_generator("mlp:0"), geom.sweep.load_generator("mlp:1")
+    assert geom.sweep.model_digest(m0) == geom.sweep.model_digest(geom.sweep.load_generator("mlp:0"))
     assert geom.sweep.model_digest(m0) != geom.sweep.model_digest(m1)
     run_sweep(SweepSpec(model="mlp:0", source="plane:2", k=8, shard_size=2), tmp_path / "m", progress=False)
     with pytest.raises(ValueError, match="other settings"):
@@ -538,7 +570,7 @@ def test_sweep_of_another_descriptor_engine_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"'engine_version': \(None, "):
         run_sweep(spec, out, progress=False)
     z = geom.planes.plane_latents(geom.planes.plane_anchors((16,), dtype=torch.float64), *geom.planes.plane_uv(2))
-    desc = geom.describe(geom.sweep.load_model("mlp:0", dtype="float64").G, z, k=8, radius=0.05, progress=False)
+    desc = geom.describe(geom.sweep.load_generator("mlp:0", dtype="float64"), z, k=8, radius=0.05, progress=False)
     np.testing.assert_allclose(ref["psi"], desc["psi"], rtol=1e-12)
 
 

@@ -25,23 +25,33 @@ of samples at every grid point), whatever model and feature extractor produced t
 
 Modules: ``posterior`` (step 1: ``ParamGrid``, ``PosteriorNet``, ``train_posterior``), ``log_partition`` (step 2:
 Bregman posteriors, ``LogPartitionNet``, ``ConvexLogPartitionNet``, ``fit_log_partition``), ``evaluate`` (baselines
-and error measures), ``pipeline`` (``reconstruct``: all three steps); every public name is re-exported here.
+and error measures), ``pipeline`` (``reconstruct``: all three steps), ``stages`` (the same fit fed the exact
+posterior, posterior widths in grid cells), ``ising`` (the 2D Ising study on a (T, h) grid: natural coordinates,
+error tables against the exact / long-run references, heat capacity and susceptibility curves); every public name
+is re-exported here.
 """
 from __future__ import annotations
 
 from ..metric import geodesic, metric
-from .evaluate import (error_summary, fluctuation_fisher, interior_mask, not_positive_definite_fraction,
-                       posterior_fisher, relative_error, remove_affine)
+from .evaluate import (error_summary, fluctuation_fisher, gaussian_fluctuation_error, interior_mask,
+                       not_positive_definite_fraction, posterior_fisher, relative_error, remove_affine)
+from .ising import (Ising2DEvaluation, ThermoCurves, cramer_rao_sd_cells, ising2d_error_rows, ising2d_evaluate,
+                    ising2d_thermo_curves, metric_error_row, temperature_field_grid, window_mask)
 from .log_partition import (ConvexLogPartitionNet, LogPartitionFit, LogPartitionNet, bregman_divergence,
                             bregman_posterior, fit_log_partition, js_divergence)
 from .pipeline import HessianGeometry, reconstruct
 from .posterior import (ParamGrid, PosteriorNet, bundle_draws, make_bundles, posterior_moments, predict_posterior,
                         train_posterior)
+from .stages import (ExactPosteriorStage, cell_coordinates, exact_posterior_stage, exponential_family_loglik,
+                     posterior_sd_cells)
 
 __all__ = [
     "ParamGrid", "PosteriorNet", "make_bundles", "bundle_draws", "train_posterior", "predict_posterior", "LogPartitionNet",
     "ConvexLogPartitionNet", "LogPartitionFit", "fit_log_partition", "bregman_divergence", "bregman_posterior",
     "js_divergence", "metric", "posterior_moments", "posterior_fisher", "fluctuation_fisher", "relative_error",
     "not_positive_definite_fraction", "interior_mask", "error_summary", "remove_affine", "geodesic",
-    "HessianGeometry", "reconstruct",
+    "HessianGeometry", "reconstruct", "gaussian_fluctuation_error", "exponential_family_loglik",
+    "ExactPosteriorStage", "exact_posterior_stage", "cell_coordinates", "posterior_sd_cells", "temperature_field_grid",
+    "cramer_rao_sd_cells", "ising2d_error_rows", "metric_error_row", "ThermoCurves", "ising2d_thermo_curves",
+    "window_mask", "Ising2DEvaluation", "ising2d_evaluate",
 ]

@@ -131,7 +131,7 @@ class LogPartitionFit:
 def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2000, lr: float | None = None,
                       centroid_weight: float = 1.0, width: int = 64, depth: int = 3, batch: int = 512,
                       seed: int = 0, convex: bool = False, device: str | torch.device = "cpu",
-                      progress: bool = False) -> LogPartitionFit:
+                      progress: bool = True) -> LogPartitionFit:
     """Fit ``F`` and per-bundle anchors so that the smoothed Bregman posteriors match the learned ones
     (Lobashev et al. Sec. 3): loss = mean JS(P_b, q_F(. | theta'_b)) + ``centroid_weight`` * mean squared
     distance of their centroids in ``grid.standardized`` coordinates. Adam with cosine decay on random

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import seeds
 from ..metric import metric
 from ._common import check_shape
 from .log_partition import LogPartitionFit, fit_log_partition
@@ -47,7 +48,7 @@ def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: in
                 fit_steps: int = 1500, bundles_per_point: int = 4, batch: int = 256, width: int = 128,
                 fit_batch: int = 512, centroid_weight: float = 1.0, encoder: nn.Module | None = None,
                 seed: int = 0, convex: bool = False, device: str | torch.device = "cpu",
-                progress: bool = False) -> HessianGeometry:
+                progress: bool = True) -> HessianGeometry:
     """The whole method of Lobashev et al. (Sec. 3) on a pool of per-sample features ``pool`` (G, n, d): the
     first half of each grid point's samples trains the posterior network, the second half makes
     ``bundles_per_point`` held-out bundles per grid point whose learned posteriors fit ``F``; returns the metric
@@ -60,7 +61,7 @@ def reconstruct(pool: torch.Tensor, grid: ParamGrid, N: int, posterior_steps: in
         raise ValueError(f"the pool needs at least 2 samples per grid point, got {n}")
     net, hist = train_posterior(pool[:, : n // 2], grid, N, steps=posterior_steps, batch=batch, lr=2e-3,
                                 width=width, encoder=encoder, seed=seed, device=device, progress=progress)
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = seeds.generator(seed, "bundles")
     idx, j = bundle_draws(grid.size, n - n // 2, N, 0, gen, idx=torch.arange(grid.size).repeat(bundles_per_point))
     sample_idx = j + n // 2  # the held-out half of each grid point's samples
     P = predict_posterior(net, pool[idx[:, None], sample_idx])

@@ -135,7 +135,7 @@ def bundle_draws(G: int, n: int, N: int, n_bundles: int, generator: torch.Genera
 
 def train_posterior(pool: torch.Tensor, grid: ParamGrid, N: int, steps: int = 3000, batch: int = 256,
                     lr: float = 2e-3, width: int = 128, encoder: nn.Module | None = None, seed: int = 0,
-                    device: str | torch.device = "cpu", progress: bool = False) -> tuple[PosteriorNet, list[float]]:
+                    device: str | torch.device = "cpu", progress: bool = True) -> tuple[PosteriorNet, list[float]]:
     """Train ``PosteriorNet`` on bundles of ``N`` samples from ``pool`` (G, n, d) (float32 features), with
     cross-entropy to ``grid.targets`` (Lobashev et al. Sec. 3); Adam with cosine decay. Returns the network
     (eval mode, on the CPU) and the loss history. ``device``: where the network trains (bundles are drawn on the

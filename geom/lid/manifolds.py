@@ -57,7 +57,7 @@ def log_sigma_schedule(T: int = 20, sigma_min: float = 0.02, sigma_max: float = 
 
 
 def train_manifold_ddpm(x: Tensor, T: int = 20, steps: int = 1000, width: int = 64, depth: int = 3,
-                        lr: float = 2e-3, batch_size: int = 256, seed: int = 0, progress: bool = False):
+                        lr: float = 2e-3, batch_size: int = 256, seed: int = 0, progress: bool = True):
     """Train the toy DDPM's MLP noise predictor (``geom.models.ddpm.train_ddpm``, Ho et al. Eq. 14) on points
     ``x`` ``(N, D)`` with ``log_sigma_schedule(T)``. Returns ``(denoiser, schedule)``, ready for
     ``flipd(denoiser, x, t0, schedule=schedule)`` (``t0 = k / T`` selects ``sigma_k``).

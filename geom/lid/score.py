@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from ..diffusion import PREDICTION_TYPES
 from ..jacobian import check_latents
+from ..models.base import training_modules
 
 NOISE = ("rademacher", "gaussian")
 
@@ -182,9 +183,10 @@ def as_eps_model(model, schedule=None, encoder_hidden_states: Tensor | None = No
     if isinstance(model, LatentDiffusion):
         schedule = model.scheduler if schedule is None else schedule
         model = model.unet
-    if isinstance(model, nn.Module) and model.training:
-        raise ValueError(f"{type(model).__name__} is in training mode (dropout / batch statistics make eps random); "
-                         f"call .eval() first")
+    if isinstance(model, nn.Module) and training_modules(model):
+        names = [n or type(m).__name__ for n, m in training_modules(model)][:5]
+        raise ValueError(f"{type(model).__name__} is in training mode (modules {names}; dropout / batch statistics "
+                         f"make eps random); call .eval() first")
     acp, ptype = _schedule(schedule)
     ptype = prediction_type or ptype or "epsilon"
     if isinstance(model, Denoiser):
@@ -347,7 +349,7 @@ def _vjps(vjp_fn, cot: Tensor, chunk_size: int | None) -> Tensor:
 def flipd_curve(model, x: Tensor, t0s: Sequence[float], schedule=None, encoder_hidden_states: Tensor | None = None,
                 probes: int | None = 16, noise: str = "rademacher", seed: int = 0, exact: bool = False,
                 chunk_size: int | None = None, prediction_type: str | None = None,
-                progress: bool = False) -> pd.DataFrame:
+                progress: bool = True) -> pd.DataFrame:
     """FLIPD of every point of ``x`` ``(B, *shape)`` at each noise level of ``t0s`` (the FLIPD curve; on
     a manifold it plateaus, or shows a knee, at the LID: Kamkari et al., the FLIPD curves). Same arguments as
     ``flipd``; the same probe seed at every ``t0``.

@@ -17,14 +17,13 @@ mode (running statistics) the network before the Tanh is continuous piecewise li
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from ..paths import file_sha256
-from .generators import Generator
+from .base import Generator, packaged_file
 
 PACKAGE = "gan_face_generate"
 DISTRIBUTION = "gan-face-generate==1.1.1"
@@ -62,18 +61,7 @@ def weights_path() -> Path:
     """Path of ``gan_face_generate/weights.tar`` in the installed package (the package is located, not
     imported). Raises ``FileNotFoundError`` naming the install command when the package or the file is
     missing."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"dcgan-faces needs the package {DISTRIBUTION}, which is not installed; install "
-                                f"it without its dependencies: `{INSTALL}`")
-    path = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"dcgan-faces: the package {PACKAGE} has no {WEIGHTS_FILE} ({path}); reinstall "
-                                f"it: `{INSTALL.replace('--no-deps', '--no-deps --force-reinstall')}")
-    return path
+    return packaged_file("dcgan-faces", PACKAGE, DISTRIBUTION, WEIGHTS_FILE, INSTALL)
 
 
 def load_dcgan_faces(path: str | Path | None = None, device: str | torch.device = "cpu",

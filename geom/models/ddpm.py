@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .. import seeds
+
 
 @dataclass
 class Schedule:
@@ -123,7 +125,7 @@ def train_ddpm(x: Tensor, seed: int = 0, steps: int = 10000, batch_size: int = 2
     ``(N, d)`` (mini-batches resampled with replacement). Returns (final model, {step: copy of the model at
     that step} for ``checkpoints``, losses); all models in eval mode."""
     sched = linear_schedule() if sched is None else sched
-    gen = torch.Generator().manual_seed(int(seed) + 1)
+    gen = seeds.generator(int(seed), "minibatches")
     model = Denoiser(x.shape[1], width, depth, seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     snaps, losses = {}, []

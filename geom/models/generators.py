@@ -1,6 +1,7 @@
 """One registry of generators for the descriptors: ``load_generator(name_or_path)``.
 
-Every generator is an ``nn.Module`` ``G: (B, *latent_shape) -> (B, *output_shape)`` in eval mode with frozen
+Every generator is a ``Generator`` (``geom.models.base``), an ``nn.Module``
+``G: (B, *latent_shape) -> (B, *output_shape)`` in eval mode with frozen
 parameters (``requires_grad=False``; Jacobians w.r.t. the latents still work), carrying ``name``,
 ``latent_shape``, ``output_shape``, ``sample_latents(n, seed)`` (its latent prior), and, for decoders of an
 autoencoder, ``encode`` (images ``(B, *image_size)`` in ``[-1, 1]`` -> latents) and ``image_size``.
@@ -12,6 +13,9 @@ name                            model                         latent_shape      
 ==============================  ============================  ================  ==========================
 ``dcgan-faces``                 pretrained DigiFace-1M DCGAN  ``(100,)``        ``(3, 64, 64)``, [-1, 1]
                                 (``geom.models.dcgan``)
+``omniart-eyes:<eye colour>``   pretrained OmniArt eye        ``(100,)``        ``(3, 128, 128)``, [-1, 1]
+                                cDCGAN, one of 8 classes
+                                (``geom.models.omniart``)
 ``tiny-ldm``                    the embedded LDM's VAE        ``(4, 8, 8)``     ``(3, 32, 32)``, ~[-1, 1]
                                 decoder (``load_pipeline``)
 ``<folder>``                    a local Stable Diffusion      ``(4, 64, 64)``   ``(3, 512, 512)``, ~[-1, 1]
@@ -22,91 +26,33 @@ name                            model                         latent_shape      
 ==============================  ============================  ================  ==========================
 
 Latent priors (``sample_latents``, drawn from ``torch.Generator().manual_seed(seed)`` on the CPU in the
-generator's dtype, then moved to its device): standard normal for ``dcgan-faces``, ``mlp`` and
+generator's dtype, then moved to its device): standard normal for ``dcgan-faces``, ``omniart-eyes``, ``mlp`` and
 ``sd-vae-random``; for the latent diffusion decoders, the diffusion's initial noise ``x_T ~ N(0, I)`` times the
 scheduler's ``init_noise_sigma`` in the VAE's scaled latent space (what ``geom.diffusion.ddim_sample`` draws;
 note that decoded *denoised* latents are distributed differently). Decoders take latents already multiplied
 by the VAE's ``scaling_factor`` (Rombach et al. 2022, Sec. 4.3.2), as the diffusion produces them.
 
-``load_model`` / ``LoadedModel`` / ``check_model_spec`` / ``register_model`` keep the interface of
-``geom.sweep`` (a ``LoadedModel`` wraps a generator from this registry).
+The generator type is ``geom.models.base.Generator`` (re-exported here, with ``ModuleGenerator``);
+``load_generator`` is the one door, ``parse_model_name`` the one parser of names (``check_model_spec`` checks
+one; ``geom.sweep`` uses both). ``load_model`` and ``LoadedModel``, the former ``geom.sweep`` interface, are
+deprecated aliases (``DeprecationWarning``): ``load_model`` is ``load_generator``, ``LoadedModel(G,
+latent_shape, ...)`` builds a ``ModuleGenerator``.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from .. import paths
+from .base import Generator, ModuleGenerator, check_generator, find_module  # noqa: F401  (the generator type)
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
-
-
-# ------------------------------------------------------------------------------------------- the module
-class Generator(nn.Module):
-    """Base class: ``forward(z)`` checks ``z`` ``(B, *latent_shape)`` and calls ``generate(z)``."""
-
-    def __init__(self, name: str, latent_shape: tuple[int, ...], output_shape: tuple[int, ...],
-                 prior_scale: float = 1.0, encode: Callable[[Tensor], Tensor] | None = None,
-                 image_size: tuple[int, ...] | None = None):
-        super().__init__()
-        self.name = str(name)
-        self.latent_shape = tuple(int(s) for s in latent_shape)
-        self.output_shape = tuple(int(s) for s in output_shape)
-        self.prior_scale = float(prior_scale)
-        self.encode = encode
-        self.image_size = None if image_size is None else tuple(int(s) for s in image_size)
-
-    def generate(self, z: Tensor) -> Tensor:  # pragma: no cover - subclasses implement it
-        raise NotImplementedError
-
-    def forward(self, z: Tensor) -> Tensor:
-        if z.ndim != len(self.latent_shape) + 1 or tuple(z.shape[1:]) != self.latent_shape:
-            raise ValueError(f"{self.name} takes latents (B, *latent_shape) = (B, {', '.join(map(str, self.latent_shape))}), "
-                             f"got shape {tuple(z.shape)}")
-        return self.generate(z)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        t = next((t for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()), None)
-        return torch.float32 if t is None else t.dtype
-
-    @property
-    def device(self) -> torch.device:
-        t = next((t for t in (*self.parameters(), *self.buffers())), None)
-        return torch.device("cpu") if t is None else t.device
-
-    def sample_latents(self, n: int, seed: int) -> Tensor:
-        """``n`` latents ``(n, *latent_shape)`` from the generator's prior (see the module docs), seeded by
-        ``torch.Generator().manual_seed(seed)`` (global RNG untouched; same seed, same latents)."""
-        if int(n) < 1:
-            raise ValueError(f"sample_latents needs n >= 1, got {n}")
-        g = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(int(n), *self.latent_shape, generator=g, dtype=self.dtype)
-        if self.prior_scale != 1.0:
-            z = z * self.prior_scale
-        return z.to(self.device)
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, latent_shape={self.latent_shape}, output_shape={self.output_shape}"
-
-
-class ModuleGenerator(Generator):
-    """A ``Generator`` around an ``nn.Module`` ``net`` (or a callable ``fn`` whose activation modules live in
-    ``net``, as ``geom.complexity.with_module`` describes); ``local_complexity`` hooks ``net``'s activations."""
-
-    def __init__(self, name: str, net: nn.Module, latent_shape, output_shape, fn: Callable | None = None, **kw):
-        super().__init__(name, latent_shape, output_shape, **kw)
-        self.net = net
-        self._fn = fn
-
-    def generate(self, z: Tensor) -> Tensor:
-        return self.net(z) if self._fn is None else self._fn(z)
 
 
 # ------------------------------------------------------------------------------------------- test models
@@ -150,13 +96,15 @@ def sd_vae_random(seed: int = 0, dtype: torch.dtype = torch.float32):
 
 
 # ------------------------------------------------------------------------------------------- loaders
-ModelLoader = Callable[[str, torch.device, torch.dtype], "Generator | LoadedModel"]
+ModelLoader = Callable[[str, torch.device, torch.dtype], Generator]
 MODELS: dict[str, ModelLoader] = {}
 
 
 def register_model(name: str, loader: ModelLoader) -> None:
-    """Register ``loader(arg, device, dtype)`` for names ``name`` or ``name:<arg>``; it returns a ``Generator``
-    (or, as in ``geom.sweep``, a ``LoadedModel``)."""
+    """Register ``loader(arg, device, dtype)`` for names ``name`` or ``name:<arg>`` (``arg``: the text after the
+    first ``:``, ``""`` without one); it returns a ``Generator`` (e.g. ``ModuleGenerator(name, net,
+    latent_shape, output_shape)`` around an ``nn.Module``). ``load_generator`` names, freezes and puts it in
+    eval mode."""
     MODELS[name] = loader
 
 
@@ -238,13 +186,19 @@ def _load_dcgan_faces(arg: str, device: torch.device, dtype: torch.dtype) -> Gen
     return load_dcgan_faces(device=device, dtype=dtype)
 
 
+def _load_omniart_eyes(arg: str, device: torch.device, dtype: torch.dtype) -> Generator:
+    from .omniart import load_omniart_eyes
+    return load_omniart_eyes(arg, device=device, dtype=dtype)
+
+
 register_model("dcgan-faces", _load_dcgan_faces)
+register_model("omniart-eyes", _load_omniart_eyes)
 register_model("tiny-ldm", _load_tiny_ldm)
 register_model("mlp", _load_mlp)
 register_model("sd-vae-random", _load_sd_vae_random)
 _NO_ARG = ("dcgan-faces", "tiny-ldm")
 _BUILTIN = {"dcgan-faces": "dcgan-faces", "tiny-ldm": "tiny-ldm", "mlp": "mlp:<seed>",
-            "sd-vae-random": "sd-vae-random:<latent_size>"}
+            "sd-vae-random": "sd-vae-random:<latent_size>", "omniart-eyes": "omniart-eyes:<eye colour>"}
 
 
 def known_names() -> list[str]:
@@ -253,24 +207,52 @@ def known_names() -> list[str]:
             + [n for n in MODELS if n not in _BUILTIN])
 
 
-def check_model_spec(model: str) -> None:
-    """Raise ``ValueError`` for a name that is no registered model nor a local folder (listing the known
-    names), or a malformed argument (``mlp:x``, ``sd-vae-random:0``, ``tiny-ldm:3``)."""
+class ModelName(NamedTuple):
+    """A parsed model name (``parse_model_name``): ``spec``, the name as the generator will carry it (the
+    absolute path for a folder); ``key``, the ``MODELS`` key (``None`` for a folder); ``arg``, the text after
+    the key's ``:`` (``""`` without one); ``folder``, the resolved folder (``None`` for a registered name)."""
+    spec: str
+    key: str | None
+    arg: str
+    folder: Path | None
+
+
+def parse_model_name(model: str | Path | ModelName) -> ModelName:
+    """The one parser of model names (``load_generator``, ``check_model_spec``, ``geom.sweep``): ``name`` or
+    ``name:<arg>`` for a registered ``name`` (the first ``:`` splits), otherwise a local folder (relative paths
+    against the repository root, ``geom.paths.resolve``). Checks without reading weights (reads only: a folder
+    must exist).
+
+    Raises ``ValueError`` for a name that is no registered model nor a local folder (listing the known names),
+    or a malformed argument (``mlp:x``, ``sd-vae-random:0``, ``tiny-ldm:3``, ``omniart-eyes`` without one of
+    its eight eye colours)."""
+    if isinstance(model, ModelName):
+        return model
+    if isinstance(model, Path):
+        model = str(model)
     if not isinstance(model, str) or not model:
         raise ValueError(f"model spec must be a non-empty string, got {model!r}")
-    name, _, arg = model.partition(":")
-    if name in MODELS:
-        if name == "mlp" and arg:
+    key, _, arg = model.partition(":")
+    if key in MODELS:
+        if key == "mlp" and arg:
             _int_arg(arg, "mlp:<seed>")
-        if name == "sd-vae-random" and arg and _int_arg(arg, "sd-vae-random:<latent_size>") < 1:
+        if key == "sd-vae-random" and arg and _int_arg(arg, "sd-vae-random:<latent_size>") < 1:
             raise ValueError(f"sd-vae-random:<latent_size> needs a latent size >= 1, got {arg}")
-        if name in _NO_ARG and arg:
-            raise ValueError(f"model {name!r} takes no argument, got {model!r}")
-        return
+        if key in _NO_ARG and arg:
+            raise ValueError(f"model {key!r} takes no argument, got {model!r}")
+        if key == "omniart-eyes":
+            from .omniart import eye_color_index  # the colours, without reading the weights
+            eye_color_index(arg)
+        return ModelName(model, key, arg, None)
     p = paths.resolve(model)
     if p.is_dir():
-        return
+        return ModelName(str(p), None, "", p)
     raise ValueError(f"unknown model {model!r} (and no folder {p}); known: {', '.join(known_names())}")
+
+
+def check_model_spec(model: str) -> None:
+    """``parse_model_name`` without its result: raises ``ValueError`` for an unknown name or a bad argument."""
+    parse_model_name(model)
 
 
 def as_dtype(d: str | torch.dtype) -> torch.dtype:
@@ -282,78 +264,59 @@ def as_dtype(d: str | torch.dtype) -> torch.dtype:
     return getattr(torch, d)
 
 
-def load_generator(name_or_path: str | Path, device: str | torch.device = "cpu",
+def load_generator(name_or_path: str | Path | ModelName, device: str | torch.device = "cpu",
                    dtype: str | torch.dtype = torch.float32) -> Generator:
-    """Load a generator by name (see the module docs) or local Stable Diffusion folder path onto ``device`` in
-    ``dtype``: an ``nn.Module`` ``(B, *latent_shape) -> (B, *output_shape)`` in eval mode with frozen
-    parameters, with ``name``, ``latent_shape``, ``output_shape``, ``sample_latents(n, seed)``, ``encode`` and
-    ``image_size`` (``None`` where there is no encoder).
+    """The one door to the named generators: load one by name (see the module docs) or local Stable Diffusion
+    folder path onto ``device`` in ``dtype``: a ``Generator`` ``(B, *latent_shape) -> (B, *output_shape)``
+    in eval mode with frozen parameters, with ``name``, ``latent_shape``, ``output_shape``,
+    ``sample_latents(n, seed)``, ``encode`` and ``image_size`` (``None`` where there is no encoder).
 
     Raises ``ValueError`` for an unknown name (listing the known ones) or a bad argument,
-    ``FileNotFoundError`` for a missing package, checkpoint or folder file (naming the fix)."""
-    spec, obj = _load(name_or_path, device, dtype)
-    return _finish(_as_generator(obj, spec, torch.device(device), as_dtype(dtype)), spec)
-
-
-def _finish(gen: Generator, spec: str) -> Generator:
-    """Name (the spec; ``mlp``/``sd-vae-random`` keep their loader's name), eval mode, frozen parameters."""
-    if spec.partition(":")[0] not in ("mlp", "sd-vae-random"):
-        gen.name = spec
+    ``FileNotFoundError`` for a missing package, checkpoint or folder file (naming the fix), ``TypeError``
+    when a registered loader returns no ``Generator``."""
+    name = parse_model_name(name_or_path)
+    device, dtype = torch.device(device), as_dtype(dtype)
+    if name.key is None:
+        gen = _load_folder(name.folder, device, dtype)
+    else:
+        gen = MODELS[name.key](name.arg, device, dtype)
+    if not isinstance(gen, Generator):
+        raise TypeError(f"the loader of {name.spec!r} returned {type(gen).__name__}; a loader returns a "
+                        f"geom.models.Generator: wrap an nn.Module as ModuleGenerator(name, net, latent_shape, "
+                        f"output_shape)")
+    if name.key not in ("mlp", "sd-vae-random"):  # these keep their loader's name ("mlp" -> "mlp:0")
+        gen.name = name.spec
     return gen.eval().requires_grad_(False)
 
 
-def _load(name_or_path: str | Path, device: str | torch.device, dtype: str | torch.dtype
-          ) -> tuple[str, Generator | LoadedModel]:
-    """``(spec, what the loader returned)``; ``spec`` is the absolute path for a folder."""
-    spec = str(name_or_path)
-    check_model_spec(spec)
-    device, dtype = torch.device(device), as_dtype(dtype)
-    name, _, arg = spec.partition(":")
-    if name in MODELS:
-        return spec, MODELS[name](arg, device, dtype)
-    folder = paths.resolve(spec)
-    return str(folder), _load_folder(folder, device, dtype)
+# ------------------------------------------------------------------------------------------- deprecated
+class LoadedModel(ModuleGenerator):
+    """Deprecated (warns ``DeprecationWarning``): the former ``geom.sweep`` interface, now a ``Generator``.
+    ``LoadedModel(G, latent_shape, encode=None, image_size=None)`` wraps ``G`` (an ``nn.Module``, or a callable
+    whose module ``find_module`` finds) as a ``ModuleGenerator``; ``G`` is checked with ``check_generator``
+    (refused in training mode, before any forward pass) and called once on a zero latent to learn
+    ``output_shape``. Write ``ModuleGenerator(name, net, latent_shape, output_shape)`` instead."""
+
+    def __init__(self, G: Callable[[Tensor], Tensor], latent_shape: tuple[int, ...],
+                 encode: Callable[[Tensor], Tensor] | None = None, image_size: tuple[int, int, int] | None = None):
+        warnings.warn("geom.models.LoadedModel is deprecated: a loader returns a Generator, e.g. "
+                      "ModuleGenerator(name, net, latent_shape, output_shape)", DeprecationWarning, stacklevel=2)
+        net = find_module(G)
+        if net is None:
+            raise TypeError(f"LoadedModel needs G as an nn.Module or a callable with a .module "
+                            f"(geom.with_module), got {type(G).__name__}")
+        check_generator(G)  # before the forward pass below (it would update BatchNorm statistics)
+        t = next((t for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()), None)
+        dtype, device = (torch.float32, torch.device("cpu")) if t is None else (t.dtype, t.device)
+        with torch.no_grad():
+            out = G(torch.zeros(1, *latent_shape, dtype=dtype, device=device))
+        super().__init__(type(net).__name__, net, latent_shape, tuple(out.shape[1:]),
+                         fn=None if G is net else G, encode=encode, image_size=image_size)
 
 
-# ------------------------------------------------------------------------------------------- geom.sweep
-@dataclass
-class LoadedModel:
-    """A generator for ``geom.sweep``: ``G`` ``(B, *latent_shape) -> (B, *out_shape)`` (an ``nn.Module``, or a
-    callable carrying a ``.module`` for ``local_complexity``), the ``latent_shape``, and optionally ``encode``
-    (images ``(B, C, H, W)`` in ``[-1, 1]`` -> latents) with the ``image_size`` ``(C, H, W)`` it expects."""
-
-    G: Callable[[Tensor], Tensor]
-    latent_shape: tuple[int, ...]
-    encode: Callable[[Tensor], Tensor] | None = None
-    image_size: tuple[int, int, int] | None = None
-
-
-def _as_generator(obj, name: str, device: torch.device, dtype: torch.dtype) -> Generator:
-    if isinstance(obj, Generator):
-        return obj
-    if not isinstance(obj, LoadedModel):
-        raise TypeError(f"the loader of {name!r} returned {type(obj).__name__}; expected a Generator or LoadedModel")
-    G = obj.G
-    net = G if isinstance(G, nn.Module) else getattr(G, "module", None)
-    if not isinstance(net, nn.Module):
-        raise TypeError(f"the loader of {name!r} returned a LoadedModel whose G is neither an nn.Module nor a "
-                        f"callable with a .module (geom.complexity.with_module)")
-    training = [n or type(net).__name__ for n, m in net.named_modules() if m.training]
-    if training:  # refused before any forward pass (it would update BatchNorm statistics): no .eval() for it
-        raise ValueError(f"the loader of {name!r} returned a generator with modules in training mode "
-                         f"({', '.join(training[:3])}); call G.eval() in the loader")
-    with torch.no_grad():
-        out = G(torch.zeros(1, *obj.latent_shape, dtype=dtype, device=device))
-    return ModuleGenerator(name, net, obj.latent_shape, tuple(out.shape[1:]),
-                           fn=None if isinstance(G, nn.Module) else G, encode=obj.encode, image_size=obj.image_size)
-
-
-def load_model(model: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> LoadedModel:
-    """``load_generator`` for ``geom.sweep``: the generator as a ``LoadedModel`` (``G`` is the ``Generator``).
-    A loader registered the ``geom.sweep`` way keeps its ``LoadedModel`` as it returned it (its module's mode
-    and parameters untouched: ``geom.sweep`` checks it with ``geom.jacobian.check_generator``)."""
-    spec, obj = _load(model, device, dtype)
-    if isinstance(obj, LoadedModel):
-        return obj
-    gen = _finish(_as_generator(obj, spec, torch.device(device), as_dtype(dtype)), spec)
-    return LoadedModel(G=gen, latent_shape=gen.latent_shape, encode=gen.encode, image_size=gen.image_size)
+def load_model(model: str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> Generator:
+    """Deprecated (warns ``DeprecationWarning``): ``load_generator(model, device, dtype)``, the same
+    ``Generator`` (its former ``.G`` is the generator itself)."""
+    warnings.warn("geom.models.load_model is deprecated: use geom.models.load_generator (the same Generator)",
+                  DeprecationWarning, stacklevel=2)
+    return load_generator(model, device, dtype)

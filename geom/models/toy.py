@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .. import seeds
+
 
 class CPWLGenerator(nn.Module):
     """ReLU MLP ``(B, 2) -> (B, out_dim)`` with ``depth`` hidden layers of ``width`` units; ``self.net`` is the
@@ -62,7 +64,7 @@ def train_cpwl(seed: int = 0, steps: int = 4000, batch_size: int = 512, lr: floa
     ``[-extent, extent]^2`` (Adam, cosine learning-rate decay). Returns (model in eval mode, bumps, losses)."""
     bumps = make_bumps(seed, extent=extent) if bumps is None else bumps
     G = CPWLGenerator(depth, width, seed=seed)
-    gen = torch.Generator().manual_seed(int(seed) + 1)
+    gen = seeds.generator(int(seed), "minibatches")
     opt = torch.optim.Adam(G.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     losses = []

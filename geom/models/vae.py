@@ -18,6 +18,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .. import seeds
+
 
 def mlp(sizes: list[int], gen: torch.Generator) -> nn.Sequential:
     """ReLU MLP with a linear last layer, seeded uniform init (PyTorch's default ranges)."""
@@ -77,7 +79,7 @@ def train_vae(x_train: np.ndarray, x_test: np.ndarray, seed: int = 0, steps: int
     """
     x_tr = torch.as_tensor(x_train, dtype=torch.float32)
     x_te = torch.as_tensor(x_test[:n_record], dtype=torch.float32)
-    gen = torch.Generator().manual_seed(int(seed) + 1)
+    gen = seeds.generator(int(seed), "minibatches")
     model = VAE(x_tr.shape[1], latent, width, depth, seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rows, running = [], float("nan")

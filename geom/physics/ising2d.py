@@ -292,3 +292,59 @@ def ising2d_energy_kaufman(L: int, K) -> tuple[torch.Tensor, torch.Tensor]:
     n = L * L
     return (-mean / n).reshape(K.shape), (flat ** 2 * var / n).reshape(K.shape)
 
+
+
+def ising2d_gKK_kaufman(L: int, T) -> torch.Tensor:
+    """Exact ``g_KK = d^2 log Z / dK^2`` of the periodic L x L model at zero field (the variance of the bond sum
+    ``sum_<ij> s_i s_j``), from Kaufman's finite-lattice log Z (:func:`ising2d_logz_kaufman`) by autograd, at
+    ``K = 1 / T``. ``T`` (m,) temperatures (J = k_B = 1) -> (m,) float64. Raises ``ValueError`` for a ``T``
+    outside ``1 / KAUFMAN_K_RANGE`` (T in [0.01, 1000]), checked before the vmap. At ``h = 0`` the metric of the
+    field direction is not Kaufman's (its ``g_BB`` needs the field); ``g_KB = 0`` there by the ``h -> -h``
+    symmetry."""
+    L = _check_size(L, 2, 10 ** 6, "Kaufman's g_KK")
+    T = to_tensor(T)
+    if T.ndim != 1:
+        raise ValueError(f"T must have shape (m,) (one temperature per point), got {tuple(T.shape)}")
+    K = 1 / T.double()
+    check_finite("K = 1 / T", K)
+    _check_kaufman_range(K)
+    return torch.func.vmap(torch.func.hessian(lambda k: ising2d_logz_kaufman(L, k)))(K)
+
+
+def ising2d_heat_capacity_kaufman(L: int, T) -> torch.Tensor:
+    """Exact heat capacity per spin at zero field of the periodic L x L model, ``g_KK / T^2 / L^2`` with Kaufman's
+    ``g_KK`` (:func:`ising2d_gKK_kaufman`): ``T`` (m,) -> (m,) float64 (the :func:`ising2d_heat_capacity` of the
+    exact metric)."""
+    T = to_tensor(T)
+    return ising2d_gKK_kaufman(L, T) / T ** 2 / L ** 2
+
+
+def ising2d_heat_capacity(g: torch.Tensor, T, L: int) -> torch.Tensor:
+    """Heat capacity per spin at zero field, ``C = beta^2 Var(E) / L^2 = g_KK / T^2 / L^2`` (J = k_B = 1; at
+    ``h = 0`` the energy is ``-sum_<ij> s_i s_j``, whose variance is ``g_KK``), from Fisher metrics ``g``
+    (..., 2, 2) in natural coordinates ``(K, B) = (1/T, h/T)``; ``T`` broadcastable with ``g[..., 0, 0]``.
+    Returns (...). Only at ``h = 0``: in a field ``Var(E)`` also involves ``g_KB`` and ``g_BB``."""
+    return g[..., 0, 0] / T ** 2 / L ** 2
+
+
+def ising2d_susceptibility(g: torch.Tensor, T, L: int) -> torch.Tensor:
+    """Magnetic susceptibility per spin, ``chi = d<m>/dh = beta Var(M) / L^2 = g_BB / T / L^2`` (``B = h / T``,
+    so ``d<M>/dh = g_BB / T``), from Fisher metrics ``g`` (..., 2, 2) in natural coordinates ``(K, B)``; ``T``
+    broadcastable with ``g[..., 1, 1]``. Returns (...); valid at any field."""
+    return g[..., 1, 1] / T / L ** 2
+
+
+def ising2d_sample_grid(L: int, theta, size: int, seed=0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact samples (:func:`ising2d_sample`, L <= 10) at every point of a grid of natural parameters ``theta``
+    (G, 2) = (K, B), ``size`` per point, drawn in order from one generator (``seed``: int or
+    ``numpy.random.Generator``). Returns the posterior network's features (G, size, 5) float32
+    (:func:`ising2d_features`) and the sufficient statistics (G, size, 2) float64 (:func:`ising2d_stats`) of the
+    same samples."""
+    theta = torch.as_tensor(theta, dtype=torch.float64)
+    if theta.ndim != 2 or theta.shape[1] != 2:
+        raise ValueError(f"theta must have shape (G, 2) = (K, B) per grid point, got {tuple(theta.shape)}")
+    rng = make_rng(seed)
+    samples = [ising2d_sample(L, K, B, size, rng) for K, B in theta.numpy()]
+    pool = torch.tensor(np.stack([ising2d_features(s) for s in samples]), dtype=torch.float32)
+    stats = torch.tensor(np.stack([ising2d_stats(s) for s in samples]))
+    return pool, stats

@@ -33,7 +33,8 @@ CLI (same settings)::
         --executor ray --address auto --out /shared/sweeps/sd_plane512      # a Ray cluster of GPU machines
 
 Model specs: the names of ``geom.models.load_generator`` (``geom.models.generators``, which also holds
-``MODELS``, ``register_model``, ``load_model`` and ``LoadedModel``, re-exported here): ``dcgan-faces``,
+``MODELS``, ``register_model``, ``parse_model_name`` and the deprecated ``load_model`` / ``LoadedModel``,
+re-exported here; a sweep loads its model with ``load_generator``, once per process): ``dcgan-faces``,
 ``tiny-ldm``, a local Stable Diffusion folder, ``mlp:<seed>`` (seeded ReLU MLP ``(B, 16) -> (B, 256)``, tests)
 and ``sd-vae-random:<size>`` (the SD v1 VAE decoder with seeded random weights, latent ``(4, size, size)``).
 Descriptor code: ``settings`` record ``geom.descriptors.ENGINE_VERSION``, so a sweep computed by an older
@@ -56,8 +57,8 @@ hashes, shards; ``load_sweep``), ``_executors`` (``run_sweep``: local and Ray), 
 line ``python -m geom.sweep``).
 """
 from ..chunks import DamagedPartError, FolderLockedError
-from ..models.generators import (MODELS, LoadedModel, check_model_spec, load_model, mlp_generator, register_model,
-                                 sd_vae_random)
+from ..models.generators import (MODELS, LoadedModel, check_model_spec, load_generator, load_model, mlp_generator,
+                                 parse_model_name, register_model, sd_vae_random)
 from ._cli import main
 from ._compute import ShardComputer
 from ._executors import run_sweep
@@ -68,5 +69,5 @@ from ._store import Sweep, file_digest, folder_digest, load_sweep, model_digest
 __all__ = ["SweepSpec", "Sweep", "ShardComputer", "run_sweep", "load_sweep", "main", "model_digest", "file_digest",
            "folder_digest", "parse_source", "PlaneSource", "DamagedPartError", "FolderLockedError",
            # the model registry (geom.models.generators), re-exported for existing callers
-           "MODELS", "LoadedModel", "check_model_spec", "load_model", "mlp_generator", "register_model",
-           "sd_vae_random"]
+           "MODELS", "LoadedModel", "check_model_spec", "load_generator", "load_model", "mlp_generator",
+           "parse_model_name", "register_model", "sd_vae_random"]

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 
 from ..descriptors import describe_batches, projection_and_basis
-from ..jacobian import check_generator, output_dim
-from ..models.generators import as_dtype, load_model
+from ..jacobian import output_dim
+from ..models.base import check_generator
+from ..models.generators import as_dtype, load_generator
 from ._spec import SweepSpec
 
 
@@ -23,8 +24,8 @@ class ShardComputer:
         self.spec = spec
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = as_dtype(spec.dtype)
-        self.model = load_model(spec.model, self.device, self.dtype)
-        check_generator(self.model.G)  # before any forward pass: batch-coupled / stochastic / train mode
+        self.model = load_generator(spec.model, self.device, self.dtype)
+        check_generator(self.model)  # before any forward pass: batch-coupled / stochastic / train mode
         self.E = math.prod(self.model.latent_shape)
         self.projection: Tensor | None = None  # both drawn at the first forward pass, which gives D
         self.basis: Tensor | None = None
@@ -35,7 +36,7 @@ class ShardComputer:
         after one forward pass on ``z[:1]`` gives the output dimension ``D``."""
         if self._ready:
             return
-        D = output_dim(self.model.G, z)
+        D = output_dim(self.model, z)
         self.projection, self.basis = projection_and_basis(D, self.E, self.spec.k, self.spec.dim, self.spec.seed,
                                                            self.spec.complexity, self.dtype, self.device)
         self._ready = True
@@ -49,8 +50,8 @@ class ShardComputer:
         ``geom.descriptors.describe_batches``, the loop of ``geom.describe`` (same numbers, same settings)."""
         z = z.to(device=self.device, dtype=self.dtype)
         self._setup(z)
-        out = describe_batches(self.model.G, z, self.projection, self.basis, self.spec.radius,
-                               self.spec.batch_size, self.spec.chunk_size)
+        out = describe_batches(self.model, z, self.projection, self.basis, self.spec.radius,
+                               self.spec.batch_size, self.spec.chunk_size, progress=False)
         del out["n_dropped_sv"]  # not a sweep column: a sweep's rows are index, psi, nu, delta (+ coordinates)
         return out
 

@@ -14,7 +14,8 @@ import pandas as pd
 from torch import Tensor
 from tqdm import tqdm
 
-from ..models.generators import load_model
+from ..models.base import Generator
+from ..models.generators import load_generator
 from ._compute import ShardComputer
 from ._sources import PlaneSource
 from ._spec import SweepSpec
@@ -46,21 +47,30 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, executor: str = "local", add
     with Sweep(spec, out_dir, overwrite=overwrite) as sweep:  # holds the folder's lock until the table is written
         sweep.check_inputs()  # the source file / image folder and the anchors, hashed once per run
         sweep.load_cached_latents()  # cached latents of an array/image source: the row count is known
+        # the model is loaded (and hashed) at most once in this process: by the local executor's ShardComputer,
+        # or on the CPU for a complete sweep / the Ray driver's encoder; the digest is reused
+        comp, model, digest = None, None, None
         if sweep.n is not None and not sweep.pending():  # complete: served once the weights match too (no Ray)
-            sweep.check_inputs(load_model(spec.model, "cpu", spec.dtype))
+            if executor == "local":
+                comp = ShardComputer(spec, device)
+                model = comp.model
+            else:
+                model = load_generator(spec.model, "cpu", spec.dtype)
+            digest = model_digest(model)
+            sweep.check_inputs(digest)
             if sweep.n is not None and not sweep.pending():
                 df = sweep.table()
                 sweep.mark_complete()
                 return df
         sweep.check_shards()  # a damaged shard is named before any work
         if executor == "local":
-            comp = ShardComputer(spec, device)
+            comp = comp or ShardComputer(spec, device)
             comp.check()
-            sweep.check_inputs(comp.model)
+            sweep.check_inputs(digest or model_digest(comp.model))
             sweep.prepare(comp.model)
             _run_local(sweep, comp, progress)
         else:
-            _run_ray(sweep, address, workers, num_cpus, device, progress)
+            _run_ray(sweep, address, workers, num_cpus, device, progress, probe=model)
         df = sweep.table()
         sweep.mark_complete()
         return df
@@ -101,7 +111,9 @@ class _RayWorker:
 
 
 def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: int | None,
-             device: str | None, progress: bool, max_attempts: int = 3) -> None:
+             device: str | None, progress: bool, max_attempts: int = 3, probe: Generator | None = None) -> None:
+    """The Ray executor; ``probe``: the driver's copy of the model on the CPU when ``run_sweep`` loaded one
+    already (reused to encode an array/image source instead of loading it again)."""
     try:
         import ray
         from ray.exceptions import RayActorError, RayTaskError
@@ -132,8 +144,8 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
         # the driver needs the latent shape (plane) or the encoded latents (arrays/images)
         if isinstance(sweep.source, PlaneSource) or sweep.n is not None:
             probe = None
-        else:
-            probe = load_model(sweep.spec.model, "cpu", sweep.spec.dtype)
+        elif probe is None:
+            probe = load_generator(sweep.spec.model, "cpu", sweep.spec.dtype)
         first = new_actor()
         try:
             info = ray.get(first.info.remote())

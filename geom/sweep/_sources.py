@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .. import paths, planes
-from ..models.generators import LoadedModel
+from ..models.base import Generator
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -69,7 +69,7 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def source_latents(source: tuple[str, Path], model: LoadedModel, dtype: torch.dtype) -> Tensor:
+def source_latents(source: tuple[str, Path], model: Generator, dtype: torch.dtype) -> Tensor:
     """The latents of an ``npy`` / ``images`` source (``parse_source``): an array of latents as is, or images
     (an array ``(n, C, H, W)`` in ``[-1, 1]``, or a folder's files resized to the model's image size) encoded
     by the model's encoder in batches of 8. Returns ``(n, *latent_shape)`` in ``dtype`` on the CPU."""
@@ -96,14 +96,10 @@ def source_latents(source: tuple[str, Path], model: LoadedModel, dtype: torch.dt
                          f"and the model has no encoder to map images to latents")
     if images.ndim != 4:
         raise ValueError(f"images to encode must be (n, C, H, W) in [-1, 1], got shape {tuple(images.shape)}")
-    dev = next(iter(module_of(model).parameters())).device
+    dev = model.device
     out = []
     with torch.no_grad():
         for s in range(0, images.shape[0], 8):
             out.append(model.encode(images[s:s + 8].to(device=dev, dtype=dtype)).cpu())
     return torch.cat(out)
 
-
-def module_of(model: LoadedModel) -> nn.Module:
-    """The ``nn.Module`` behind a loaded model's generator (``G`` itself, or the ``module`` of a wrapper)."""
-    return model.G if isinstance(model.G, nn.Module) else model.G.module  # type: ignore[attr-defined]

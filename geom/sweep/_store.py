@@ -19,10 +19,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from .. import paths, planes, slices
+from .. import paths, planes
 from ..chunks import check_parts, lock_folder, part_path, pending_parts, read_parts, write_part
-from ..models.generators import LoadedModel, as_dtype
-from ._sources import PlaneSource, image_files, module_of, parse_source, source_latents
+from ..models.base import Generator, generator_digest
+from ..models.generators import as_dtype
+from ._sources import PlaneSource, image_files, parse_source, source_latents
 from ._spec import SweepSpec
 
 SHARD_DIR = "shards"
@@ -41,16 +42,10 @@ def folder_digest(folder: str | Path) -> str:
     return h.hexdigest()
 
 
-def model_digest(model: LoadedModel) -> str:
-    """SHA-256 (hex) of a loaded model's weights: ``geom.slices.module_digest`` of its module's state dict
-    (names, dtypes, shapes, values), with the public entries of the module's ``config`` when it has one (a
-    diffusers VAE's ``scaling_factor`` lives there, outside the state dict)."""
-    module = module_of(model)
-    config = getattr(module, "config", None)
-    extra = ()
-    if config is not None:
-        extra = (sorted((str(k), repr(v)) for k, v in dict(config).items() if not str(k).startswith("_")),)
-    return slices.module_digest(module, extra=extra)
+def model_digest(model: Generator) -> str:
+    """SHA-256 (hex) of a loaded generator's weights: ``geom.models.base.generator_digest`` (the state dict of
+    the module behind it, names, dtypes, shapes, values, and its ``config`` when it has one)."""
+    return generator_digest(model)
 
 
 class Sweep:
@@ -189,7 +184,7 @@ class Sweep:
             return f"the anchors file {paths.resolve(self.spec.anchors)}"
         return f"the weights of model {self.spec.model!r} (state dict)"
 
-    def check_inputs(self, model: LoadedModel | str | None = None) -> None:
+    def check_inputs(self, model: Generator | str | None = None) -> None:
         """Compare the content hashes of the inputs behind paths (source file / image folder, anchors file and,
         given the loaded ``model`` or its ``model_digest``, its weights) with those the manifest recorded when
         the sweep started; record those not recorded yet. A change raises ``ValueError`` naming the input
@@ -216,7 +211,7 @@ class Sweep:
         paths.atomic_write(self.out / MANIFEST, lambda tmp: tmp.write_bytes(data))
 
     # -- latents
-    def prepare(self, model: LoadedModel | None = None) -> None:
+    def prepare(self, model: Generator | None = None) -> None:
         """Materialise the latents of an array/image source (encoding with ``model`` if they are images),
         cached in ``OUT/latents.npy`` so a resumed sweep does not encode again; the plane needs nothing
         but the latent shape."""
