@@ -3,8 +3,9 @@
 Descriptors (Humayun et al., "Understanding the Local Geometry of Generative Model Manifolds"):
 ``random_projection``, ``jacobian``, ``singular_values``, ``local_scaling`` (psi), ``local_rank`` (nu),
 ``local_complexity`` (delta) and ``describe`` (all three as a DataFrame); the checks and pieces they share:
-``check_generator`` / ``find_module`` (``geom.models.base``, beside the generator type), ``call_generator`` and
-the errors ``NonFiniteError``, ``ForwardModeError``, ``CheckpointingError`` (``geom.jacobian``), ``zero_threshold``
+``check_generator`` / ``find_module`` (``geom.models.base``, beside the generator type), ``call_generator``,
+the errors ``NonFiniteError``, ``ForwardModeError``, ``CheckpointingError``, ``jacobian_plan`` (the mode and chunk
+size a call used) and ``memory_budget_bytes`` (``geom.jacobian``), ``zero_threshold``
 (``geom.descriptors``), ``polytope_basis``, ``joints``, ``smallest_radius`` (``geom.complexity``).
 Generators come from the model layer, ``geom.models.load_generator`` (not re-exported here).
 ``geom.report`` (``geom.detectors.report``): every signal of each sample, descriptors beside the baselines, in one
@@ -14,7 +15,8 @@ from .complexity import (activation_modules, cross_polytope, joints, local_compl
                          smallest_radius, with_module)
 from .descriptors import (Spectrum, default_rtol, describe, local_rank, local_scaling, singular_values, spectrum,
                           zero_threshold)
-from .jacobian import CheckpointingError, ForwardModeError, NonFiniteError, call_generator, jacobian, random_projection
+from .jacobian import (CheckpointingError, ForwardModeError, NonFiniteError, call_generator, jacobian, jacobian_plan,
+                       memory_budget_bytes, random_projection)
 from .models.base import check_generator, find_module
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "describe", "default_rtol", "activation_modules", "cross_polytope", "with_module",
     "check_generator", "find_module", "call_generator", "zero_threshold", "polytope_basis", "joints",
     "smallest_radius", "spectrum", "Spectrum", "NonFiniteError", "ForwardModeError", "CheckpointingError",
+    "jacobian_plan", "memory_budget_bytes",
 ]
 __version__ = "0.1.0"
 

@@ -287,15 +287,21 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
             if x.shape[0] != nb * P2:
                 raise ValueError(f"activation '{key}' saw a leading dimension {x.shape[0]} != batch "
                                  f"{nb * P2}: local_complexity needs batch-first activations")
-            finite = torch.isfinite(x.detach()).reshape(nb, -1).all(dim=1)
-            if not finite.all():  # a NaN is on no piece: a count over it would be silently wrong
-                rows = (s + (~finite).nonzero().flatten()).tolist()
+            # the lowest and highest value of each neuron over the latent's 2P vertices, in one pass: the piece
+            # index is monotone in x, so it differs between some vertices iff a joint j has lo <= j < hi
+            lo, hi = torch.aminmax(x.detach().reshape(nb, P2, -1), dim=1)
+            finite = (torch.isfinite(lo) & torch.isfinite(hi)).all(dim=1)  # NaN and inf reach lo or hi
+            if not bool(finite.all()):  # a NaN is on no piece: a count over it would be silently wrong
+                rows = (s + (~finite).nonzero().flatten().cpu()).tolist()
                 raise NonFiniteError(f"the pre-activation of '{key}' contains NaN or inf values at the polytope "
                                      f"vertices of latent rows {rows[:10]} (evaluated in {dtype}): no neuron's "
                                      f"piece is defined there; check the latents' scale, the radius and the model")
-            piece = piece_index(x.detach(), joint_sets[id(mod)]).reshape(nb, P2, -1)
-            changed = piece.amin(dim=1) != piece.amax(dim=1)  # piece differs between some vertices
-            counts.append((f"{key}#{c}" if c else key, changed.sum(dim=1).cpu()))
+            changed = None
+            for j in joint_sets[id(mod)]:
+                cut = (lo <= j) & (hi > j)
+                changed = cut if changed is None else changed | cut
+            cnt = changed.sum(dim=1) if changed is not None else torch.zeros(nb, dtype=torch.int64, device=x.device)
+            counts.append((f"{key}#{c}" if c else key, cnt))
 
         handles = [m.register_forward_pre_hook(hook) for m in acts.values()]
         try:
@@ -314,7 +320,8 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
         finally:
             for h in handles:
                 h.remove()
-        for key, cnt in counts:
+        for key, cnt in counts:  # moved to the CPU once per batch, not once per activation (device syncs)
+            cnt = cnt.cpu()
             totals[s:s + nb] += cnt
             layers[key][s:s + nb] += cnt
     if per_layer:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,9 +28,27 @@ from .jacobian import NonFiniteError, check_latents, jacobian, output_dim, rando
 from .models.base import check_generator
 
 
+SVD_ONE_THREAD_MAX = 1 << 20
+"""On the CPU, matrices with at most this many entries (``k x E``) are decomposed with one intra-op thread: for
+the descriptor's ``120 x E`` Jacobians LAPACK's threaded SVD is slower than a single thread (a batch of 32
+``120 x 128`` float64 matrices: 0.52 s with two threads, 0.077 s with one, on the shared 2-core machine of
+``benchmarks/README.md``), and the values are those of the same LAPACK routine."""
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def singular_values(J: Tensor) -> Tensor:
     """Singular values of a batch of Jacobians ``J`` ``(B, k, E)`` -> ``(B, min(k, E))``, descending,
-    computed in float64 (whatever the dtype of ``J``)."""
+    computed in float64 (whatever the dtype of ``J``), by ``torch.linalg.svdvals`` (LAPACK ``gesdd`` on the CPU;
+    one intra-op thread for matrices up to ``SVD_ONE_THREAD_MAX`` entries)."""
     if not isinstance(J, Tensor) or J.ndim != 3:
         raise ValueError(f"J must be a batch of matrices (B, k, E), got "
                          f"{tuple(J.shape) if isinstance(J, Tensor) else type(J).__name__}")
@@ -37,7 +56,12 @@ def singular_values(J: Tensor) -> Tensor:
         bad = (~torch.isfinite(J)).flatten(1).any(1).nonzero().flatten().tolist()
         raise NonFiniteError(f"J contains NaN or inf entries (batch rows {bad[:10]}); no singular value is "
                              f"defined there")
-    sv = torch.linalg.svdvals(J.to(torch.float64))
+    Jd = J.to(torch.float64)
+    if Jd.device.type == "cpu" and Jd.shape[-1] * Jd.shape[-2] <= SVD_ONE_THREAD_MAX:
+        with _one_thread():
+            sv = torch.linalg.svdvals(Jd)
+    else:
+        sv = torch.linalg.svdvals(Jd)
     if not torch.isfinite(sv).all():  # LAPACK does not always raise on failure to converge
         raise NonFiniteError("the SVD of J returned NaN or inf singular values (LAPACK did not converge); "
                              "rescale the generator's output or compute J in float64")
@@ -201,6 +225,8 @@ def describe(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = 120, radi
             descriptors of different latents are comparable).
         batch_size: latents per Jacobian/forward batch.
         complexity: compute delta (needs activation modules in ``G``); ``False`` leaves it out.
+        chunk_size: VJPs (or JVPs) vmapped at once (``geom.jacobian``); ``None``: as many as the memory budget
+            holds (``$GEOM_MEMORY_BUDGET``, else half the free memory: ``geom.memory_budget_bytes``).
     Returns:
         DataFrame with ``N`` rows and columns ``psi``, ``nu`` (float64), ``delta`` (int64, when ``complexity``)
         and ``n_dropped_sv`` (int64): how many of the ``min(k, E)`` singular values (``min(D, E)`` for

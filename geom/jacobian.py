@@ -5,15 +5,23 @@ For each sample we want ``A = d P^T vec(G(z)) / d vec(z)`` of shape ``(k, E)``, 
 ``D = prod(out_shape)`` and ``P`` is an optional ``(D, k)`` matrix with orthonormal columns (the paper projects
 the output to ``k = 120`` dimensions before the SVD to make large decoders tractable).
 
-Samples must be independent under ``G``: then one batched backward pass with cotangent ``e_j`` on every
-sample yields row ``j`` of every sample's Jacobian. ``check_generator`` enforces this before any forward pass
-(no BatchNorm using batch statistics, no active Dropout/RReLU, no module left in training mode). We vmap that VJP over the ``k`` cotangents (``torch.func.vjp`` + ``torch.vmap``, chunked), or use
-forward mode (JVPs over the ``E`` latent directions) when ``E`` is smaller than the output dimension.
+Samples must be independent under ``G`` (``check_generator`` enforces this before any forward pass: no
+BatchNorm using batch statistics, no active Dropout/RReLU, no module left in training mode). Then row ``i`` of
+every sample's projected Jacobian is the VJP of ``G`` with cotangent ``P[:, i]`` (the projection folded into the
+cotangent): the engine runs one forward pass per sample under ``torch.vmap`` and vmaps ``torch.func.vjp`` over
+the ``k`` cotangents, which are the same for every sample, so backward work that does not depend on the sample
+(an output layer) is done once per row. Forward mode (JVPs along the ``E`` latent axes) is the alternative when
+``E`` is smaller than the number of rows (``mode="auto"``: ``jacobian``). The passes are chunked to fit a memory
+budget (``memory_budget_bytes``, ``chunk_for_budget``).
 """
 from __future__ import annotations
 
 import math
+import os
+import time
+import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import torch
@@ -21,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .models.base import check_generator, find_module  # noqa: F401  (the one rule of each; geom.jacobian re-exports both)
 
@@ -97,7 +106,7 @@ def output_dim(G: Generator, z: Tensor) -> int:
 
 
 def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, projection: Tensor | None = None,
-             chunk_size: int | None = None, mode: str = "auto") -> Tensor:
+             chunk_size: int | None = None, mode: str = "auto", memory_budget: int | str | None = None) -> Tensor:
     """Per-sample Jacobian of the (optionally projected) flattened output w.r.t. the flattened latent.
 
     Args:
@@ -108,10 +117,22 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
             ``None``: no projection (full ``D x E`` Jacobian).
         seed: seed of the projection when ``k`` is given.
         projection: explicit ``(D, k)`` projection matrix (overrides ``k``/``seed``).
-        chunk_size: how many VJPs (or JVPs) are vmapped at once (memory vs speed); ``None``: all at once.
+        chunk_size: how many VJPs (or JVPs) are vmapped at once (memory vs speed); ``None``: as many as
+            ``memory_budget`` holds (``chunk_for_budget``; all at once when they fit).
         mode: ``"reverse"`` (vmap over VJPs, one per output row), ``"forward"`` (vmap over JVPs, one per latent
-            direction) or ``"auto"`` (forward when ``E`` < number of output rows, falling back to reverse
-            if an operation has no forward-mode derivative).
+            direction) or ``"auto"``, decided from the shapes where they settle it and otherwise measured
+            once: reverse when ``E >= rows`` (the number of output rows: ``k``, or ``D`` unprojected), forward
+            when ``E <= rows / AUTO_SHAPE_RATIO`` (3; a JVP costs 1.3-2.6x a VJP here), and in between the
+            faster of the two in a one-time measurement on this batch (``AUTO_PROBE_PASSES`` passes of each,
+            see ``_probe_and_run``). For a model with 2-D convolutions the same measurement also picks their
+            weights' memory layout (contiguous or channels-last; the values do not change). The decision is
+            kept for every later call with the same model, latent shape, batch size, number of rows, dtype and
+            device (``jacobian_plan`` returns it, with the measured seconds); its cost (about ``3 m + 2``
+            passes per pair of candidates) is paid once. A forced mode uses the layout decided for the shape,
+            if any. Falls back to reverse when an operation has no forward-mode derivative.
+        memory_budget: bytes the vmapped passes may hold at once when ``chunk_size`` is None (an int, or a
+            string such as ``"8G"`` / ``"512M"``); ``None``: ``$GEOM_MEMORY_BUDGET`` if set, else
+            ``MEMORY_FRACTION`` (half) of the memory free at the call (``memory_budget_bytes``).
 
     Returns:
         ``(B, k, E)`` with a projection, else ``(B, D, E)``; dtype of ``G``'s output.
@@ -176,25 +197,8 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
                              f"the latents' scale and the model's dtype (float16/bfloat16 overflow)")
     zf = z.detach().reshape(B, E)
     module = find_module(G)
-    use_forward = mode == "forward" or (mode == "auto" and E < rows)
-    J = None
-    if use_forward:
-        with _forward_mode_guard(module) as where:
-            try:
-                J = _jacobian_forward(f, zf, rows, _chunks(E, chunk_size))
-            except (NotImplementedError, RuntimeError) as e:
-                # an op without a forward-mode derivative or vmap rule under jvp: "auto" falls back to
-                # reverse mode (always valid), "forward" names the mode and the module
-                if mode == "forward":
-                    msg = (str(e).strip().splitlines() or [""])[0]
-                    loc = where[-1] if where else "the generator (wrap it with geom.with_module to name the module)"
-                    what = ("an autograd.Function without forward-mode support, e.g. activation checkpointing "
-                            "(torch.utils.checkpoint, use_reentrant=True)," if _is_checkpointing(e)
-                            else "an operation")
-                    raise ForwardModeError(f"mode='forward' cannot differentiate {what} in {loc} "
-                                           f"({type(e).__name__}: {msg}); use mode='reverse' or 'auto'") from e
-    if J is None:
-        J = _jacobian_reverse(g, f, zf, projection, D, _chunks(rows, chunk_size), module)
+    J, _ = _compute(g, f, zf, projection, D, rows, module, mode, chunk_size, memory_budget,
+                    _plan_key(G, module, latent_shape, B, rows, projection is None, z))
     if not torch.isfinite(J).all():
         bad = (~torch.isfinite(J)).flatten(1).any(1).nonzero().flatten().tolist()
         raise NonFiniteError(f"the Jacobian of the generator contains NaN or inf values at latent rows {bad[:10]}: "
@@ -354,6 +358,329 @@ def _chunks(n: int, chunk_size: int | None) -> list[tuple[int, int]]:
     return [(s, min(s + c, n)) for s in range(0, n, c)]
 
 
+AUTO_SHAPE_RATIO = 3.0
+"""``mode="auto"`` takes forward mode from the shapes alone when ``E * AUTO_SHAPE_RATIO <= rows``. A JVP of this
+engine costs 1.3-2.6x a VJP (measured per pass on the benchmark models, CPU: dcgan-faces B = 8 1.3x, tiny-ldm
+B = 4 1.4x, the MLP B = 32 2.6x, where reverse mode's shared output layer runs once per row), so forward mode
+can only win when it needs clearly fewer passes; reverse mode is taken when ``E >= rows``."""
+AUTO_PROBE_PASSES = 8
+"""Passes each mode times for ``mode="auto"`` when the shapes do not decide (at most the chunk size)."""
+MEMORY_FRACTION = 0.5
+"""Default memory budget of ``jacobian``: this fraction of the memory free at the call."""
+
+
+@dataclass(frozen=True)
+class JacobianPlan:
+    """How ``jacobian`` computed one model's Jacobian at one shape (``jacobian_plan``).
+
+    ``mode``: ``"reverse"`` or ``"forward"``; ``passes``: VJPs (rows) or JVPs (``E``) in total;
+    ``chunk_size``: passes vmapped at once (``None``: all); ``reason``: why this mode (``"mode='reverse'"``,
+    ``"shapes: ..."``, ``"measured: ..."``, ``"forward mode unsupported"``); ``seconds``: for a measured
+    decision, each candidate's (``"mode/layout"``) extrapolated seconds for the whole batch; ``bytes_per_pass``
+    (per latent, ``pass_bytes``) and ``memory_budget`` (bytes): what ``chunk_size`` was chosen from (``None``
+    when the caller gave ``chunk_size``); ``layout``: the memory format of the 2-D convolution weights while the
+    engine ran (``"contiguous"`` or ``"channels_last"``, see ``_probe_and_run``)."""
+    mode: str
+    passes: int
+    chunk_size: int | None
+    reason: str
+    seconds: tuple[tuple[str, float], ...] = ()
+    bytes_per_pass: int | None = None
+    memory_budget: int | None = None
+    layout: str = "contiguous"
+
+
+# per model (weakly held): the auto-mode decision per shape, and the memory estimate per shape
+_DECISIONS: "weakref.WeakKeyDictionary[object, dict[tuple, JacobianPlan]]" = weakref.WeakKeyDictionary()
+_PASS_BYTES: "weakref.WeakKeyDictionary[object, dict[tuple, int]]" = weakref.WeakKeyDictionary()
+
+
+def _plan_key(G, module, latent_shape, B, rows, unprojected, z) -> tuple | None:
+    owner = module if module is not None else G
+    try:
+        weakref.ref(owner)
+    except TypeError:
+        return None
+    return owner, (tuple(latent_shape), int(B), int(rows), bool(unprojected), z.dtype, str(z.device))
+
+
+def parse_bytes(value: int | str) -> int:
+    """``8 << 30``, ``"8G"``, ``"8GiB"``, ``"512M"``, ``"1.5T"`` or ``"123456"`` -> bytes (binary units)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        text = str(value).strip().upper().replace("IB", "").replace("B", "")
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+        try:
+            n = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(float(text))
+        except ValueError:
+            raise ValueError(f"memory budget {value!r} is not a number of bytes (e.g. 8589934592, '8G', "
+                             f"'512M')") from None
+    if n <= 0:
+        raise ValueError(f"memory budget must be > 0 bytes, got {value!r}")
+    return n
+
+
+def memory_budget_bytes(device: torch.device | str, memory_budget: int | str | None = None) -> int:
+    """Bytes that the vmapped passes of ``jacobian`` may hold on ``device``: ``memory_budget`` if given, else
+    ``$GEOM_MEMORY_BUDGET`` if set (same syntax, ``parse_bytes``), else ``MEMORY_FRACTION`` of the memory free
+    now: ``torch.cuda.mem_get_info`` on a CUDA device; ``MemAvailable`` of ``/proc/meminfo`` on the CPU (4 GiB
+    where it cannot be read)."""
+    if memory_budget is not None:
+        return parse_bytes(memory_budget)
+    if os.environ.get("GEOM_MEMORY_BUDGET"):
+        return parse_bytes(os.environ["GEOM_MEMORY_BUDGET"])
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(MEMORY_FRACTION * free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(MEMORY_FRACTION * int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    return 4 << 30
+
+
+_VIEWS = {torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default, torch.ops.aten.reshape.default,
+          torch.ops.aten.expand.default, torch.ops.aten.permute.default, torch.ops.aten.t.default,
+          torch.ops.aten.transpose.int, torch.ops.aten.unsqueeze.default, torch.ops.aten.squeeze.dim,
+          torch.ops.aten.slice.Tensor, torch.ops.aten.select.int, torch.ops.aten.alias.default,
+          torch.ops.aten.detach.default, torch.ops.aten.as_strided.default}
+
+
+class _OutputBytes(TorchDispatchMode):
+    """Sums the bytes of the floating tensors that the (non-view) ops of a call produce."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func not in _VIEWS:
+            for t in (out if isinstance(out, (tuple, list)) else (out,)):
+                if isinstance(t, Tensor) and t.is_floating_point():
+                    self.total += t.numel() * t.element_size()
+        return out
+
+
+def pass_bytes(g: Callable[[Tensor], Tensor], z1: Tensor) -> int:
+    """Memory estimate of one vmapped pass (VJP or JVP) for ONE latent, in bytes: the floating tensors that one
+    forward pass of ``g`` at ``z1`` ``(1, E)`` produces (views excluded). A VJP makes a gradient for each of
+    them and a JVP a tangent, most freed before the pass ends, so the sum bounds what one pass holds at once
+    (measured peaks: ``benchmarks/README.md``)."""
+    counter = _OutputBytes()
+    with torch.no_grad(), counter:
+        g(z1)
+    return max(counter.total, 1)
+
+
+def chunk_for_budget(passes: int, batch: int, bytes_per_pass: int, budget: int) -> int | None:
+    """Passes to vmap at once so that ``batch x bytes_per_pass`` per pass (``pass_bytes``, per latent), plus the
+    forward graph the passes share (one more ``batch x bytes_per_pass``), fit in ``budget`` bytes: ``None``
+    (all ``passes`` at once) when they fit, else ``max(1, budget // (batch x bytes_per_pass) - 1)``."""
+    n = budget // max(1, batch * bytes_per_pass) - 1
+    return None if n >= passes else max(1, int(n))
+
+
+def _timed(fn):
+    sync = torch.cuda.synchronize if torch.cuda.is_available() and torch.cuda.is_initialized() else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - t
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and
+                                                    "can't allocate memory" in str(e))
+
+
+def _compute(g, f, zf: Tensor, projection: Tensor | None, D: int, rows: int, module: nn.Module | None,
+             mode: str, chunk_size: int | None, memory_budget, key) -> tuple[Tensor, JacobianPlan]:
+    """The Jacobian ``(B, rows, E)`` and the ``JacobianPlan`` it was computed with (see ``jacobian``: mode,
+    layout, chunk size); on an out-of-memory error the chunk size is halved and the computation repeated."""
+    B, E = zf.shape
+    owner, shape = key if key is not None else (None, None)
+    if chunk_size is not None:
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+        chunk, per, budget = int(chunk_size), None, None
+    else:
+        budget = memory_budget_bytes(zf.device, memory_budget)
+        per = _PASS_BYTES.get(owner, {}).get(shape) if owner is not None else None
+        if per is None:
+            per = pass_bytes(g, zf[:1])
+            if owner is not None:
+                _PASS_BYTES.setdefault(owner, {})[shape] = per
+        chunk = chunk_for_budget(max(rows, E), B, per, budget)
+    cached = _DECISIONS.get(owner, {}).get(shape) if owner is not None else None
+    passes = {"reverse": rows, "forward": E}
+    if mode != "auto":
+        layout = cached.layout if cached is not None else "contiguous"
+        candidates, reason = [(mode, layout)], f"mode={mode!r}"
+    elif cached is not None:
+        candidates, reason = [(cached.mode, cached.layout)], cached.reason
+    else:
+        if E >= rows:
+            modes, reason = ["reverse"], f"shapes: {rows} VJPs, no more than E={E} JVPs"
+        elif E * AUTO_SHAPE_RATIO <= rows:
+            modes, reason = ["forward"], f"shapes: E={E} JVPs, at least {AUTO_SHAPE_RATIO:g}x fewer than {rows} VJPs"
+        else:
+            modes, reason = ["reverse", "forward"], "measured"
+        layouts = ["contiguous", "channels_last"] if _has_conv2d(module) else ["contiguous"]
+        candidates = [(m_, l_) for m_ in modes for l_ in layouts]
+    run = _Runner(g, f, zf, projection, D, rows, module, forced=mode == "forward")
+    while True:
+        c = None if chunk is None or chunk >= max(passes[m_] for m_, _ in candidates) else chunk
+        try:
+            if len(candidates) > 1:
+                J, plan = _probe_and_run(run, candidates, passes, c, reason)
+            else:
+                (m_, l_), = candidates
+                J = run(m_, l_, 0, passes[m_], c)
+                if J is None:  # an operation without a forward-mode derivative: reverse mode
+                    m_, reason = "reverse", "forward mode unsupported"
+                    J = run(m_, l_, 0, rows, c)
+                plan = JacobianPlan(m_, passes[m_], None, reason, cached.seconds if cached and mode == "auto" else (),
+                                    layout=l_)
+            break
+        except (RuntimeError, torch.OutOfMemoryError) as e:
+            if not _is_oom(e) or (c or max(passes.values())) <= 1:
+                raise
+            chunk = max(1, (c or max(passes.values())) // 2)
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+    plan = replace(plan, chunk_size=None if chunk is None or chunk >= plan.passes else chunk,
+                   bytes_per_pass=per, memory_budget=budget)
+    if mode == "auto" and owner is not None:
+        _DECISIONS.setdefault(owner, {})[shape] = plan
+    return J, plan
+
+
+def _has_conv2d(module: nn.Module | None) -> bool:
+    return module is not None and any(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.weight.ndim == 4
+                                      for m in module.modules())
+
+
+@contextmanager
+def _conv_layout(module: nn.Module | None, layout: str) -> Iterator[None]:
+    """``layout="channels_last"``: the weights of ``module``'s ``Conv2d`` / ``ConvTranspose2d`` layers get a
+    channels-last copy as ``.data`` for the duration (the original tensors are put back on exit, also on error),
+    so that oneDNN / cuDNN run the convolutions, their VJPs and JVPs in that memory format; values unchanged."""
+    saved: list[tuple[Tensor, Tensor]] = []
+    try:
+        if layout == "channels_last" and module is not None:
+            for m in module.modules():
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.weight.ndim == 4:
+                    saved.append((m.weight, m.weight.data))
+                    m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+        yield
+    finally:
+        for t, data in reversed(saved):
+            t.data = data
+
+
+class _Runner:
+    """``run(mode, layout, start, stop, chunk)``: rows (reverse) or latent directions (forward) ``start:stop``
+    of the Jacobian, ``(B, stop - start, E)`` or ``(B, rows, stop - start)``; ``None`` when forward mode meets an
+    operation without a forward-mode derivative and the mode was not forced."""
+
+    def __init__(self, g, f, zf, projection, D, rows, module, forced):
+        self.g, self.f, self.zf, self.projection, self.D, self.rows = g, f, zf, projection, D, rows
+        self.module, self.forced = module, forced
+
+    def __call__(self, mode: str, layout: str, start: int, stop: int, chunk: int | None) -> Tensor | None:
+        with _conv_layout(self.module, layout):
+            if mode == "forward":
+                return _forward(self.g, self.f, self.zf, self.rows, self.module, chunk, start, stop, self.forced)
+            chunks = [(start + a, start + b) for a, b in _chunks(stop - start, chunk)]
+            return _jacobian_reverse(self.g, self.f, self.zf, self.projection, self.D, chunks, self.module)
+
+
+def _forward(g, f, zf: Tensor, rows: int, module, chunk: int | None, start: int, stop: int,
+             forced: bool) -> Tensor | None:
+    """Forward mode over the latent directions ``start:stop`` -> ``(B, rows, stop - start)``; ``None`` when an
+    operation has no forward-mode derivative and ``forced`` is False (``ForwardModeError`` when True)."""
+    chunks = [(start + a, start + b) for a, b in _chunks(stop - start, chunk)]
+    with _forward_mode_guard(module) as where:
+        try:
+            return _jacobian_forward(f, zf, rows, chunks)
+        except (NotImplementedError, RuntimeError) as e:
+            if _is_oom(e):
+                raise
+            if not forced:
+                return None
+            msg = (str(e).strip().splitlines() or [""])[0]
+            loc = where[-1] if where else "the generator (wrap it with geom.with_module to name the module)"
+            what = ("an autograd.Function without forward-mode support, e.g. activation checkpointing "
+                    "(torch.utils.checkpoint, use_reentrant=True)," if _is_checkpointing(e) else "an operation")
+            raise ForwardModeError(f"mode='forward' cannot differentiate {what} in {loc} "
+                                   f"({type(e).__name__}: {msg}); use mode='reverse' or 'auto'") from e
+
+
+def _probe_and_run(run: _Runner, candidates: list[tuple[str, str]], passes: dict[str, int], chunk: int | None,
+                   reason: str) -> tuple[Tensor, JacobianPlan]:
+    """``mode="auto"``'s one-time measurement between the candidates (mode, memory layout): reverse and forward
+    when ``rows / AUTO_SHAPE_RATIO < E < rows``, and, for a model with 2-D convolutions, the contiguous and the
+    channels-last layout of their weights (oneDNN's kernels differ: dcgan-faces' transposed convolutions run
+    1.25x faster channels-last, tiny-ldm's GroupNorm decoder 1.2x slower). Each candidate runs once with one pass
+    (warm-up: the first transform of a process or shape pays set-up costs; forward mode drops out here when an
+    operation has no forward-mode derivative), then ``m = AUTO_PROBE_PASSES`` passes of every candidate, twice,
+    alternating; a candidate's time for its ``n`` passes is ``t_fwd + (t_m - t_fwd) n / m``, with ``t_m`` the
+    faster of its two runs and ``t_fwd`` a plain forward pass of the batch (the part all share). The fastest
+    finishes the Jacobian, reusing its last probe (the first ``m`` rows, or columns, of the result); the
+    measurement costs about ``(2 c - 1) m + c`` passes for ``c`` candidates, once per model and shape."""
+    zf, rows = run.zf, run.rows
+    E = zf.shape[1]
+    alive = []
+    for cand in candidates:
+        if run(*cand, 0, 1, None) is not None:
+            alive.append(cand)
+    if not alive:
+        raise RuntimeError("no mode of the engine could differentiate the generator")  # pragma: no cover
+    if len(alive) == 1:
+        (m_, l_), = alive
+        return run(m_, l_, 0, passes[m_], chunk), JacobianPlan(m_, passes[m_], None, "forward mode unsupported",
+                                                               layout=l_)
+    m = max(1, min(AUTO_PROBE_PASSES, rows, E, chunk or AUTO_PROBE_PASSES))
+    with torch.no_grad():
+        t_fwd = min(_timed(lambda: run.g(zf))[1] for _ in range(2))
+    t: dict[tuple[str, str], list[float]] = {cand: [] for cand in alive}
+    last: dict[tuple[str, str], Tensor] = {}
+    for _ in range(2):
+        for cand in alive:
+            last[cand], dt = _timed(lambda: run(*cand, 0, m, chunk))
+            t[cand].append(dt)
+    T = {cand: t_fwd + max(min(v) - t_fwd, 0.0) * passes[cand[0]] / m for cand, v in t.items()}
+    mode, layout = min(T, key=T.get)
+    what = ", ".join(f"{md} {ly} {T[(md, ly)]:.3g} s" for md, ly in alive)
+    measured = f"measured: {what} (extrapolated from {m} passes of each)"
+    plan = JacobianPlan(mode, passes[mode], None, measured if reason == "measured" else f"{reason}; {measured}",
+                        tuple((f"{md}/{ly}", T[(md, ly)]) for md, ly in alive), layout=layout)
+    J0, n = last[(mode, layout)], passes[mode]
+    if m >= n:
+        return J0, plan
+    rest = run(mode, layout, m, n, chunk)
+    return torch.cat([J0, rest], dim=2 if mode == "forward" else 1), plan
+
+
+def jacobian_plan(G: Generator, z: Tensor, k: int | None = None, projection: Tensor | None = None
+                  ) -> JacobianPlan | None:
+    """The ``JacobianPlan`` (mode, chunk size, and why) that ``jacobian(G, z, k=k or projection=projection)``
+    with ``mode="auto"`` stored for this model and shape (latent shape, batch size, number of rows, dtype,
+    device of ``z``), or ``None`` before the first such call. Runs ``G`` on one latent only when neither ``k``
+    nor ``projection`` is given (for the output size)."""
+    module = find_module(G)
+    rows = projection.shape[1] if projection is not None else int(k) if k is not None else output_dim(G, z)
+    key = _plan_key(G, module, tuple(z.shape[1:]), z.shape[0], rows, projection is None and k is None, z)
+    return None if key is None else _DECISIONS.get(key[0], {}).get(key[1])
+
+
 def _basis_rows(start: int, stop: int, n: int, like: Tensor) -> Tensor:
     """Rows ``start:stop`` of the ``(n, n)`` identity, built without the full identity."""
     e = torch.zeros(stop - start, n, dtype=like.dtype, device=like.device)
@@ -402,14 +729,13 @@ def _jacobian_reverse(g, f, zf: Tensor, projection: Tensor | None, D: int, chunk
     except (RuntimeError, NotImplementedError) as e:
         if not _is_transform_unsupported(e):
             raise
-        rows = chunks[-1][1]
-        jt = _reverse_loop(f, zf, rows, module)
+        jt = _reverse_loop(f, zf, chunks[0][0], chunks[-1][1], module)
     return jt.permute(1, 0, 2).contiguous().detach()
 
 
-def _reverse_loop(f, zf: Tensor, rows: int, module: nn.Module | None = None) -> Tensor:
+def _reverse_loop(f, zf: Tensor, start: int, stop: int, module: nn.Module | None = None) -> Tensor:
     """Fallback when torch.func cannot transform G (an op without a vmap rule, activation checkpointing):
-    plain autograd, one backward pass per output row, ``(rows, B, E)``.
+    plain autograd, one backward pass per output row ``start:stop``, ``(stop - start, B, E)``.
 
     ``torch.autograd.grad`` first. Reentrant checkpointing (``use_reentrant=True``) refuses ``.grad()`` and
     needs ``.backward()``, which would accumulate into the model's parameter gradients: the parameters of
@@ -420,8 +746,8 @@ def _reverse_loop(f, zf: Tensor, rows: int, module: nn.Module | None = None) -> 
         y = f(z)
         out = []
         try:
-            for j in range(rows):
-                (g,) = torch.autograd.grad(y[:, j].sum(), z, retain_graph=j < rows - 1)
+            for j in range(start, stop):
+                (g,) = torch.autograd.grad(y[:, j].sum(), z, retain_graph=j < stop - 1)
                 out.append(g)
             return torch.stack(out)
         except RuntimeError as e:
@@ -437,9 +763,9 @@ def _reverse_loop(f, zf: Tensor, rows: int, module: nn.Module | None = None) -> 
         z = zf.clone().requires_grad_(True)
         y = f(z)
         out = []
-        for j in range(rows):
+        for j in range(start, stop):
             z.grad = None
-            y[:, j].sum().backward(retain_graph=j < rows - 1)
+            y[:, j].sum().backward(retain_graph=j < stop - 1)
             out.append(z.grad if z.grad is not None else torch.zeros_like(z))
         return torch.stack(out)
 

@@ -334,22 +334,37 @@ def test_the_weights_hash_is_unchanged_by_the_move(name):
 
 
 # ------------------------------------------------------------------------------------------- benchmarks/gpu.sh
+@pytest.mark.slow
 def test_gpu_benchmark_script_runs_at_a_tiny_size_on_cpu(tmp_path):
-    """benchmarks/gpu.sh (written for one CUDA GPU) runs as is on the CPU at latent 2 x 2, k = 2, and its JSON
-    holds the per-latent time, the FLOPs (a VJP of the frozen decoder costs one forward) and the descriptors."""
+    """benchmarks/gpu.sh (written for one CUDA GPU) runs as is on the CPU at latent 2 x 2, k = 2, in its three
+    precisions, and its JSON holds per precision the engine's time per latent, the FLOP limit at the measured
+    matmul rate, vmap(jacrev)'s time and the descriptors, and psi's error against float64 on the reference latent."""
     import json
+    import math
     import os
     import subprocess
     import sys
 
     env = dict(os.environ, GEOM_GPU_ALLOW_CPU="1", GEOM_GPU_SETUP="0", GEOM_GPU_LATENT="2", GEOM_GPU_K="2",
-               GEOM_GPU_N="1", OUT=str(tmp_path), OMP_NUM_THREADS="1", GEOM_VENV=sys.prefix)  # this interpreter's venv
+               GEOM_GPU_N="1", GEOM_GPU_REF_LATENT="2", OUT=str(tmp_path), OMP_NUM_THREADS="1",
+               GEOM_VENV=sys.prefix)  # this interpreter's venv
     run = subprocess.run(["bash", str(paths.ROOT / "benchmarks" / "gpu.sh")], env=env, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     res = json.loads(run.stdout)
     assert res == json.loads((tmp_path / "gpu_sd_decoder.json").read_text())
-    assert res["device"] == "cpu" and res["k"] == 2 and res["latents_timed"] == 1
-    assert res["flops_vjp"] == res["flops_forward"] > 0
+    assert res["device"] == "cpu" and res["k"] == 2 and res["latent"] == 2
+    assert res["flops_vjp"] == res["flops_forward"] > 0  # a VJP of the frozen decoder costs one forward
     assert res["flops_per_latent"] == res["flops_forward"] * 3
-    assert res["s_per_latent_total"] > 0 and res["per_latent"][0]["delta"] >= 0
+    assert set(res["precisions"]) == {"float32", "tf32", "bf16"}
+    for p, r in res["precisions"].items():
+        assert r["latents_timed"] == 1 and r["s_per_latent_total"] > 0 and r["per_latent"][0]["delta"] >= 0
+        assert r["matmul_tflops"] > 0 and math.isclose(r["t_flop_limit"] * r["matmul_tflops"] * 1e12,
+                                                       res["flops_per_latent"], rel_tol=1e-9)
+        assert r["t_vmap_jacrev"] > 0 and r["plan"]["mode"] == "reverse"  # E = 16 >= k = 2
+        assert math.isfinite(r["per_latent"][0]["psi"])
+    assert res["precisions"]["bf16"]["dtype"] == "bfloat16" and res["precisions"]["tf32"]["tf32"]
+    err = res["psi_error_vs_float64"]
+    assert err["latent"] == 2 and math.isfinite(err["psi_float64"])
+    assert err["float32"]["psi_rel_error"] < 1e-3  # float32 vs float64, same weights and latent
+    assert err["bf16"]["psi_abs_error"] >= 0 and math.isfinite(err["bf16"]["psi_abs_error"])

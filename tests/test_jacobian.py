@@ -227,3 +227,142 @@ def test_generator_that_cannot_run_per_sample_falls_back_to_batched_passes(mode)
     torch.testing.assert_close(geom.jacobian(G, z, mode=mode), reference_jacobian(G, z), **tol(torch.float64))
     torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode=mode, chunk_size=3),
                                reference_jacobian(G, z, P), **tol(torch.float64))
+
+
+# ------------------------------------------------------------------------------- mode="auto" and the chunk size
+JAC = __import__("sys").modules["geom.jacobian"]  # the module (geom.jacobian is also the function's name)
+
+
+def test_auto_mode_from_shapes_and_the_stored_plan():
+    """E >= rows: reverse; E <= rows / AUTO_SHAPE_RATIO: forward; the decision is stored per model and shape and
+    reported by jacobian_plan (None before the first call); the Jacobian is the reference either way."""
+    G = mlp([3, 16, 40], seed=4, act=torch.nn.Tanh)
+    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    P = geom.random_projection(40, 3, seed=1, dtype=torch.float64)  # rows = 3 = E: reverse
+    assert JAC.jacobian_plan(G, z, projection=P) is None
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P), reference_jacobian(G, z, P), **tol(torch.float64))
+    plan = JAC.jacobian_plan(G, z, projection=P)
+    assert plan.mode == "reverse" and plan.passes == 3 and plan.reason.startswith("shapes")
+    torch.testing.assert_close(geom.jacobian(G, z), reference_jacobian(G, z), **tol(torch.float64))  # 40 >= 3 * 3
+    plan = JAC.jacobian_plan(G, z)
+    assert plan.mode == "forward" and plan.passes == 3 and plan.reason.startswith("shapes")
+    assert JAC.jacobian_plan(G, z[:1]) is None  # another batch size is another shape
+    assert plan.chunk_size is None and plan.bytes_per_pass > 0 and plan.memory_budget > 0  # all passes fit
+
+
+@pytest.mark.parametrize("winner", ["reverse", "forward"])
+def test_auto_mode_measured_between_the_shape_thresholds(monkeypatch, winner):
+    """rows / 3 < E < rows: a one-time measurement decides (here made deterministic: the clock is replaced by one
+    that favours `winner`); the Jacobian assembled from the winner's probe and the remaining passes equals the
+    reference, and the stored decision is reused without measuring again."""
+    G = mlp([5, 16, 12], seed=5, act=torch.nn.Tanh)
+    z = torch.randn(3, 5, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    P = geom.random_projection(12, 8, seed=2, dtype=torch.float64)  # E = 5, rows = 8
+    calls = []
+
+    def fake_timed(fn):
+        out = fn()
+        if out.ndim == 2:  # the plain forward pass (B, D)
+            return out, 0.0
+        kind = "forward" if tuple(out.shape) == (3, 8, 3) else "reverse"  # probes: (B, rows, m), (B, m, E)
+        calls.append(kind)
+        return out, 1.0 if kind == winner else 100.0
+    monkeypatch.setattr(JAC, "_timed", fake_timed)
+    monkeypatch.setattr(JAC, "AUTO_PROBE_PASSES", 3)
+    J = geom.jacobian(G, z, projection=P)
+    torch.testing.assert_close(J, reference_jacobian(G, z, P), **tol(torch.float64))
+    plan = JAC.jacobian_plan(G, z, projection=P)
+    assert plan.mode == winner and plan.reason.startswith("measured") and plan.layout == "contiguous"
+    assert dict(plan.seconds)[f"{winner}/contiguous"] < 10  # an MLP: no convolution layout to choose
+    n = len(calls)
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P), J, **tol(torch.float64))
+    assert len(calls) == n == 4  # two timed probes per mode, and no second measurement
+
+
+def test_chunk_size_from_the_memory_budget():
+    """pass_bytes counts the floating outputs of one forward pass (checked by hand), chunk_for_budget divides the
+    budget by it, and a budget that holds two passes at a time gives chunked passes with the same Jacobian."""
+    G = mlp([4, 8, 3], seed=6, act=torch.nn.Tanh)  # float64, one latent: 8 (linear) + 8 (tanh) + 3 (linear)
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    assert JAC.pass_bytes(lambda v: G(v), z[:1]) == (8 + 8 + 3) * 8
+    geom.jacobian(G, z, memory_budget="1G")
+    per = JAC.jacobian_plan(G, z).bytes_per_pass
+    assert per == (4 + 8 + 8 + 3) * 8  # the engine's pass also holds the copy of the latent it hands to G
+    assert JAC.chunk_for_budget(passes=10, batch=5, bytes_per_pass=per, budget=12 * 5 * per) is None  # all fit
+    assert JAC.chunk_for_budget(passes=10, batch=5, bytes_per_pass=per, budget=3 * 5 * per) == 2
+    assert JAC.chunk_for_budget(passes=10, batch=5, bytes_per_pass=per, budget=1) == 1
+    ref = reference_jacobian(G, z)
+    for mode in ("reverse", "forward"):
+        torch.testing.assert_close(geom.jacobian(G, z, mode=mode, memory_budget=3 * 5 * per), ref,
+                                   **tol(torch.float64))
+    geom.jacobian(G, z, memory_budget=3 * 5 * per)
+    assert JAC.jacobian_plan(G, z).chunk_size == 2 and JAC.jacobian_plan(G, z).memory_budget == 3 * 5 * per
+
+
+def test_memory_budget_sources_and_units(monkeypatch):
+    assert JAC.parse_bytes("8G") == 8 << 30 and JAC.parse_bytes("512MiB") == 512 << 20 and JAC.parse_bytes(1000) == 1000
+    assert JAC.parse_bytes("1.5K") == 1536
+    with pytest.raises(ValueError, match="not a number of bytes"):
+        JAC.parse_bytes("lots")
+    with pytest.raises(ValueError, match="> 0"):
+        JAC.parse_bytes(0)
+    monkeypatch.setenv("GEOM_MEMORY_BUDGET", "3M")
+    assert JAC.memory_budget_bytes("cpu") == 3 << 20
+    assert JAC.memory_budget_bytes("cpu", "1G") == 1 << 30  # the argument wins over the environment
+    monkeypatch.delenv("GEOM_MEMORY_BUDGET")
+    avail = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable"))
+    assert 0.3 * avail < JAC.memory_budget_bytes("cpu") <= 0.7 * avail  # half of what is free (it moves a little)
+
+
+def test_out_of_memory_halves_the_chunk(monkeypatch):
+    """An out-of-memory error in a pass is answered by halving the chunk size and repeating (here simulated:
+    chunks of more than 3 rows 'do not fit'); the result is the reference."""
+    G = mlp([4, 8, 20], seed=7, act=torch.nn.Tanh)
+    z = torch.randn(2, 4, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    P = geom.random_projection(20, 12, seed=3, dtype=torch.float64)
+    real = JAC._jacobian_reverse
+
+    def tight(g, f, zf, projection, D, chunks, module=None):
+        if max(b - a for a, b in chunks) > 3:
+            raise torch.OutOfMemoryError("simulated: out of memory")
+        return real(g, f, zf, projection, D, chunks, module)
+    monkeypatch.setattr(JAC, "_jacobian_reverse", tight)
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode="reverse"), reference_jacobian(G, z, P),
+                               **tol(torch.float64))
+    monkeypatch.setattr(JAC, "_jacobian_reverse", lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("x")))
+    with pytest.raises(torch.OutOfMemoryError):  # not even one row fits: the error reaches the caller
+        geom.jacobian(G, z, projection=P, mode="reverse")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_auto_measures_the_convolution_layout_and_restores_the_weights(monkeypatch, layout):
+    """A model with 2-D convolutions: auto also measures the weights' memory layout (here with a clock that
+    favours `layout`); the Jacobian is the reference either way, and afterwards the weights are the caller's
+    tensors again (same objects, same values, contiguous)."""
+    G = tiny_dcgan(torch.float64)
+    z = torch.randn(2, 5, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    P = geom.random_projection(3 * 8 * 8, 4, seed=4, dtype=torch.float64)  # E = 5 >= rows = 4: reverse
+    convs = [m for m in G.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    before = [(m.weight, m.weight.data, m.weight.detach().clone()) for m in convs]
+    seen = []
+    hook = convs[0].register_forward_pre_hook(
+        lambda m, a: seen.append("channels_last" if m.weight.is_contiguous(memory_format=torch.channels_last)
+                                 and not m.weight.is_contiguous() else "contiguous"))
+
+    def fake_timed(fn):
+        seen.clear()
+        out = fn()
+        if out.ndim == 2:
+            return out, 0.0
+        return out, 1.0 if seen and seen[-1] == layout else 100.0
+    monkeypatch.setattr(JAC, "_timed", fake_timed)
+    J = geom.jacobian(G, z, projection=P)
+    hook.remove()
+    torch.testing.assert_close(J, reference_jacobian(G, z, P), **tol(torch.float64))
+    plan = JAC.jacobian_plan(G, z, projection=P)
+    assert plan.mode == "reverse" and plan.layout == layout and set(dict(plan.seconds)) == {
+        "reverse/contiguous", "reverse/channels_last"}
+    for m, (w, data, values) in zip(convs, before):
+        assert m.weight is w and m.weight.data.data_ptr() == data.data_ptr() and m.weight.is_contiguous()
+        assert torch.equal(m.weight, values)
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode="forward"), J, **tol(torch.float64))

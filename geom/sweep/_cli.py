@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-complexity", action="store_true", help="skip delta")
     ap.add_argument("--shard-size", type=int, default=64, help="latents per resumable shard (one Parquet file)")
     ap.add_argument("--batch-size", type=int, default=16, help="latents per Jacobian / delta batch")
-    ap.add_argument("--chunk-size", type=int, default=None, help="VJPs vmapped at once (memory); None: all k at once")
+    ap.add_argument("--chunk-size", type=int, default=None,
+                    help="VJPs vmapped at once (memory); default: as many as the memory budget holds "
+                         "(GEOM_MEMORY_BUDGET, else half the free memory)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"],
                     help="dtype of the model and latents (delta is always evaluated in float64)")
     ap.add_argument("--executor", default="local", choices=["local", "ray"],

@@ -19,7 +19,8 @@ class SweepSpec:
     and ``seed`` are those of ``geom.describe`` (paper: ``k=120``, ``dim=4``, ``radius=1e-5``);
     ``k=None`` for no projection; ``complexity=False`` leaves delta out. ``shard_size`` latents per shard file
     (the unit of resumption and of work sent to a Ray worker), ``batch_size`` latents per Jacobian batch,
-    ``chunk_size`` VJPs vmapped at once (``geom.jacobian``; ``None``: all ``k``; set it for large decoders).
+    ``chunk_size`` VJPs vmapped at once (``geom.jacobian``; ``None``: as many as the memory budget holds,
+    ``GEOM_MEMORY_BUDGET`` or half the free memory, see ``geom.memory_budget_bytes``).
     ``dtype`` of the model and latents (``"float32"`` or ``"float64"``); ``latent_seed`` and ``anchors``
     define the plane (``geom.planes.plane_anchors``)."""
 
