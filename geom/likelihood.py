@@ -290,7 +290,7 @@ def loglik(model, x: Tensor, schedule=None, *, encoder_hidden_states: Tensor | N
            num_steps: int = 50, steps: Sequence[int] | None = None, start_step: int = 1, end_step: int | None = None,
            probes: int = 4, noise: str = "rademacher", seed: int = 0, exact: bool = False, rtol: float = 1e-5,
            atol: float = 1e-5, prediction_type: str | None = None, chunk_size: int | None = None,
-           progress: bool = False) -> LoglikResult:
+           progress: bool = True) -> LoglikResult:
     """Log-likelihood of each point of ``x`` under a diffusion model by the probability-flow ODE (module docs;
     Song et al. 2021, App. D.2, Eqs. 39-40, with the Hutchinson divergence of FFJORD, Grathwohl et al. 2019).
 

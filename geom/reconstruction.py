@@ -1,8 +1,9 @@
 """Partial-diffusion reconstruction error: noise a point to an intermediate level, denoise it back with DDIM, and
 score how far the reconstruction lands from the input (an out-of-distribution score).
 
-Method: "Diffusing and denoising samples for out-of-distribution detection" (DDOS; G. Raya et al., code
-github.com/gabrielraya/ddos: a score-based model on Fashion-MNIST, AUROC 0.98 against MNIST) and "Denoising
+Method: "Diffusing and denoising samples for out-of-distribution detection" (DDOS; G. Raya, J. S. Olier Jauregui,
+E. Postma, OpenReview eATJn1VZQia; code github.com/gabrielraya/ddos: a score-based model on Fashion-MNIST, AUROC
+0.98 against MNIST; docs/published_ood.md) and "Denoising
 diffusion models for out-of-distribution detection" (M. S. Graham, W. H. L. Pinaya, P.-D. Tudosiu, P. Nachev,
 S. Ourselin, M. J. Cardoso, CVPR Workshops 2023, arXiv 2211.07740: several noise levels as one multi-dimensional
 score). For each level ``t`` (a 1-based DDPM step, Ho et al. 2020: ``a_t = alphas_cumprod[t - 1]``; ``t = 0`` is
@@ -14,8 +15,8 @@ the data itself):
     error_t(x) = mean((x_hat - x)^2)              (per element; of ``decode(x_hat)`` vs ``decode(x)`` with
                                                    ``decode``, e.g. a VAE decoder, to compare images)
 
-Here the denoiser is the deterministic DDIM ODE (DDOS denoises with the reverse SDE, Graham et al. with DDPM
-ancestral steps or a PLMS sampler); the noise draw is the only randomness. One noise ``e`` per repeat is shared
+Here the denoiser is the deterministic DDIM ODE (DDOS denoises with the reverse SDE; Graham et al.'s code runs a
+100-step fast sampler of its DDPM, ``--num_inference_steps=100``); the noise draw is the only randomness. One noise ``e`` per repeat is shared
 by every point and every level (common random numbers), so a point's errors depend on it, the seed and the model
 only, never on its batch. ``multiscale_score`` combines the levels as Graham et al. do: z-scores against the
 in-distribution errors, averaged over levels.
@@ -69,7 +70,7 @@ def partial_diffusion_error(model, x: Tensor, steps: Sequence[int], schedule=Non
                             encoder_hidden_states: Tensor | None = None, uncond_hidden_states: Tensor | None = None,
                             guidance_scale: float = 1.0, num_steps: int = 10, repeats: int = 1, seed: int = 0,
                             decode: Callable[[Tensor], Tensor] | None = None, prediction_type: str | None = None,
-                            progress: bool = False) -> ReconstructionResult:
+                            progress: bool = True) -> ReconstructionResult:
     """Partial-diffusion reconstruction error of each point of ``x`` at each level of ``steps`` (module docs;
     DDOS, Raya et al.; Graham et al. 2023, Sec. 3).
 
@@ -147,8 +148,10 @@ def _decoded(decode: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
 
 
 def multiscale_score(errors, reference) -> np.ndarray:
-    """One score from the errors at several levels (Graham et al. 2023, Sec. 3: each level's error as a z-score
-    against the in-distribution errors, then averaged over levels): ``errors`` ``(N, S)`` of the points to score,
+    """One score from the errors at several levels as Graham et al. 2023 combine them (their code,
+    github.com/marksgraham/ddpm-ood ``ood_detection.py``: each level's error as a z-score against the errors of an
+    in-distribution validation set, standard deviation with ``ddof = 1``, then the mean over levels; they add the
+    z-scores of MSE and LPIPS, here one error): ``errors`` ``(N, S)`` of the points to score,
     ``reference`` ``(M, S)`` of in-distribution points (a held-out set, M >= 2) -> ``(N,)`` float64,
     ``mean_j (errors[:, j] - mean(reference[:, j])) / std(reference[:, j])``. Higher = more out of distribution.
     Raises ``ValueError`` for mismatched levels, ``M < 2``, NaN, or a level whose reference errors are all equal."""

@@ -11,7 +11,7 @@ import torch
 
 from geom.diffusion import ddim_step
 from geom.likelihood import ORDER, alpha_bar_at, guided_eps_model, loglik, step_at_alpha_bar, step_grid
-from tests.conftest import tol, tol_scaled
+from conftest import tol, tol_scaled
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ import torch
 
 from geom.diffusion import ddim_step
 from geom.reconstruction import ddim_levels, multiscale_score, partial_diffusion_error
-from tests.conftest import tol, tol_scaled
+from conftest import tol, tol_scaled
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
