@@ -18,13 +18,25 @@ column              what (source)
 ``<run>``,          FLIPD local intrinsic dimension of the latent under a diffusion model and its Hutchinson
 ``<run>_stderr``    standard error (Kamkari et al. 2024; ``geom.lid.flipd``), one pair per run of
                     ``flipd_kwargs`` (default one run, ``flipd``), when ``flipd_model`` is given
+``<run>``,          log-likelihood of the latent in nats per latent (``<run>_bpd``: bits per dimension) under the
+``<run>_stderr``,   diffusion model by the probability-flow ODE, with its Hutchinson standard error (Song et al.
+``<run>_bpd``       2021, App. D.2; ``geom.likelihood.loglik``), one triple per run of ``loglik_kwargs`` (e.g.
+                    ``{"loglik": {}}``); higher = more likely
+``ddos_t<t>``       partial-diffusion reconstruction error at DDPM step ``t`` (noise to ``t``, DDIM back; DDOS,
+                    Raya et al.; Graham et al. 2023; ``geom.reconstruction.partial_diffusion_error``), one column
+                    per step of ``ddos_steps``
 ==================  ==========================================================================================
+
+``loglik`` and ``ddos`` use ``diffusion_model`` (default: ``flipd_model``) and, with ``cache_dir``, are cached
+like the descriptors: chunks of 64 latents in the resumable chunk store (``geom.chunks``) under the SHA-256 of the
+model's weights and schedule, the latents, the settings and the code version, so a re-run reads them.
 
 ``DataFrame.attrs["seconds_per_sample"]`` holds the wall time of each step divided by the number of samples,
 measured in this call. Every column of a sample depends only on that sample (and the seeds), never on its
 batch companions: the descriptors by construction (``geom.describe``), FLIPD because each run's Hutchinson
 probes are drawn from its seed, shared by all points, and the same in every chunk (``geom.lid.flipd``); only
-the last digits of a float32 model's output may change with the batch shape.
+the last digits of a float32 model's output may change with the batch shape. ``loglik`` shares its probes and
+``ddos`` its noise draw between all points in the same way.
 """
 from __future__ import annotations
 
@@ -69,7 +81,8 @@ def png_bytes(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndar
     return out
 
 
-SIGNALS = ("descriptors", "latent_norm", "recon_error", "png_bytes", "flipd")
+SIGNALS = ("descriptors", "latent_norm", "recon_error", "png_bytes", "flipd", "loglik", "ddos")
+CACHE_CHUNK = 64  # latents per cached part of loglik / ddos
 COLUMNS = ("psi", "nu", "delta", "n_dropped_sv", "latent_norm", "recon_error", "png_bytes")  # besides FLIPD's
 
 
@@ -78,7 +91,9 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
            value_range: tuple[float, float] = (-1.0, 1.0), clip_output: bool = False,
            encode: Callable[[Tensor], Tensor] | None = None, signals: Sequence[str] | None = None,
            cache_dir=None, cache_extra: Sequence = (), flipd_model: Any = None, t0: float = 0.05,
-           flipd_kwargs: dict[str, dict] | None = None, progress: bool = True) -> pd.DataFrame:
+           flipd_kwargs: dict[str, dict] | None = None, diffusion_model: Any = None,
+           loglik_kwargs: dict[str, dict] | None = None, ddos_steps: Sequence[int] | None = None,
+           ddos_kwargs: dict | None = None, progress: bool = True) -> pd.DataFrame:
     """Every signal of each sample (module table) as a DataFrame with one row per sample.
 
     Args:
@@ -110,6 +125,16 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
             "flipd_uncond": dict(encoder_hidden_states=emb_empty)}``; ``None``: one run ``{"flipd": {}}``.
             Each run is evaluated in chunks of ``batch_size`` latents with the same probes (drawn from its seed,
             shared by every point), so a sample's value does not depend on its chunk.
+        diffusion_model: the noise predictor of ``loglik`` and ``ddos`` (anything ``geom.lid.as_eps_model``
+            accepts: a ``LatentDiffusion``, a diffusers UNet with ``schedule`` in the keyword arguments, ...);
+            default ``flipd_model``.
+        loglik_kwargs: ``{column name: keyword arguments of one geom.likelihood.loglik run}`` (``solver``,
+            ``num_steps``, ``probes``, ``seed`` (default ``seed``), ``encoder_hidden_states`` /
+            ``uncond_hidden_states`` ``(1 or N, L, C)`` sliced with the chunks, ``guidance_scale``, ...), e.g.
+            ``{"loglik": dict(encoder_hidden_states=pipe.encode_prompt([""]))}``; ``None``: no likelihood.
+        ddos_steps, ddos_kwargs: the DDPM steps of the partial-diffusion error (columns ``ddos_t<t>``) and the
+            keyword arguments of ``geom.reconstruction.partial_diffusion_error`` (``num_steps``, ``repeats``,
+            ``seed`` (default ``seed``), embeddings as above, ``decode``); ``None``: no reconstruction error.
         progress: progress bars / cache messages.
     Returns:
         DataFrame ``(N, columns)`` (module table; FLIPD runs as ``<name>``, ``<name>_stderr``).
@@ -118,7 +143,9 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
         polytope basis: ``describe`` with delta costs their sum) or, with ``cache_dir``, ``descriptors`` (~0 for
         chunks read from the cache), ``latent_norm``, ``decode`` (``G`` on the latents), ``recon_error`` (the
         MSE after the decode), ``png_bytes``, and one per FLIPD run. ``attrs["flipd"]``: ``{run: {t0, t0_used,
-        timestep, sigma, alpha_bar, probes}}``, the noise level each run used.
+        timestep, sigma, alpha_bar, probes}}``, the noise level each run used. ``attrs["loglik"]``: ``{run:
+        {units, dim, solver, steps, probes, alpha_bar_start, alpha_bar_end, nfe}}``; ``attrs["ddos"]``: ``{steps,
+        num_steps, repeats}``.
     Raises:
         ValueError when neither latents nor images are given, when images are given without latents and there
         is no encoder, when the two counts differ, for an unknown or unavailable signal, a FLIPD run without a
@@ -132,8 +159,10 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     bs = int(batch_size)
     runs = _flipd_runs(flipd_model, flipd_kwargs)
+    dm = diffusion_model if diffusion_model is not None else flipd_model
+    ll_runs, ddos_cols = _diffusion_signals(dm, loglik_kwargs, ddos_steps, ddos_kwargs, set(runs))
     available = {"descriptors", "latent_norm", "png_bytes"} | ({"recon_error"} if images is not None else set()) \
-        | ({"flipd"} if runs else set())
+        | ({"flipd"} if runs else set()) | ({"loglik"} if ll_runs else set()) | ({"ddos"} if ddos_cols else set())
     if signals is None:
         wanted = available
     else:
@@ -144,7 +173,8 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
         missing = wanted - available
         if missing:
             raise ValueError(f"signals {sorted(missing)} need inputs that were not given: recon_error needs images, "
-                             "flipd needs flipd_model")
+                             "flipd needs flipd_model, loglik needs loglik_kwargs (e.g. {'loglik': {}}), ddos needs "
+                             "ddos_steps (e.g. [100, 300, 500])")
     enc = encode if encode is not None else getattr(G, "encode", None)
     seconds: dict[str, float] = {}
     if latents is None:
@@ -197,6 +227,24 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
             levels[name] = dict(t0=level.t0, t0_used=level.t0_used, timestep=level.timestep, sigma=level.sigma,
                                 alpha_bar=level.alpha_bar, probes=probes)
         df.attrs["flipd"] = levels
+    if "loglik" in wanted:
+        info = {}
+        for name, kw in ll_runs.items():
+            t = time.perf_counter()
+            cols, info[name] = _loglik_chunked(dm, latents, dict(kw), seed, bs, name, cache_dir, progress)
+            seconds[name] = time.perf_counter() - t
+            for c, v in cols.items():
+                df[c] = v
+        df.attrs["loglik"] = info
+    if "ddos" in wanted:
+        t = time.perf_counter()
+        cols = _ddos_chunked(dm, latents, list(ddos_steps), dict(ddos_kwargs or {}), seed, bs, cache_dir, progress)
+        seconds["ddos"] = time.perf_counter() - t
+        for c, v in cols.items():
+            df[c] = v
+        kw = ddos_kwargs or {}
+        df.attrs["ddos"] = dict(steps=[int(v) for v in ddos_steps], num_steps=int(kw.get("num_steps", 10)),
+                                repeats=int(kw.get("repeats", 1)))
     df.attrs["seconds_per_sample"] = {s: v / n for s, v in seconds.items()}
     return df
 
@@ -263,3 +311,175 @@ def _flipd_chunked(model, x: Tensor, kw: dict, t0: float, seed: int, bs: int, na
         lid.append(res.lid)
         stderr.append(res.stderr)
     return torch.cat(lid).numpy(), torch.cat(stderr).numpy(), res.level, res.probes
+
+
+# ------------------------------------------------------------------------------------------ loglik / ddos
+def _diffusion_signals(model, loglik_kwargs, ddos_steps, ddos_kwargs, flipd_names: set) -> tuple[dict, list]:
+    """``loglik_kwargs`` and ``ddos_steps`` checked: ``({column: kwargs}, [ddos column names])``."""
+    if (loglik_kwargs is not None or ddos_steps is not None) and model is None:
+        raise ValueError("loglik_kwargs / ddos_steps given without a diffusion model: pass diffusion_model (or "
+                         "flipd_model), e.g. the LatentDiffusion of geom.models.load_pipeline")
+    if ddos_kwargs is not None and ddos_steps is None:
+        raise ValueError("ddos_kwargs given without ddos_steps: pass the DDPM steps, e.g. ddos_steps=[100, 300, 500]")
+    runs = {}
+    if loglik_kwargs is not None:
+        if not isinstance(loglik_kwargs, dict) or not loglik_kwargs \
+                or not all(isinstance(k, str) and isinstance(v, dict) for k, v in loglik_kwargs.items()):
+            raise TypeError("loglik_kwargs maps a column name to the keyword arguments of one geom.likelihood.loglik "
+                            f"run, e.g. {{'loglik': {{'probes': 4}}}}; got {loglik_kwargs!r:.200}")
+        runs = loglik_kwargs
+    cols = []
+    if ddos_steps is not None:
+        steps = [ddos_steps] if isinstance(ddos_steps, (int, np.integer)) else list(ddos_steps)
+        if not steps or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) for t in steps) \
+                or len(set(steps)) != len(steps):
+            raise ValueError(f"ddos_steps must be distinct whole DDPM steps, e.g. [100, 300, 500], got {ddos_steps!r}")
+        cols = [f"ddos_t{int(t)}" for t in steps]
+    taken = set(COLUMNS) | {f"{n}{x}" for n in flipd_names for x in ("", "_stderr")}
+    new = [f"{n}{x}" for n in runs for x in ("", "_stderr", "_bpd")] + cols
+    clash = sorted((set(new) & taken) | {c for c in new if new.count(c) > 1})
+    if clash:
+        raise ValueError(f"loglik / ddos columns {clash} would overwrite other columns of the report; name the loglik "
+                         "runs otherwise")
+    return runs, cols
+
+
+def _per_sample(kw: dict, n: int, what: str) -> dict:
+    """The embeddings of ``kw`` checked: ``(1, L, C)`` (shared) or ``(N, L, C)`` (one per sample, sliced later)."""
+    for key in ("encoder_hidden_states", "uncond_hidden_states"):
+        e = kw.get(key)
+        if e is not None and (not isinstance(e, Tensor) or e.ndim < 1 or e.shape[0] not in (1, n)):
+            raise ValueError(f"{what}: {key} must be (1, L, C) (shared) or (N, L, C) with N = {n} (one per sample), "
+                             f"got {getattr(e, 'shape', type(e).__name__)}")
+    return kw
+
+
+def _slice(kw: dict, s: int, e: int) -> dict:
+    out = dict(kw)
+    for key in ("encoder_hidden_states", "uncond_hidden_states"):
+        v = out.get(key)
+        if v is not None and v.shape[0] != 1:
+            out[key] = v[s:e]
+    return out
+
+
+def _key_value(v: Any, what: str):
+    """A JSON-able, content-based stand-in for a keyword argument (tensors and schedules by their bytes)."""
+    import hashlib
+
+    from .models.base import tensor_bytes
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_key_value(x, what) for x in v]
+    if isinstance(v, Tensor):
+        return f"tensor {v.dtype}{tuple(v.shape)} sha256 {hashlib.sha256(tensor_bytes(v)).hexdigest()}"
+    if hasattr(v, "alphas_cumprod") and hasattr(v, "config"):  # a diffusers scheduler
+        return dict(scheduler=type(v).__name__, alphas_cumprod=_key_value(v.alphas_cumprod, what),
+                    prediction_type=str(getattr(v.config, "prediction_type", None)))
+    if isinstance(v, torch.nn.Module):
+        from .models.base import module_digest
+        return f"module {type(v).__name__} sha256 {module_digest(v)}"
+    raise ValueError(f"{what}: cannot cache with the argument {v!r:.80} (no content hash): pass cache_dir=None, or "
+                     "an nn.Module instead of a function")
+
+
+def _model_key(model, what: str) -> dict:
+    from .models.base import module_digest
+    from .models.pipeline import LatentDiffusion
+    if isinstance(model, LatentDiffusion):
+        return dict(unet=module_digest(model.unet), schedule=_key_value(model.scheduler, what))
+    if isinstance(model, torch.nn.Module):
+        return dict(module=module_digest(model))
+    raise ValueError(f"{what}: cache_dir needs a model whose weights can be hashed (a LatentDiffusion or an "
+                     f"nn.Module), got {type(model).__name__}; pass cache_dir=None")
+
+
+def _cached_columns(cache_dir, what: str, key: dict, n: int, compute: Callable[[int, int], pd.DataFrame],
+                    progress: bool) -> pd.DataFrame:
+    """``compute(start, stop)`` for the rows ``0..n-1`` in parts of ``CACHE_CHUNK``; with ``cache_dir`` each part is
+    cached in the chunk store ``cache_dir/<what>-<SHA-256 of key>/`` (``key.json`` beside it), as the descriptors."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from .chunks import pending_parts, read_parts, write_part
+    from .paths import atomic_write
+    starts = list(range(0, n, CACHE_CHUNK))
+    if cache_dir is None:
+        return pd.concat([compute(s, min(s + CACHE_CHUNK, n)) for s in starts], ignore_index=True)
+    text = json.dumps(key, indent=1, sort_keys=True)
+    folder = Path(cache_dir) / f"{what}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    key_file = folder / "key.json"
+    if key_file.exists() and json.loads(key_file.read_text()) != key:
+        raise RuntimeError(f"cache {folder} holds another key ({key_file}); remove the folder")
+    if not key_file.exists():
+        atomic_write(key_file, lambda tmp: tmp.write_text(text + "\n"))
+    for c in pending_parts(folder, len(starts)):
+        p = write_part(folder, c, compute(starts[c], min(starts[c] + CACHE_CHUNK, n)))
+        if progress:
+            print(f"{what}: chunk {c + 1}/{len(starts)} -> {p}", flush=True)
+    parts = read_parts(folder, len(starts), what=f"{what} cache")
+    out = pd.concat(parts, ignore_index=True)
+    if len(out) != n:
+        raise RuntimeError(f"cache {folder} holds {len(out)} rows for {n} latents; remove the folder")
+    return out
+
+
+def _loglik_chunked(model, x: Tensor, kw: dict, seed: int, bs: int, name: str, cache_dir, progress: bool):
+    """One ``loglik`` run over ``x`` in batches of ``bs``: ``({name, name_stderr, name_bpd: (N,)}, info)``."""
+    from .likelihood import VERSION, loglik
+    from .models.base import tensor_bytes
+
+    n = len(x)
+    kw = _per_sample({"seed": seed, **kw}, n, f"loglik run {name!r}")
+    info: dict = {}
+
+    def compute(s: int, e: int) -> pd.DataFrame:
+        rows = []
+        for b in range(s, e, bs):
+            r = loglik(model, x[b:min(b + bs, e)], **{"progress": False, **_slice(kw, b, min(b + bs, e))})
+            info.update(solver=r.solver, steps=None if r.steps is None else list(r.steps), probes=r.probes,
+                        alpha_bar_start=r.alpha_bar_start, alpha_bar_end=r.alpha_bar_end, nfe=r.nfe)
+            rows.append(pd.DataFrame({name: r.logp.numpy(), f"{name}_stderr": r.stderr.numpy(),
+                                      f"{name}_bpd": r.bpd.numpy()}))
+        return pd.concat(rows, ignore_index=True)
+
+    key = None
+    if cache_dir is not None:
+        import hashlib
+        key = dict(signal="loglik", version=VERSION, column=name, model=_model_key(model, f"loglik run {name!r}"),
+                   latents=f"{x.dtype}{tuple(x.shape)} sha256 {hashlib.sha256(tensor_bytes(x)).hexdigest()}",
+                   batch_size=bs, kwargs={k: _key_value(v, f"loglik run {name!r}") for k, v in sorted(kw.items())})
+    df = _cached_columns(cache_dir, "loglik", key, n, compute, progress)
+    if not info:  # every part read from the cache
+        info = dict(solver=kw.get("solver", "heun"), probes=0 if kw.get("exact") else kw.get("probes", 4), cached=True)
+    info = dict(units="nats per latent (column), bits per dimension (_bpd)", dim=int(math.prod(x.shape[1:])), **info)
+    return {c: df[c].to_numpy() for c in df.columns}, info
+
+
+def _ddos_chunked(model, x: Tensor, steps: list, kw: dict, seed: int, bs: int, cache_dir, progress: bool) -> dict:
+    """``partial_diffusion_error`` over ``x`` in batches of ``bs``: ``{ddos_t<t>: (N,)}``."""
+    from .models.base import tensor_bytes
+    from .reconstruction import VERSION, partial_diffusion_error
+
+    n = len(x)
+    kw = _per_sample({"seed": seed, **kw}, n, "ddos")
+
+    def compute(s: int, e: int) -> pd.DataFrame:
+        rows = [pd.DataFrame(partial_diffusion_error(model, x[b:min(b + bs, e)], steps,
+                                                     **{"progress": False, **_slice(kw, b, min(b + bs, e))}).columns())
+                for b in range(s, e, bs)]
+        return pd.concat(rows, ignore_index=True)
+
+    key = None
+    if cache_dir is not None:
+        import hashlib
+        key = dict(signal="ddos", version=VERSION, steps=[int(t) for t in steps], model=_model_key(model, "ddos"),
+                   latents=f"{x.dtype}{tuple(x.shape)} sha256 {hashlib.sha256(tensor_bytes(x)).hexdigest()}",
+                   batch_size=bs, kwargs={k: _key_value(v, "ddos") for k, v in sorted(kw.items())})
+    df = _cached_columns(cache_dir, "ddos", key, n, compute, progress)
+    return {c: df[c].to_numpy() for c in df.columns}

@@ -20,6 +20,9 @@ intervals, quantile level sets and diversity.
   bootstrap CIs over units, and the Wilcoxon signed-rank test), ``holm`` (family-wise adjusted p-values),
   ``variance_shares`` (group vs unit sums of squares), ``half_samples`` and ``diversity_by_group`` (Vendi per
   group with half-sample intervals, and whether higher-scoring groups are more diverse).
+* ``frechet_distance`` (FID's formula, Heusel et al. 2017, on any features), ``frechet_distance_ci`` (with a
+  bootstrap interval), ``frechet_distance_gaussians`` (the closed form between two Gaussians);
+  ``TooFewSamplesError`` for a feature set too small for a covariance.
 
 Labels are binary ``(N,)`` arrays (``0/1`` or bool, ``1`` = positive); scores ``(N,)`` finite floats. Every
 function that takes labels checks them the same way (``_labels``): NaN / None labels and any other value set
@@ -38,7 +41,8 @@ from . import seeds
 
 __all__ = ["auroc", "auroc_ci", "auroc_table", "tpr_at_fpr", "detector_table", "spread_subset", "mean_ci", "diff_ci", "band", "level_sets",
            "vendi", "vendi_per_level", "vendi_trend", "vendi_trend_table", "brightness_contrast", "spearman_ci", "VENDI_UNIT_NORM_TOL",
-           "holm", "group_tests", "paired_comparisons", "variance_shares", "half_samples", "diversity_by_group"]
+           "holm", "group_tests", "paired_comparisons", "variance_shares", "half_samples", "diversity_by_group",
+           "TooFewSamplesError", "frechet_distance_gaussians", "frechet_distance", "frechet_distance_ci"]
 
 
 # ------------------------------------------------------------------------------------------ ROC
@@ -624,3 +628,76 @@ def diversity_by_group(features: dict, scores: dict, draws: int = 200, frac: flo
                      direction="higher score, more diverse" if p >= level else "higher score, less diverse"
                      if 1 - p >= level else "no clear direction")
     return out
+
+
+# ------------------------------------------------------------------------------------------ Frechet distance
+class TooFewSamplesError(ValueError):
+    """A feature set too small for a covariance (fewer than 2 rows, or fewer than ``min_samples``)."""
+
+
+def frechet_distance_gaussians(mu1, sigma1, mu2, sigma2) -> float:
+    """The Frechet (2-Wasserstein squared) distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` (Dowson &
+    Landau 1982; the FID formula of Heusel et al. 2017, Eq. 6): ``||mu1 - mu2||^2 + tr(S1) + tr(S2) -
+    2 tr((S1^(1/2) S2 S1^(1/2))^(1/2))``. ``mu`` ``(d,)``, ``sigma`` ``(d, d)`` symmetric positive semi-definite;
+    float64. The matrix square roots are taken by symmetric eigendecompositions (eigenvalues below 0 from
+    rounding set to 0), so ``S1 S2`` need not be diagonalisable and no complex parts arise (scipy's
+    ``sqrtm(S1 @ S2)`` of pytorch-fid gives the same trace). Raises ``ValueError`` for mismatched shapes or NaN."""
+    m1, m2 = (np.asarray(m, dtype=np.float64).reshape(-1) for m in (mu1, mu2))
+    s1, s2 = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
+    d = m1.size
+    if m2.size != d or s1.shape != (d, d) or s2.shape != (d, d):
+        raise ValueError(f"need mu (d,) and sigma (d, d) of one d for both, got {m1.shape}, {s1.shape}, {m2.shape}, "
+                         f"{s2.shape}")
+    if not all(np.isfinite(a).all() for a in (m1, m2, s1, s2)):
+        raise ValueError("means and covariances must be finite")
+    w, V = np.linalg.eigh((s1 + s1.T) / 2)
+    r1 = (V * np.sqrt(np.clip(w, 0, None))) @ V.T
+    m = r1 @ ((s2 + s2.T) / 2) @ r1
+    tr_sqrt = float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
+    return float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+
+
+def _feature_moments(feats, name: str, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    f = np.asarray(feats, dtype=np.float64)
+    if f.ndim != 2:
+        raise ValueError(f"{name} must be features (n, d), got shape {f.shape}")
+    if f.shape[0] < max(2, int(min_samples)):
+        raise TooFewSamplesError(f"{name} has {f.shape[0]} samples; the Frechet distance needs at least "
+                                 f"{max(2, int(min_samples))} (a covariance needs 2; with n <= d it is singular and the "
+                                 "distance biased upwards: Heusel et al. use 50,000): pass more samples")
+    if not np.isfinite(f).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return f.mean(0), np.cov(f, rowvar=False, ddof=1).reshape(f.shape[1], f.shape[1])
+
+
+def frechet_distance(feats_a, feats_b, min_samples: int = 2) -> float:
+    """Frechet distance between two feature sets ``(n_a, d)`` and ``(n_b, d)`` (FID, Heusel et al. 2017, Eq. 6,
+    on any features, e.g. the EfficientNet-Lite0 embeddings of ``geom.embeddings``): the distance between the
+    Gaussians with their sample means and covariances (``np.cov``, ``ddof = 1``, as pytorch-fid),
+    ``frechet_distance_gaussians``. In squared feature units; 0 for equal moments. It is biased upwards at small
+    ``n`` (compare sets of equal sizes only). Raises ``TooFewSamplesError`` (a ``ValueError``) for a set of fewer
+    than ``max(2, min_samples)`` rows, ``ValueError`` for other shapes, mismatched ``d`` or NaN."""
+    ma, sa = _feature_moments(feats_a, "feats_a", min_samples)
+    mb, sb = _feature_moments(feats_b, "feats_b", min_samples)
+    if ma.size != mb.size:
+        raise ValueError(f"feats_a has {ma.size} features per sample, feats_b {mb.size}: use one feature space")
+    return frechet_distance_gaussians(ma, sa, mb, sb)
+
+
+def frechet_distance_ci(feats_a, feats_b, n_boot: int = 200, level: float = 0.95, seed: int = 0,
+                        min_samples: int = 2) -> tuple[float, float, float]:
+    """``(fd, lo, hi)``: ``frechet_distance`` and a bootstrap percentile interval (the rows of each set resampled
+    with replacement, separately, ``n_boot`` times; ``numpy.random.default_rng(seed)``, rows of ``a`` first in each
+    round). A resample repeats rows, which adds to the distance's small-sample bias: read the interval as the
+    spread, not as a bias-corrected range. Raises as ``frechet_distance`` and ``ValueError`` for ``n_boot < 1`` or a
+    ``level`` outside ``(0, 1)``."""
+    fd = frechet_distance(feats_a, feats_b, min_samples)
+    if isinstance(n_boot, bool) or int(n_boot) < 1 or not 0 < level < 1:
+        raise ValueError(f"n_boot must be >= 1 and 0 < level < 1, got {n_boot}, {level}")
+    a, b = np.asarray(feats_a, dtype=np.float64), np.asarray(feats_b, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    boots = np.array([frechet_distance(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))],
+                                       min_samples) for _ in range(int(n_boot))])
+    q = (1 - level) / 2
+    lo, hi = np.quantile(boots, [q, 1 - q])
+    return fd, float(lo), float(hi)

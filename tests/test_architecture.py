@@ -24,6 +24,7 @@ LAYER = {
     # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves
     "jacobian": "geometry", "complexity": "geometry", "descriptors": "geometry", "lid": "geometry",
     "partition": "geometry", "fisher": "geometry", "metric": "geometry",
+    "likelihood": "geometry", "reconstruction": "geometry",
     # analysis: what the notebooks run (slices, trajectories, guidance, sweeps, statistics, figures, runner)
     "stats": "analysis", "planes": "analysis",
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",

@@ -267,3 +267,71 @@ def test_report_reproduces_the_committed_baselines_of_05_and_13():
     z = G.sample_latents(len(pool), seed=1).cpu()  # SEED + 1 of the committed run
     got = detectors.report(G, z, signals=["latent_norm"], progress=False)["latent_norm"]
     np.testing.assert_allclose(got, pool["latent_norm"], **tol(torch.float32))
+
+
+@pytest.mark.kernels
+def test_report_loglik_and_ddos_equal_their_functions_point_by_point_and_are_cached(tmp_path, monkeypatch):
+    """loglik (one embedding per sample) and ddos (one shared embedding) in chunks of ``batch_size``: each row
+    equals geom.likelihood.loglik / geom.reconstruction.partial_diffusion_error of that point alone (brute force),
+    with report's seed; with ``cache_dir`` a second call reads the chunks (the functions are not called again) and
+    gives the same numbers bit for bit; other settings get another cache folder."""
+    from diffusers import DDPMScheduler
+
+    from geom import likelihood, reconstruction
+    unet, sched = tiny_cond_unet(), DDPMScheduler(num_train_timesteps=100)
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(3, 2, 8, 8, generator=g, dtype=torch.float64)
+    emb = torch.randn(3, 3, 8, generator=g, dtype=torch.float64)
+    empty = torch.randn(1, 3, 8, generator=g, dtype=torch.float64)
+    ll = {"loglik": dict(encoder_hidden_states=emb, schedule=sched, num_steps=4, probes=2)}
+    dd = dict(encoder_hidden_states=empty, schedule=sched, num_steps=3)
+    kw = dict(signals=["loglik", "ddos"], diffusion_model=unet, loglik_kwargs=ll, ddos_steps=[0, 20, 60],
+              ddos_kwargs=dd, seed=2, batch_size=2, progress=False)
+    df = detectors.report(None, x, cache_dir=tmp_path, **kw)
+    assert list(df.columns) == ["loglik", "loglik_stderr", "loglik_bpd", "ddos_t0", "ddos_t20", "ddos_t60"]
+    one = [likelihood.loglik(unet, x[i:i + 1], sched, encoder_hidden_states=emb[i:i + 1], num_steps=4, probes=2,
+                             seed=2) for i in range(3)]
+    ref = torch.cat([r.logp for r in one])
+    torch.testing.assert_close(torch.tensor(df["loglik"].to_numpy()), ref, **tol_scaled(torch.float64, ref))
+    torch.testing.assert_close(torch.tensor(df["loglik_bpd"].to_numpy()), torch.cat([r.bpd for r in one]),
+                               **tol_scaled(torch.float64, ref))
+    rec = torch.cat([reconstruction.partial_diffusion_error(unet, x[i:i + 1], [0, 20, 60], sched, seed=2,
+                                                            encoder_hidden_states=empty, num_steps=3).errors
+                     for i in range(3)])
+    torch.testing.assert_close(torch.tensor(df[["ddos_t0", "ddos_t20", "ddos_t60"]].to_numpy()), rec,
+                               **tol_scaled(torch.float64, rec))
+    assert (df["ddos_t0"] == 0).all() and df.attrs["loglik"]["loglik"]["units"].startswith("nats per latent")
+    folders = sorted(p.name.split("-")[0] for p in tmp_path.iterdir())
+    assert folders == ["ddos", "loglik"]
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed instead of read from the cache")
+    monkeypatch.setattr(likelihood, "loglik", boom)
+    monkeypatch.setattr(reconstruction, "partial_diffusion_error", boom)
+    again = detectors.report(None, x, cache_dir=tmp_path, **kw)
+    pd.testing.assert_frame_equal(again, df)
+    with pytest.raises(AssertionError, match="recomputed"):  # another seed is another key
+        detectors.report(None, x, cache_dir=tmp_path, **{**kw, "seed": 3})
+
+
+def test_report_loglik_and_ddos_bad_options_are_named(tmp_path):
+    z = torch.randn(3, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    acp = torch.cumprod(1 - torch.linspace(1e-4, 0.05, 50, dtype=torch.float64), 0)
+    with pytest.raises(ValueError, match="without a diffusion model"):
+        detectors.report(None, z, loglik_kwargs={"loglik": {}}, progress=False)
+    with pytest.raises(ValueError, match="loglik needs loglik_kwargs"):
+        detectors.report(None, z, signals=["loglik"], diffusion_model=lambda x, t: x, progress=False)
+    with pytest.raises(TypeError, match="loglik_kwargs maps a column name"):
+        detectors.report(None, z, diffusion_model=lambda x, t: x, loglik_kwargs={"probes": 4}, progress=False)
+    with pytest.raises(ValueError, match="would overwrite"):
+        detectors.report(None, z, diffusion_model=lambda x, t: x, loglik_kwargs={"latent_norm": {}}, progress=False)
+    with pytest.raises(ValueError, match="ddos_steps must be"):
+        detectors.report(None, z, diffusion_model=lambda x, t: x, ddos_steps=[10, 10], progress=False)
+    with pytest.raises(ValueError, match="without ddos_steps"):
+        detectors.report(None, z, diffusion_model=lambda x, t: x, ddos_kwargs={"num_steps": 3}, progress=False)
+    with pytest.raises(ValueError, match="weights can be hashed"):
+        detectors.report(None, z, signals=["ddos"], diffusion_model=lambda x, t: 0 * x, ddos_steps=[5],
+                         ddos_kwargs=dict(schedule=acp), cache_dir=tmp_path, progress=False)
+    df = detectors.report(None, z, signals=["ddos"], diffusion_model=lambda x, t: 0 * x, ddos_steps=[5],
+                          ddos_kwargs=dict(schedule=acp), progress=False)
+    assert df.shape == (3, 1) and (df["ddos_t5"] > 0).all()

@@ -718,3 +718,60 @@ def test_diversity_by_group_closed_forms_and_brute_force():
                                rtol=1e-12)
     with pytest.raises(ValueError, match="features"):
         stats.diversity_by_group({"spread": e}, scores)
+
+
+# ------------------------------------------------------------------------------------------ Frechet distance
+def exact_moment_sample(mu, sigma, n, seed):
+    """n points whose sample mean is mu and sample covariance (ddof 1) is sigma exactly."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, len(mu)))
+    z -= z.mean(0)
+    z = z @ np.linalg.inv(np.linalg.cholesky(np.cov(z, rowvar=False))).T
+    return mu + z @ np.linalg.cholesky(sigma).T
+
+
+def test_frechet_distance_of_gaussians_in_closed_form():
+    """Commuting (diagonal) covariances: ||dmu||^2 + sum (sqrt(a_i) - sqrt(b_i))^2; S1 = I: ||dmu||^2 + d + tr S2 -
+    2 sum sqrt(eig S2); feature sets with exactly these moments give the same number."""
+    from geom.stats import frechet_distance, frechet_distance_gaussians
+    m1, m2 = np.array([0.0, 1.0, -2.0]), np.array([1.0, 1.0, 0.5])
+    a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    want = ((m1 - m2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance_gaussians(m1, np.diag(a), m2, np.diag(b)) == pytest.approx(want, rel=1e-12)
+    A = np.random.default_rng(1).standard_normal((3, 3))
+    S2 = A @ A.T + 0.5 * np.eye(3)
+    want2 = ((m1 - m2) ** 2).sum() + 3 + np.trace(S2) - 2 * np.sqrt(np.linalg.eigvalsh(S2)).sum()
+    assert frechet_distance_gaussians(m1, np.eye(3), m2, S2) == pytest.approx(want2, rel=1e-12)
+    fa, fb = exact_moment_sample(m1, np.eye(3), 40, 2), exact_moment_sample(m2, S2, 60, 3)
+    assert frechet_distance(fa, fb) == pytest.approx(want2, rel=1e-10)
+    assert frechet_distance(fa, fa) == pytest.approx(0.0, abs=1e-10)
+
+
+@pytest.mark.parametrize("n, d", [(200, 5), (30, 50)])
+def test_frechet_distance_agrees_with_scipy_sqrtm(n, d):
+    """pytorch-fid's formula, tr sqrtm(S1 @ S2) by scipy.linalg.sqrtm, on random data (full rank and n < d)."""
+    from scipy.linalg import sqrtm
+
+    from geom.stats import frechet_distance
+    rng = np.random.default_rng(n)
+    fa, fb = rng.standard_normal((n, d)), 0.5 + 1.5 * rng.standard_normal((n + 7, d)) @ rng.standard_normal((d, d)) / d
+    s1, s2 = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
+    ref = ((fa.mean(0) - fb.mean(0)) ** 2).sum() + np.trace(s1 + s2) - 2 * np.trace(sqrtm(s1 @ s2)).real
+    assert frechet_distance(fa, fb) == pytest.approx(ref, rel=1e-7, abs=1e-8 * np.trace(s1 + s2))
+
+
+def test_frechet_distance_ci_and_errors():
+    from geom.stats import TooFewSamplesError, frechet_distance, frechet_distance_ci
+    rng = np.random.default_rng(0)
+    fa, fb = rng.standard_normal((80, 4)), rng.standard_normal((80, 4)) + 1.0
+    fd, lo, hi = frechet_distance_ci(fa, fb, n_boot=100, seed=1)
+    assert fd == frechet_distance(fa, fb) and lo < hi
+    assert (fd, lo, hi) == frechet_distance_ci(fa, fb, n_boot=100, seed=1)
+    with pytest.raises(TooFewSamplesError, match="needs at least 2"):
+        frechet_distance(fa[:1], fb)
+    with pytest.raises(TooFewSamplesError, match="at least 10"):
+        frechet_distance(fa[:5], fb, min_samples=10)
+    with pytest.raises(ValueError, match="one feature space"):
+        frechet_distance(fa, fb[:, :3])
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(np.full((5, 4), np.nan), fb)
