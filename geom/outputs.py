@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import platform
 from importlib import metadata
 from datetime import datetime, timezone
@@ -82,6 +83,16 @@ def environment() -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "cpu_model": _cpu_model()}
 
 
+def variant_slug(text: str) -> str:
+    """``text`` (a model name such as ``"omniart-eyes:amber"`` or a folder path) as one file-name-safe word:
+    runs of characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``. Raises ``ValueError``
+    when nothing is left."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_.")
+    if not slug:
+        raise ValueError(f"variant {text!r} has no letters or digits to name its outputs by")
+    return slug
+
+
 class Outputs:
     """Where a notebook publishes: ``OUT_DIR/figures/<name>/*.png``, ``OUT_DIR/data/results/<name>.json``
     (numbers, parameters, table schemas) and ``OUT_DIR/data/results/<name>/<table>.parquet``.
@@ -90,11 +101,14 @@ class Outputs:
     publish; smoke runs use ``build/smoke``)."""
 
     def __init__(self, name: str, out_dir: str | Path = ".", params: dict | None = None, *,
-                 namespace: dict | None = None):
+                 namespace: dict | None = None, variant: str | None = None):
         """``params``: the parameters to record, as a dict (a script or a test). A notebook passes
         ``namespace=globals()`` instead: the recorded parameters are then every name its ``parameters`` cell
         assigns (``geom.notebook_source.notebook_parameters(name)``: the cell itself, so the record cannot leave one out or
         drift from it), with the value in effect (papermill's injected one, else the cell's default).
+        ``variant``: a second run of the same notebook on other inputs (e.g. ``MODEL``) publishes beside the
+        first instead of over it, as ``<name>--<variant>`` (figures, JSON and tables); ``variant`` is made a
+        file-name-safe slug (``"omniart-eyes:amber"`` -> ``"omniart-eyes_amber"``); ``None``: the plain name.
         Raises ``ValueError`` when both are given, or when a name of the parameters cell is missing from
         ``namespace`` (run the parameters cell first)."""
         if namespace is not None:
@@ -109,9 +123,11 @@ class Outputs:
                 raise ValueError(f"parameters {missing} of {name}'s parameters cell are not defined in the "
                                  "namespace given: run the parameters cell before creating Outputs")
             params = {n: namespace[n] for n in names}
-        self.name = name
+        self.notebook = name
+        self.variant = None if variant is None else variant_slug(variant)
+        self.name = name if self.variant is None else f"{name}--{self.variant}"
         self.root = paths.resolve(out_dir)
-        self.fig_dir = self.root / "figures" / name
+        self.fig_dir = self.root / "figures" / self.name
         self.results_dir = self.root / "data" / "results"
         self.results: dict[str, Any] = {}
         self.params = dict(params or {})
@@ -152,10 +168,12 @@ class Outputs:
         """Write ``data/results/<name>.json`` (atomically) and return its path. Besides the results, parameters
         and table schemas it records ``platform`` (the OS string) and ``environment`` (``environment()``:
         package versions, torch's CPU capability, the CPU model)."""
-        doc = {"notebook": self.name, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        doc = {"notebook": self.notebook, "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "platform": platform.platform(), "environment": environment(), "parameters": self.params,
                "results": self.results,
                "tables": self.tables}
+        if self.variant is not None:
+            doc["variant"] = self.variant
         text = json.dumps(_jsonable(doc), indent=2, sort_keys=False) + "\n"
         path = paths.atomic_write(self.json_path, lambda tmp: tmp.write_text(text))
         if self.layout_problems:

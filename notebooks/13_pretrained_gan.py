@@ -15,7 +15,9 @@
 # $z \in \mathbb{R}^{100}$, $z \sim N(0, I)$, images $3 \times 64 \times 64$ in $[-1, 1]$. With BatchNorm in
 # eval mode the network before its Tanh is exactly CPWL. Any other `load_generator` name runs too (`tiny-ldm`,
 # a Stable Diffusion folder, `sd-vae-random:<size>`; `mlp:<seed>` with its 256 outputs shown and inverted as
-# 16 x 16 grey images). Parameters: plane grid `N` (sweep, resumable in
+# 16 x 16 grey images; `omniart-eyes:<colour>`, the class-conditional OmniArt eye GAN of issue 27, runs its
+# smoke size in ~450 s on this CPU, about 8.5 s per latent at k = 120). Any `MODEL` other than dcgan-faces
+# publishes beside dcgan-faces' outputs, as `13_pretrained_gan--<model>`. Parameters: plane grid `N` (sweep, resumable in
 # `SWEEP_DIR`), pool `N_LATENTS` (descriptors cached in `CACHE_DIR`), `LEVELS`, ID/OOD sizes `N_ID`, `N_OOD`,
 # inversion `INV_STEPS`, `INV_RESTARTS`, `INV_LR`, `INV_PRIOR`, polarity `RHOS`, `N_POLARITY`, `N_DRAWS`,
 # $\delta$ study `N_DELTA`, `RADIUS`, `RADIUS_LARGE`. OOD image sets: `geom.datasets.ood_images` (photo crops,
@@ -97,7 +99,8 @@ from geom.run import Outputs
 from geom.seeds import derive
 
 torch.set_num_threads(2)
-out = Outputs("13_pretrained_gan", OUT_DIR, namespace=globals())
+# another MODEL publishes beside dcgan-faces' outputs (13_pretrained_gan--<model>), not over them
+out = Outputs("13_pretrained_gan", OUT_DIR, namespace=globals(), variant=None if MODEL == "dcgan-faces" else MODEL)
 t_start = time.time()
 G = load_generator(MODEL)
 E = int(np.prod(G.latent_shape))

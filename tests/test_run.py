@@ -294,3 +294,22 @@ def test_smoke_labels_are_placed_once():
     assert "data/results/99_x.json" in nb.cells[0].source and "not results" in nb.cells[0].source
     assert [c.source for c in nb.cells if run.SMOKE_TAG not in c.metadata.get("tags", [])] == \
         ["# title", "N = 100", "N = 4", "print(N)"]
+
+
+def test_a_variant_publishes_beside_the_plain_run(tmp_path):
+    """Issue 27: 13 run on a second model (``MODEL``) must not overwrite the first model's published outputs:
+    a variant writes ``<name>--<slug>`` figures, JSON and tables, and records the variant."""
+    plain = run.Outputs("99_test", tmp_path, params={"MODEL": "dcgan-faces"})
+    other = run.Outputs("99_test", tmp_path, params={"MODEL": "omniart-eyes:amber"}, variant="omniart-eyes:amber")
+    assert other.name == "99_test--omniart-eyes_amber" and other.fig_dir.name == other.name
+    import pandas as pd
+
+    other.table(pd.DataFrame({"x": [1]}), "t")
+    p1, p2 = plain.write(), other.write()
+    assert p1.name == "99_test.json" and p2.name == "99_test--omniart-eyes_amber.json"
+    assert "variant" not in json.loads(p1.read_text())
+    doc = json.loads(p2.read_text())
+    assert doc["notebook"] == "99_test" and doc["variant"] == "omniart-eyes_amber"
+    assert doc["tables"]["t"]["path"] == "data/results/99_test--omniart-eyes_amber/t.parquet"
+    with pytest.raises(ValueError, match="no letters or digits"):
+        run.Outputs("99_test", tmp_path, params={}, variant=":/")
