@@ -375,7 +375,8 @@ def verify_sha256sums(folder: Path) -> None:
         if not p.exists():
             raise FileNotFoundError(f"{p} (listed in SHA256SUMS) is missing")
         if file_sha256(p) != digest:
-            raise ValueError(f"{p} does not match its SHA-256 in SHA256SUMS (corrupted or modified checkpoint)")
+            raise ValueError(f"{p} does not match its SHA-256 in SHA256SUMS (corrupted or modified checkpoint: "
+                             f"restore it with `git checkout -- {folder}` or retrain it)")
 
 
 def n_params(m: nn.Module) -> int:

@@ -62,7 +62,8 @@ class PromptEncoder(ModelMixin, ConfigMixin):
         self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden_size)
 
-    def words(self, prompt: str) -> list[str]:
+    @staticmethod
+    def words(prompt: str) -> list[str]:
         return re.sub(r"[^\w\s]", " ", prompt.lower()).split()
 
     def tokenize(self, prompts: list[str]) -> Tensor:
