@@ -294,15 +294,16 @@ def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.dev
     folder = folder.resolve()
     tiny = _is_tiny(folder)
     _check_folder(folder, tiny)
+    if tiny and verify:  # before any file is read
+        from .ldm_train import verify_sha256sums
+        verify_sha256sums(folder)
     scheduler = _load_scheduler(folder)  # first: an unsupported setting is refused before the weights load
     kw = dict(local_files_only=True)
     dkw = dict(kw, torch_dtype=dtype, low_cpu_mem_usage=False)
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", variant=_variant(folder, "vae"), **dkw)
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", variant=_variant(folder, "unet"), **dkw)
     if tiny:
-        from .tiny_ldm import PromptEncoder, verify_sha256sums
-        if verify:
-            verify_sha256sums(folder)
+        from .tiny_ldm import PromptEncoder
         text_encoder = PromptEncoder.from_pretrained(folder, subfolder="text_encoder", **dkw)
         tokenizer = None
     else:
