@@ -5,6 +5,9 @@ Toy-model data:
 * ``dino()``: the datasauRus "dino" 2D point cloud (142 points), shipped in ``data/datasaurus_dino.csv``.
 * ``digits()``: scikit-learn's 8x8 handwritten digits (1,797 images, shipped with scikit-learn), in [0, 1].
 * ``mnist(path)``: MNIST from local IDX files (``data/mnist/`` in this repository), 28x28 in [0, 1].
+* ``fashion_mnist(path)``: Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, Zalando, MIT licence) from the local IDX
+  files of ``data/fashion-mnist/``, 28x28 in [0, 1], each file checked against its SHA-256 before it is read;
+  class names ``FASHION_CLASSES`` (Zalando's label order).
 
 These loaders return ``numpy`` arrays; image loaders return flattened images ``X`` ``(N, H*W)`` float32 in
 ``[0, 1]`` and labels ``y`` ``(N,)`` int64. Splits are seeded (``numpy.random.default_rng(seed)``).
@@ -30,6 +33,7 @@ from . import paths
 
 DINO_CSV = paths.DATA / "datasaurus_dino.csv"
 MNIST_DIR = paths.DATA / "mnist"
+FASHION_MNIST_DIR = paths.DATA / "fashion-mnist"
 OOD_KINDS: tuple[str, ...] = ("photos", "digits", "textures", "medical")
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -132,6 +136,63 @@ def mnist(path: str | Path = MNIST_DIR, split_name: str | None = None) -> dict[s
         if X.ndim != 3 or y.ndim != 1 or len(X) != len(y):
             raise ValueError(f"MNIST {s}: inconsistent shapes images {X.shape}, labels {y.shape}")
         out[f"x_{s}"] = (X.reshape(len(X), -1).astype(np.float32) / 255.0)
+        out[f"y_{s}"] = y.astype(np.int64)
+    return out
+
+
+# Zalando's label order (https://github.com/zalandoresearch/fashion-mnist#labels): label i is FASHION_CLASSES[i]
+FASHION_CLASSES: tuple[str, ...] = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                    "Sneaker", "Bag", "Ankle boot")
+# SHA-256 of the four gzipped IDX files as Zalando distributes them (also in data/fashion-mnist/SHA256SUMS)
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+
+
+class DataChecksumError(ValueError):
+    """A shipped data file whose SHA-256 differs from the one the repository records (a changed, truncated or
+    substituted file): the message names the file, both digests and the fix."""
+
+
+def check_sha256(path: Path, expected: str, fix: str) -> None:
+    """Raise ``DataChecksumError`` when ``path``'s SHA-256 is not ``expected`` (``fix``: how to restore it)."""
+    got = paths.file_sha256(path)
+    if got != expected:
+        raise DataChecksumError(f"{path} has SHA-256 {got}, expected {expected}: the file was changed or "
+                                f"truncated; {fix}")
+
+
+def fashion_mnist(path: str | Path = FASHION_MNIST_DIR, split_name: str | None = None) -> dict[str, np.ndarray]:
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017: 60,000 training + 10,000 test grey 28x28 photographs of
+    clothing in the 10 classes ``FASHION_CLASSES``) from the gzipped IDX files of ``path``, read by ``read_idx``.
+
+    Returns ``{"x_train": (60000, 784) float32 in [0, 1], "y_train": (60000,) int64 (index into
+    FASHION_CLASSES), "x_test": (10000, 784), "y_test": (10000,)}`` (Zalando's split; ``split_name="train"`` /
+    ``"test"`` loads only that half). Every file is checked against ``FASHION_MNIST_SHA256`` before it is read.
+    Raises ``FileNotFoundError`` naming a missing folder or file, ``DataChecksumError`` (a ``ValueError``) for
+    a file whose content changed; both name the fix (restore ``data/fashion-mnist/`` from git)."""
+    folder = paths.resolve(path)
+    fix = ("restore it with `git checkout -- data/fashion-mnist` (or copy Zalando's original "
+           "files, https://github.com/zalandoresearch/fashion-mnist, see data/README.md)")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Fashion-MNIST folder not found: {folder}; {fix}")
+    names = [split_name] if split_name else list(MNIST_FILES)
+    out: dict[str, np.ndarray] = {}
+    for s in names:
+        if s not in MNIST_FILES:
+            raise ValueError(f"split_name must be 'train', 'test' or None, got {s!r}")
+        files = [folder / (stem + ".gz") for stem in MNIST_FILES[s]]
+        for f in files:
+            if not f.is_file():
+                raise FileNotFoundError(f"Fashion-MNIST file missing: {f}; {fix}")
+            check_sha256(f, FASHION_MNIST_SHA256[f.name], fix)
+        X, y = read_idx(files[0]), read_idx(files[1])
+        if X.shape != (len(y), 28, 28) or y.ndim != 1:
+            raise ValueError(f"Fashion-MNIST {s}: inconsistent shapes images {X.shape}, labels {y.shape}")
+        out[f"x_{s}"] = X.reshape(len(X), -1).astype(np.float32) / 255.0
         out[f"y_{s}"] = y.astype(np.int64)
     return out
 

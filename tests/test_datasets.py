@@ -87,6 +87,64 @@ def test_mnist_bad_file(tmp_path):
         datasets.mnist(tmp_path)
 
 
+# ------------------------------------------------------------------------------------------- Fashion-MNIST
+FASHION = paths.DATA / "fashion-mnist"
+
+
+def test_fashion_mnist_shipped_files_match_their_recorded_sha256():
+    """The module's digests, the shipped SHA256SUMS and the files agree (hashed here with hashlib directly)."""
+    import hashlib
+
+    listed = dict(line.split()[::-1] for line in (FASHION / "SHA256SUMS").read_text().splitlines())
+    assert set(listed) == set(datasets.FASHION_MNIST_SHA256) | {"LICENSE"}
+    for name, digest in datasets.FASHION_MNIST_SHA256.items():
+        assert listed[name] == digest
+        assert hashlib.sha256((FASHION / name).read_bytes()).hexdigest() == digest
+    assert hashlib.sha256((FASHION / "LICENSE").read_bytes()).hexdigest() == listed["LICENSE"]
+    assert "MIT" in (FASHION / "LICENSE").read_text() or "Permission is hereby granted" in (FASHION / "LICENSE").read_text()
+
+
+def test_fashion_mnist_shapes_classes_and_content():
+    d = datasets.fashion_mnist()
+    assert d["x_train"].shape == (60000, 784) and d["x_test"].shape == (10000, 784)
+    assert d["x_train"].dtype == np.float32 and d["y_train"].dtype == np.int64
+    assert d["x_train"].min() == 0 and d["x_train"].max() == 1
+    # balanced: 6,000 training and 1,000 test images per class (Xiao et al. 2017, Table 1)
+    np.testing.assert_array_equal(np.bincount(d["y_train"]), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(d["y_test"]), [1000] * 10)
+    # the first training labels as Zalando's README prints them (9 = ankle boot, 0 = T-shirt/top, 3 = dress)
+    np.testing.assert_array_equal(d["y_train"][:6], [9, 0, 0, 3, 0, 2])
+    assert datasets.FASHION_CLASSES == ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                        "Sneaker", "Bag", "Ankle boot")
+    # not MNIST: the same reader on the MNIST files gives other images
+    m = datasets.mnist(paths.DATA / "mnist", split_name="test")
+    assert not np.array_equal(m["x_test"][:10], d["x_test"][:10])
+    t = datasets.fashion_mnist(split_name="test")
+    assert set(t) == {"x_test", "y_test"}
+    np.testing.assert_array_equal(t["x_test"], d["x_test"])
+
+
+def test_fashion_mnist_refuses_a_changed_file(tmp_path):
+    for f in FASHION.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    datasets.fashion_mnist(tmp_path, split_name="test")  # an exact copy is accepted
+    p = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    labels = gzip.decompress(p.read_bytes())
+    p.write_bytes(gzip.compress(labels[:-1] + bytes([(labels[-1] + 1) % 10])))  # one label changed, valid IDX
+    with pytest.raises(datasets.DataChecksumError, match="t10k-labels-idx1-ubyte.gz has SHA-256 .*`git checkout"):
+        datasets.fashion_mnist(tmp_path, split_name="test")
+    datasets.fashion_mnist(tmp_path, split_name="train")  # the other half is untouched
+
+
+def test_fashion_mnist_missing_folder_and_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Fashion-MNIST folder not found.*git checkout"):
+        datasets.fashion_mnist(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="Fashion-MNIST file missing: .*train-images-idx3-ubyte.gz"):
+        datasets.fashion_mnist(tmp_path, split_name="train")
+    with pytest.raises(ValueError, match="split_name"):
+        datasets.fashion_mnist(FASHION, split_name="val")
+
+
 # ------------------------------------------------------------------------------------------- OOD / ID image sets
 @pytest.mark.parametrize("kind", datasets.OOD_KINDS)
 def test_ood_images_shape_range_determinism(kind):

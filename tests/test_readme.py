@@ -25,6 +25,7 @@ NOT_RUN = {
 }
 HELP_ONLY = {  # long runs: their entry point and options are checked through --help
     f"{PY} -m geom.models.tiny_ldm train": "~50 min of training",
+    f"{PY} -m geom.models.fashion_ldm train": "~2-3 h of training",
     f"{PY} benchmarks/run.py": "minutes of timing",
 }
 PLACEHOLDERS = ("/models/", "<head-ip>")  # a cluster's paths: not present on this machine
@@ -83,7 +84,8 @@ def test_readme_python_block_runs_as_written(i):
 
 
 CLIS = [["-m", "geom.run"], ["-m", "geom.sweep"], ["-m", "geom.models.tiny_ldm", "train"],
-        ["-m", "geom.models.tiny_ldm", "verify"], [str(paths.ROOT / "benchmarks" / "run.py")]]
+        ["-m", "geom.models.tiny_ldm", "verify"], ["-m", "geom.models.fashion_ldm", "train"],
+        ["-m", "geom.models.fashion_ldm", "verify"], [str(paths.ROOT / "benchmarks" / "run.py")]]
 
 
 @pytest.mark.parametrize("cli", CLIS, ids=lambda c: " ".join(c[-2:]))

@@ -18,6 +18,9 @@ name                            model                         latent_shape      
                                 (``geom.models.omniart``)
 ``tiny-ldm``                    the embedded LDM's VAE        ``(4, 8, 8)``     ``(3, 32, 32)``, ~[-1, 1]
                                 decoder (``load_pipeline``)
+``fashion-ldm``                 Fashion-MNIST LDM's VAE       ``(4, 8, 8)``     ``(3, 32, 32)``, ~[-1, 1]
+                                decoder (checked against its
+                                SHA256SUMS)
 ``<folder>``                    a local Stable Diffusion      ``(4, 64, 64)``   ``(3, 512, 512)``, ~[-1, 1]
                                 folder's VAE decoder          (SD v1)
 ``mlp:<seed>``                  seeded ReLU MLP (tests)       ``(16,)``         ``(256,)``, unbounded
@@ -181,6 +184,11 @@ def _load_tiny_ldm(arg: str, device: torch.device, dtype: torch.dtype) -> Genera
     return _pipeline_generator("tiny-ldm", load_pipeline("tiny-ldm", device=device, dtype=dtype))
 
 
+def _load_fashion_ldm(arg: str, device: torch.device, dtype: torch.dtype) -> Generator:
+    from .pipeline import load_pipeline
+    return _pipeline_generator("fashion-ldm", load_pipeline("fashion-ldm", device=device, dtype=dtype))
+
+
 def _load_dcgan_faces(arg: str, device: torch.device, dtype: torch.dtype) -> Generator:
     from .dcgan import load_dcgan_faces
     return load_dcgan_faces(device=device, dtype=dtype)
@@ -194,11 +202,13 @@ def _load_omniart_eyes(arg: str, device: torch.device, dtype: torch.dtype) -> Ge
 register_model("dcgan-faces", _load_dcgan_faces)
 register_model("omniart-eyes", _load_omniart_eyes)
 register_model("tiny-ldm", _load_tiny_ldm)
+register_model("fashion-ldm", _load_fashion_ldm)
 register_model("mlp", _load_mlp)
 register_model("sd-vae-random", _load_sd_vae_random)
-_NO_ARG = ("dcgan-faces", "tiny-ldm")
+_NO_ARG = ("dcgan-faces", "tiny-ldm", "fashion-ldm")
 _BUILTIN = {"dcgan-faces": "dcgan-faces", "tiny-ldm": "tiny-ldm", "mlp": "mlp:<seed>",
-            "sd-vae-random": "sd-vae-random:<latent_size>", "omniart-eyes": "omniart-eyes:<eye colour>"}
+            "sd-vae-random": "sd-vae-random:<latent_size>", "omniart-eyes": "omniart-eyes:<eye colour>",
+            "fashion-ldm": "fashion-ldm"}
 
 
 def known_names() -> list[str]:

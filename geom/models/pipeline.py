@@ -28,7 +28,13 @@ from torch import Tensor, nn
 
 from ..paths import CHECKPOINTS, resolve
 
-NAMES = {"tiny-ldm": CHECKPOINTS / "tiny-ldm"}
+NAMES = {"tiny-ldm": CHECKPOINTS / "tiny-ldm", "fashion-ldm": CHECKPOINTS / "fashion-ldm"}
+# how each named checkpoint is made (named in the error for a missing one)
+TRAIN_COMMANDS = {"tiny-ldm": "python -m geom.models.tiny_ldm train",
+                  "fashion-ldm": "python -m geom.models.fashion_ldm train --out data/checkpoints/fashion-ldm"}
+VERIFIED = ("fashion-ldm",)  # named checkpoints checked against their SHA256SUMS on every load
+# model_index.json's _class_name -> kind, for folders whose text encoder is geom's PromptEncoder
+PROMPT_ENCODER_KINDS = {"TinyLDM": "tiny-ldm", "FashionLDM": "fashion-ldm"}
 _WEIGHTS = {
     "vae": ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
             "diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.fp16.bin"),
@@ -102,7 +108,7 @@ class LatentDiffusion:
         """``(B, L)`` token ids."""
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError("prompts must be a list of strings")
-        if self.kind == "tiny-ldm":
+        if self.tokenizer is None:  # geom's PromptEncoder (tiny-ldm, fashion-ldm) tokenizes itself
             return self.text_encoder.tokenize(list(prompts))
         tok = self.tokenizer
         return tok(list(prompts), padding="max_length", max_length=tok.model_max_length, truncation=True,
@@ -202,6 +208,18 @@ def _is_tiny(folder: Path) -> bool:
         return False
 
 
+def _kind(folder: Path, tiny: bool) -> str:
+    """``"tiny-ldm"`` / ``"fashion-ldm"`` (a PromptEncoder folder, by model_index.json) or ``"stable-diffusion"``."""
+    import json
+    if not tiny:
+        return "stable-diffusion"
+    try:
+        name = json.loads((folder / "model_index.json").read_text()).get("_class_name")
+    except (OSError, ValueError):
+        name = None
+    return PROMPT_ENCODER_KINDS.get(name, "tiny-ldm")
+
+
 def _variant(folder: Path, sub: str) -> str | None:
     w = _weights_file(folder, sub)
     return "fp16" if w is not None and ".fp16." in w.name else None
@@ -228,7 +246,7 @@ def _load_scheduler(folder: Path):
 
 
 def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.device = "cpu",
-                  dtype: torch.dtype = torch.float32, verify: bool = False) -> LatentDiffusion:
+                  dtype: torch.dtype = torch.float32, verify: bool | None = None) -> LatentDiffusion:
     """Load ``"tiny-ldm"`` (the committed checkpoint ``data/checkpoints/tiny-ldm``) or a local diffusers
     folder: a tiny-ldm checkpoint folder, or Stable Diffusion v1.x (``vae/``, ``unet/``, ``text_encoder/``
     (``CLIPTextModel``), ``tokenizer/`` (``CLIPTokenizer``: ``vocab.json``, ``merges.txt``), ``scheduler/``).
@@ -243,19 +261,24 @@ def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.dev
     in ``[-1, 1]``), not DDIM's default ``True``. Settings of other samplers (``skip_prk_steps``,
     ``use_karras_sigmas``, ...) do not apply to DDIM and are ignored. Modules are in eval mode with gradients off
     for their weights (Jacobians w.r.t. latents still work). ``verify=True`` checks tiny-ldm files against
-    ``SHA256SUMS``.
+    ``SHA256SUMS``; ``verify=None`` (the default) does so for the names of ``VERIFIED`` (``"fashion-ldm"``) only.
+    ``"fashion-ldm"``: ``data/checkpoints/fashion-ldm`` (``geom.models.fashion_ldm``, Fashion-MNIST).
 
     Raises ``ValueError`` for an unknown name (a bare word that is neither a known name nor an existing
     folder) and for a scheduler setting geom does not implement (``geom.diffusion.check_scheduler``:
     ``thresholding=True``, an unknown ``prediction_type`` / ``timestep_spacing``, zero terminal SNR with
-    epsilon prediction), ``FileNotFoundError`` naming the missing folder or files."""
+    epsilon prediction) and for a file that differs from ``SHA256SUMS`` (naming it), ``FileNotFoundError`` naming
+    the missing folder or files (for a named checkpoint: the command that trains it)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    if isinstance(name_or_path, str) and name_or_path in NAMES:
+    named = isinstance(name_or_path, str) and name_or_path in NAMES
+    if verify is None:
+        verify = named and name_or_path in VERIFIED
+    if named:
         folder = NAMES[name_or_path]
-        if not folder.exists():
+        if not (folder / "vae" / "config.json").exists():
             raise FileNotFoundError(f"the {name_or_path} checkpoint {folder} is missing; regenerate it with "
-                                    f"`python -m geom.models.tiny_ldm train`")
+                                    f"`{TRAIN_COMMANDS[name_or_path]}`")
     else:
         s = str(name_or_path)
         folder = Path(s).expanduser()
@@ -271,15 +294,16 @@ def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.dev
     folder = folder.resolve()
     tiny = _is_tiny(folder)
     _check_folder(folder, tiny)
+    if tiny and verify:  # before any file is read
+        from .ldm_train import verify_sha256sums
+        verify_sha256sums(folder)
     scheduler = _load_scheduler(folder)  # first: an unsupported setting is refused before the weights load
     kw = dict(local_files_only=True)
     dkw = dict(kw, torch_dtype=dtype, low_cpu_mem_usage=False)
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", variant=_variant(folder, "vae"), **dkw)
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", variant=_variant(folder, "unet"), **dkw)
     if tiny:
-        from .tiny_ldm import PromptEncoder, verify_sha256sums
-        if verify:
-            verify_sha256sums(folder)
+        from .tiny_ldm import PromptEncoder
         text_encoder = PromptEncoder.from_pretrained(folder, subfolder="text_encoder", **dkw)
         tokenizer = None
     else:
@@ -289,6 +313,6 @@ def load_pipeline(name_or_path: str | Path = "tiny-ldm", device: str | torch.dev
         tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw)
     for m in (vae, unet, text_encoder):
         m.eval().requires_grad_(False)
-    pipe = LatentDiffusion(kind="tiny-ldm" if tiny else "stable-diffusion", path=folder, vae=vae, unet=unet,
+    pipe = LatentDiffusion(kind=_kind(folder, tiny), path=folder, vae=vae, unet=unet,
                            text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
     return pipe.to(device, dtype)
