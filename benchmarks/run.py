@@ -266,13 +266,19 @@ def headline(G, latent_shape, B: int, k: int, reps: int, profile_ops: bool = Tru
         out["Jv"] = user(z.reshape(B, E))
 
     user(z[:1].reshape(1, E))  # first call (imports, dispatch set-up) not timed
-    # the first auto call at this shape decides the mode (a one-time measurement where the shapes do not):
-    # timed on its own, then every later call reuses the decision
+    # the first auto call at this shape decides the mode and layout by rule (shapes, layer types) and the
+    # chunk size from the memory budget: timed on its own, then every later call reuses the decision
     res["t_engine_first_call"], res["mem_engine_first_call_mb"] = measure(engine)
     plan = geom.jacobian_plan(G, z, projection=P)
-    res["plan"] = {"mode": plan.mode, "reason": plan.reason, "chunk_size": plan.chunk_size,
-                   "bytes_per_pass": plan.bytes_per_pass, "memory_budget": plan.memory_budget,
-                   "seconds": dict(plan.seconds)}
+    res["plan"] = {"mode": plan.mode, "layout": plan.layout, "reason": plan.reason, "chunk_size": plan.chunk_size,
+                   "bytes_per_pass": plan.bytes_per_pass, "memory_budget": plan.memory_budget}
+    # mode="tune" measures the candidates (modes between the shape thresholds, layouts for 2-D convolutions):
+    # does the rule pick what the measurement picks? (a check of auto's rule, once per model)
+    geom.jacobian(G, z, projection=P, mode="tune")
+    tuned = geom.jacobian_plan(G, z, projection=P, mode="tune")
+    res["tune"] = {"mode": tuned.mode, "layout": tuned.layout, "reason": tuned.reason,
+                   "seconds": dict(tuned.seconds),
+                   "auto_agrees": (tuned.mode, tuned.layout) == (plan.mode, plan.layout)}
     res["engine_mode"] = plan.mode
     n_pass = plan.chunk_size or plan.passes
     res["memory_estimate"] = {  # what chunk_size is chosen from (geom.jacobian.pass_bytes) vs the measured peak
@@ -395,6 +401,8 @@ def headline(G, latent_shape, B: int, k: int, reps: int, profile_ops: bool = Tru
           f"{q['engine_vs_compute_limit']:.2f}x (mm {res['matmul_gflops']:.0f} GFLOP/s); describe "
           f"{res['t_describe']:.2f}s vs pipeline {res['t_pipeline']:.2f}s = {q['describe_vs_pipeline']:.2f}x; "
           f"delta / fwd32 {q['delta_vs_forward32']:.2f}, / fwd64 {q['delta_vs_forward64']:.2f}", flush=True)
+    print(f"  auto: {plan.mode}/{plan.layout}; tune measured {res['tune']['mode']}/{res['tune']['layout']} "
+          f"({res['tune']['reason']}); agree: {res['tune']['auto_agrees']}", flush=True)
     return res
 
 

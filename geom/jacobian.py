@@ -120,16 +120,20 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
         chunk_size: how many VJPs (or JVPs) are vmapped at once (memory vs speed); ``None``: as many as
             ``memory_budget`` holds (``chunk_for_budget``; all at once when they fit).
         mode: ``"reverse"`` (vmap over VJPs, one per output row), ``"forward"`` (vmap over JVPs, one per latent
-            direction) or ``"auto"``, decided from the shapes where they settle it and otherwise measured
-            once: reverse when ``E >= rows`` (the number of output rows: ``k``, or ``D`` unprojected), forward
-            when ``E <= rows / AUTO_SHAPE_RATIO`` (3; a JVP costs 1.3-2.6x a VJP here), and in between the
-            faster of the two in a one-time measurement on this batch (``AUTO_PROBE_PASSES`` passes of each,
-            see ``_probe_and_run``). For a model with 2-D convolutions the same measurement also picks their
-            weights' memory layout (contiguous or channels-last; the values do not change). The decision is
-            kept for every later call with the same model, latent shape, batch size, number of rows, dtype and
-            device (``jacobian_plan`` returns it, with the measured seconds); its cost (about ``3 m + 2``
-            passes per pair of candidates) is paid once. A forced mode uses the layout decided for the shape,
-            if any. Falls back to reverse when an operation has no forward-mode derivative.
+            direction), ``"auto"`` or ``"tune"``. ``"auto"`` is decided from the shapes and the layer types
+            alone, so that the same call gives the same bits in every run (a timing never chooses a
+            kernel): forward when ``E * AUTO_SHAPE_RATIO <= rows`` (3; ``rows``: ``k``, or ``D`` unprojected; a
+            JVP costs 1.3-2.6x a VJP here), else reverse; the 2-D convolution weights channels-last on the CPU
+            when the model has a ``ConvTranspose2d`` (``default_layout``), else contiguous. ``"tune"``
+            measures instead, once per model and shape: the candidates (both modes when
+            ``rows / AUTO_SHAPE_RATIO < E < rows``, both layouts for a model with 2-D convolutions) run
+            ``AUTO_PROBE_PASSES`` passes each on this batch and the fastest finishes the Jacobian
+            (``_probe_and_run``; about ``3 m + 2`` passes per pair of candidates, paid once); its values can
+            differ from ``"auto"``'s in the last float bits, since another kernel may be chosen. Either
+            decision is kept for every later call with the same model, latent shape, batch size, number of
+            rows, dtype and device (``jacobian_plan`` returns it, with the measured seconds for ``"tune"``). A
+            forced mode uses ``default_layout``. Falls back to reverse when an operation has no forward-mode
+            derivative.
         memory_budget: bytes the vmapped passes may hold at once when ``chunk_size`` is None (an int, or a
             string such as ``"8G"`` / ``"512M"``); ``None``: ``$GEOM_MEMORY_BUDGET`` if set, else
             ``MEMORY_FRACTION`` (half) of the memory free at the call (``memory_budget_bytes``).
@@ -156,8 +160,8 @@ def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, proje
     """
     check_latents(z)
     check_generator(G)
-    if mode not in ("auto", "forward", "reverse"):
-        raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+    if mode not in ("auto", "tune", "forward", "reverse"):
+        raise ValueError(f"mode must be 'auto', 'tune', 'forward' or 'reverse', got {mode!r}")
     B, latent_shape = z.shape[0], tuple(z.shape[1:])
     E = math.prod(latent_shape)
     with torch.no_grad():  # two latents: the output size, and a generator that mixes the batch (x.sum(0)) is
@@ -364,7 +368,7 @@ engine costs 1.3-2.6x a VJP (measured per pass on the benchmark models, CPU: dcg
 B = 4 1.4x, the MLP B = 32 2.6x, where reverse mode's shared output layer runs once per row), so forward mode
 can only win when it needs clearly fewer passes; reverse mode is taken when ``E >= rows``."""
 AUTO_PROBE_PASSES = 8
-"""Passes each mode times for ``mode="auto"`` when the shapes do not decide (at most the chunk size)."""
+"""Passes each candidate times for ``mode="tune"`` (at most the chunk size)."""
 MEMORY_FRACTION = 0.5
 """Default memory budget of ``jacobian``: this fraction of the memory free at the call."""
 
@@ -518,14 +522,20 @@ def _compute(g, f, zf: Tensor, projection: Tensor | None, D: int, rows: int, mod
             if owner is not None:
                 _PASS_BYTES.setdefault(owner, {})[shape] = per
         chunk = chunk_for_budget(max(rows, E), B, per, budget)
-    cached = _DECISIONS.get(owner, {}).get(shape) if owner is not None else None
+    cached = _DECISIONS.get(owner, {}).get((mode, shape)) if owner is not None else None
     passes = {"reverse": rows, "forward": E}
-    if mode != "auto":
-        layout = cached.layout if cached is not None else "contiguous"
+    layout = default_layout(module, zf.device)
+    if mode in ("forward", "reverse"):
         candidates, reason = [(mode, layout)], f"mode={mode!r}"
     elif cached is not None:
         candidates, reason = [(cached.mode, cached.layout)], cached.reason
-    else:
+    elif mode == "auto":
+        if E * AUTO_SHAPE_RATIO <= rows:
+            m_, reason = "forward", f"shapes: E={E} JVPs, at least {AUTO_SHAPE_RATIO:g}x fewer than {rows} VJPs"
+        else:
+            m_, reason = "reverse", f"shapes: {rows} VJPs, E={E} JVPs not {AUTO_SHAPE_RATIO:g}x fewer"
+        candidates = [(m_, layout)]
+    else:  # tune: measure
         if E >= rows:
             modes, reason = ["reverse"], f"shapes: {rows} VJPs, no more than E={E} JVPs"
         elif E * AUTO_SHAPE_RATIO <= rows:
@@ -546,8 +556,7 @@ def _compute(g, f, zf: Tensor, projection: Tensor | None, D: int, rows: int, mod
                 if J is None:  # an operation without a forward-mode derivative: reverse mode
                     m_, reason = "reverse", "forward mode unsupported"
                     J = run(m_, l_, 0, rows, c)
-                plan = JacobianPlan(m_, passes[m_], None, reason, cached.seconds if cached and mode == "auto" else (),
-                                    layout=l_)
+                plan = JacobianPlan(m_, passes[m_], None, reason, cached.seconds if cached else (), layout=l_)
             break
         except (RuntimeError, torch.OutOfMemoryError) as e:
             if not _is_oom(e) or (c or max(passes.values())) <= 1:
@@ -557,9 +566,22 @@ def _compute(g, f, zf: Tensor, projection: Tensor | None, D: int, rows: int, mod
                 torch.cuda.empty_cache()
     plan = replace(plan, chunk_size=None if chunk is None or chunk >= plan.passes else chunk,
                    bytes_per_pass=per, memory_budget=budget)
-    if mode == "auto" and owner is not None:
-        _DECISIONS.setdefault(owner, {})[shape] = plan
+    if mode in ("auto", "tune") and owner is not None:
+        _DECISIONS.setdefault(owner, {})[(mode, shape)] = plan
     return J, plan
+
+
+def default_layout(module: nn.Module | None, device: torch.device | str = "cpu") -> str:
+    """The memory layout ``jacobian`` gives the 2-D convolution weights of ``module`` unless ``mode="tune"``
+    measured another: ``"channels_last"`` on the CPU when the model has a ``ConvTranspose2d`` (oneDNN's
+    transposed-convolution kernels: dcgan-faces' Jacobian 1.25x and omniart-eyes' 1.12x faster, measured by
+    ``mode="tune"``, ``benchmarks/README.md``), else ``"contiguous"`` (tiny-ldm's Conv2d + GroupNorm decoder
+    is 1.05x slower channels-last). A rule of the model and device only, so the choice, and with it the last
+    float bits of the Jacobian, is the same in every run."""
+    if torch.device(device).type != "cpu" or module is None:
+        return "contiguous"
+    has_transposed = any(isinstance(m, nn.ConvTranspose2d) and m.weight.ndim == 4 for m in module.modules())
+    return "channels_last" if has_transposed else "contiguous"
 
 
 def _has_conv2d(module: nn.Module | None) -> bool:
@@ -669,16 +691,18 @@ def _probe_and_run(run: _Runner, candidates: list[tuple[str, str]], passes: dict
     return torch.cat([J0, rest], dim=2 if mode == "forward" else 1), plan
 
 
-def jacobian_plan(G: Generator, z: Tensor, k: int | None = None, projection: Tensor | None = None
-                  ) -> JacobianPlan | None:
-    """The ``JacobianPlan`` (mode, chunk size, and why) that ``jacobian(G, z, k=k or projection=projection)``
-    with ``mode="auto"`` stored for this model and shape (latent shape, batch size, number of rows, dtype,
-    device of ``z``), or ``None`` before the first such call. Runs ``G`` on one latent only when neither ``k``
-    nor ``projection`` is given (for the output size)."""
+def jacobian_plan(G: Generator, z: Tensor, k: int | None = None, projection: Tensor | None = None,
+                  mode: str = "auto") -> JacobianPlan | None:
+    """The ``JacobianPlan`` (mode, layout, chunk size, and why) that ``jacobian(G, z, k=k or
+    projection=projection)`` with ``mode`` (``"auto"`` or ``"tune"``) stored for this model and shape (latent
+    shape, batch size, number of rows, dtype, device of ``z``), or ``None`` before the first such call. Runs
+    ``G`` on one latent only when neither ``k`` nor ``projection`` is given (for the output size)."""
+    if mode not in ("auto", "tune"):
+        raise ValueError(f"only mode='auto' and mode='tune' store a plan, got {mode!r}")
     module = find_module(G)
     rows = projection.shape[1] if projection is not None else int(k) if k is not None else output_dim(G, z)
     key = _plan_key(G, module, tuple(z.shape[1:]), z.shape[0], rows, projection is None and k is None, z)
-    return None if key is None else _DECISIONS.get(key[0], {}).get(key[1])
+    return None if key is None else _DECISIONS.get(key[0], {}).get((mode, key[1]))
 
 
 def _basis_rows(start: int, stop: int, n: int, like: Tensor) -> Tensor:

@@ -250,11 +250,32 @@ def test_auto_mode_from_shapes_and_the_stored_plan():
     assert plan.chunk_size is None and plan.bytes_per_pass > 0 and plan.memory_budget > 0  # all passes fit
 
 
+def test_auto_never_times_anything_and_gives_the_same_bits_as_its_mode(monkeypatch):
+    """Between the shape thresholds (rows / 3 < E < rows) auto takes reverse mode by rule, not by a clock: with
+    the clock broken it still runs, its Jacobian is bit for bit mode="reverse"'s (same kernels, same layout),
+    and a model with a ConvTranspose2d gets the channels-last layout on the CPU by rule (default_layout)."""
+    monkeypatch.setattr(JAC, "_timed", lambda fn: (_ for _ in ()).throw(AssertionError("auto measured")))
+    G = mlp([5, 16, 12], seed=5, act=torch.nn.Tanh)
+    z = torch.randn(3, 5, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    P = geom.random_projection(12, 8, seed=2, dtype=torch.float64)  # E = 5, rows = 8
+    J = geom.jacobian(G, z, projection=P)
+    assert torch.equal(J, geom.jacobian(G, z, projection=P, mode="reverse"))
+    plan = JAC.jacobian_plan(G, z, projection=P)
+    assert plan.mode == "reverse" and plan.reason.startswith("shapes") and plan.layout == "contiguous"
+    D = tiny_dcgan(torch.float32)
+    zd = torch.randn(2, 5, generator=torch.Generator().manual_seed(13))
+    Pd = geom.random_projection(3 * 8 * 8, 4, seed=4)
+    Jd = geom.jacobian(D, zd, projection=Pd)
+    assert JAC.jacobian_plan(D, zd, projection=Pd).layout == "channels_last" == JAC.default_layout(D)
+    assert torch.equal(Jd, geom.jacobian(D, zd, projection=Pd, mode="reverse"))
+    assert JAC.default_layout(D, "cuda") == "contiguous" and JAC.default_layout(G) == "contiguous"
+
+
 @pytest.mark.parametrize("winner", ["reverse", "forward"])
-def test_auto_mode_measured_between_the_shape_thresholds(monkeypatch, winner):
-    """rows / 3 < E < rows: a one-time measurement decides (here made deterministic: the clock is replaced by one
-    that favours `winner`); the Jacobian assembled from the winner's probe and the remaining passes equals the
-    reference, and the stored decision is reused without measuring again."""
+def test_tune_mode_measured_between_the_shape_thresholds(monkeypatch, winner):
+    """mode="tune", rows / 3 < E < rows: a one-time measurement decides (here made deterministic: the clock is
+    replaced by one that favours `winner`); the Jacobian assembled from the winner's probe and the remaining
+    passes equals the reference, and the stored decision is reused without measuring again."""
     G = mlp([5, 16, 12], seed=5, act=torch.nn.Tanh)
     z = torch.randn(3, 5, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
     P = geom.random_projection(12, 8, seed=2, dtype=torch.float64)  # E = 5, rows = 8
@@ -269,13 +290,13 @@ def test_auto_mode_measured_between_the_shape_thresholds(monkeypatch, winner):
         return out, 1.0 if kind == winner else 100.0
     monkeypatch.setattr(JAC, "_timed", fake_timed)
     monkeypatch.setattr(JAC, "AUTO_PROBE_PASSES", 3)
-    J = geom.jacobian(G, z, projection=P)
+    J = geom.jacobian(G, z, projection=P, mode="tune")
     torch.testing.assert_close(J, reference_jacobian(G, z, P), **tol(torch.float64))
-    plan = JAC.jacobian_plan(G, z, projection=P)
+    plan = JAC.jacobian_plan(G, z, projection=P, mode="tune")
     assert plan.mode == winner and plan.reason.startswith("measured") and plan.layout == "contiguous"
     assert dict(plan.seconds)[f"{winner}/contiguous"] < 10  # an MLP: no convolution layout to choose
     n = len(calls)
-    torch.testing.assert_close(geom.jacobian(G, z, projection=P), J, **tol(torch.float64))
+    torch.testing.assert_close(geom.jacobian(G, z, projection=P, mode="tune"), J, **tol(torch.float64))
     assert len(calls) == n == 4  # two timed probes per mode, and no second measurement
 
 
@@ -335,8 +356,8 @@ def test_out_of_memory_halves_the_chunk(monkeypatch):
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_auto_measures_the_convolution_layout_and_restores_the_weights(monkeypatch, layout):
-    """A model with 2-D convolutions: auto also measures the weights' memory layout (here with a clock that
+def test_tune_measures_the_convolution_layout_and_restores_the_weights(monkeypatch, layout):
+    """A model with 2-D convolutions: tune also measures the weights' memory layout (here with a clock that
     favours `layout`); the Jacobian is the reference either way, and afterwards the weights are the caller's
     tensors again (same objects, same values, contiguous)."""
     G = tiny_dcgan(torch.float64)
@@ -356,10 +377,10 @@ def test_auto_measures_the_convolution_layout_and_restores_the_weights(monkeypat
             return out, 0.0
         return out, 1.0 if seen and seen[-1] == layout else 100.0
     monkeypatch.setattr(JAC, "_timed", fake_timed)
-    J = geom.jacobian(G, z, projection=P)
+    J = geom.jacobian(G, z, projection=P, mode="tune")
     hook.remove()
     torch.testing.assert_close(J, reference_jacobian(G, z, P), **tol(torch.float64))
-    plan = JAC.jacobian_plan(G, z, projection=P)
+    plan = JAC.jacobian_plan(G, z, projection=P, mode="tune")
     assert plan.mode == "reverse" and plan.layout == layout and set(dict(plan.seconds)) == {
         "reverse/contiguous", "reverse/channels_last"}
     for m, (w, data, values) in zip(convs, before):
