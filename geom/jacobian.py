@@ -31,6 +31,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .deprecation import renamed_kwargs
 from .models.base import check_generator, find_module  # noqa: F401  (the one rule of each; geom.jacobian re-exports both)
 
 Generator = Callable[[Tensor], Tensor]
@@ -478,11 +479,13 @@ def pass_bytes(g: Callable[[Tensor], Tensor], z1: Tensor) -> int:
     return max(counter.total, 1)
 
 
-def chunk_for_budget(passes: int, batch: int, bytes_per_pass: int, budget: int) -> int | None:
-    """Passes to vmap at once so that ``batch x bytes_per_pass`` per pass (``pass_bytes``, per latent), plus the
-    forward graph the passes share (one more ``batch x bytes_per_pass``), fit in ``budget`` bytes: ``None``
-    (all ``passes`` at once) when they fit, else ``max(1, budget // (batch x bytes_per_pass) - 1)``."""
-    n = budget // max(1, batch * bytes_per_pass) - 1
+@renamed_kwargs(batch="batch_size")
+def chunk_for_budget(passes: int, batch_size: int, bytes_per_pass: int, budget: int) -> int | None:
+    """Passes to vmap at once (a ``chunk_size``) so that ``batch_size x bytes_per_pass`` per pass (``pass_bytes``,
+    per latent; ``batch_size`` latents per call), plus the forward graph the passes share (one more
+    ``batch_size x bytes_per_pass``), fit in ``budget`` bytes: ``None`` (all ``passes`` at once) when they fit,
+    else ``max(1, budget // (batch_size x bytes_per_pass) - 1)``."""
+    n = budget // max(1, batch_size * bytes_per_pass) - 1
     return None if n >= passes else max(1, int(n))
 
 

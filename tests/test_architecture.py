@@ -18,12 +18,13 @@ from geom.run import notebook_names
 LAYERS = ["data", "models", "geometry", "analysis"]
 LAYER = {
     # data: paths, data sets, exactly solvable reference models and their samplers
-    "paths": "data", "seeds": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
+    "paths": "data", "deprecation": "data", "seeds": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
     # models: generators, pipelines, sampling procedures of the models, pretrained image embeddings
     "models": "models", "diffusion": "models", "embeddings": "models",
     # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves
     "jacobian": "geometry", "complexity": "geometry", "descriptors": "geometry", "lid": "geometry",
     "partition": "geometry", "fisher": "geometry", "metric": "geometry",
+    "likelihood": "geometry", "reconstruction": "geometry",
     # analysis: what the notebooks run (slices, trajectories, guidance, sweeps, statistics, figures, runner)
     "stats": "analysis", "planes": "analysis",
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..deprecation import renamed_kwargs
 from ._common import make_rng
 from .ising2d import ising2d_features, ising2d_stats
 
@@ -177,9 +178,10 @@ def _load_state(path: Path) -> tuple[np.ndarray, dict]:
         return z["state"].copy(), json.loads(str(z["rng"]))
 
 
+@renamed_kwargs(chunk="shard_size")
 def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "swendsen-wang", thin: int = 1,
                  burn_in: int = 200, seed: int | np.random.Generator = 0, init=None, out_dir=None,
-                 chunk: int = 1000, keep_configs: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
+                 shard_size: int = 1000, keep_configs: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
     """Samples along ``size`` independent Markov chains of the periodic L x L Ising model, with resumable output.
 
     Each chain runs ``burn_in`` updates, then records a sample every ``thin`` updates until ``n_samples`` are
@@ -191,16 +193,17 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
     or with :func:`integrated_autocorr_time`.
 
     Resumable (``out_dir``, needs an int seed): the settings go to ``out_dir/run.json``, the state after burn-in
-    to ``burn-in.npz`` and the samples in chunks of ``chunk`` to ``chunk-000000.npz``, ... (configurations
-    bit-packed), each with the chain state and the RNG state at its end, written atomically. A re-run with the
-    same settings loads the chunks present and continues from the last one, so an interrupted run loses at most
-    the chunk in progress, never duplicates one, and gives bit-for-bit the samples of an uninterrupted run; a
-    larger ``n_samples`` extends a finished run. A re-run with different settings raises ``ValueError``."""
+    to ``burn-in.npz`` and the samples in shards of ``shard_size`` samples to ``chunk-000000.npz``, ...
+    (configurations bit-packed), each with the chain state and the RNG state at its end, written atomically. A
+    re-run with the same settings loads the shards present and continues from the last one, so an interrupted run
+    loses at most the shard in progress, never duplicates one, and gives bit-for-bit the samples of an uninterrupted
+    run; a larger ``n_samples`` extends a finished run. A re-run with different settings raises ``ValueError``."""
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
     if int(L) != L or L < 2 or (algorithm == "metropolis" and L % 2):
         raise ValueError(f"L must be an integer >= 2 (even for the checkerboard Metropolis), got {L}")
-    for name, v, lo in (("n_samples", n_samples, 1), ("thin", thin, 1), ("burn_in", burn_in, 0), ("chunk", chunk, 1)):
+    for name, v, lo in (("n_samples", n_samples, 1), ("thin", thin, 1), ("burn_in", burn_in, 0),
+                         ("shard_size", shard_size, 1)):
         if int(v) != v or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
     K, B = _chain_params(K, B, size)
@@ -224,8 +227,9 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
             raise TypeError("a resumable run (out_dir) needs an integer seed, not a Generator: its state at the "
                             "start could not be recorded")
         init_hash = None if init is None else hashlib.sha256(np.ascontiguousarray(init, dtype=np.int8)).hexdigest()
+        # the key chunk (and the chunk-NNNNNN.npz files): the on-disk form of runs written before shard_size
         meta = dict(L=int(L), K=K.tolist(), B=B.tolist(), size=int(size), algorithm=algorithm, thin=int(thin),
-                    burn_in=int(burn_in), seed=int(seed), init=init_hash, chunk=int(chunk),
+                    burn_in=int(burn_in), seed=int(seed), init=init_hash, chunk=int(shard_size),
                     keep_configs=bool(keep_configs))
         out = resolve(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +264,7 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
             _save_npz(out / "burn-in.npz", state=s, rng=np.array(json.dumps(rng.bit_generator.state)))
     with tqdm(total=max(n_samples - done, 0) * thin, desc=algorithm, disable=not progress) as bar:
         while done < n_samples:
-            n = min(chunk, n_samples - done)
+            n = min(shard_size, n_samples - done)
             st = np.empty((n, size, 2))
             cf = np.empty((n, size, L, L), dtype=np.int8) if keep_configs else None
             for t in range(n):
@@ -331,8 +335,9 @@ def swendsen_wang_thinning(L: int) -> int:
     return math.ceil(9.6 * (L / 64) ** 0.28)
 
 
+@renamed_kwargs(chunk="shard_size")
 def ising2d_mcmc_pool(L: int, K, B, n_samples: int, *, thin: int, burn_in: int, seed: int, out_dir=None,
-                      chunk: int = 32, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                      shard_size: int = 32, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One Swendsen-Wang chain per grid point (``K``, ``B`` (G,) natural parameters), ``n_samples`` recorded every
     ``thin`` updates after ``burn_in`` (:func:`ising2d_mcmc`, resumable under ``out_dir``): the pool of a grid of
     ``geom.fisher``. Returns the posterior network's features (G, n_samples, 5) float32
@@ -342,8 +347,8 @@ def ising2d_mcmc_pool(L: int, K, B, n_samples: int, *, thin: int, burn_in: int, 
     if K.ndim != 1:
         raise ValueError(f"K must have shape (G,) (one grid point per chain), got {K.shape}")
     G = len(K)
-    run = ising2d_mcmc(L, K, B, G, n_samples, thin=thin, burn_in=burn_in, seed=seed, chunk=chunk, out_dir=out_dir,
-                       progress=progress)
+    run = ising2d_mcmc(L, K, B, G, n_samples, thin=thin, burn_in=burn_in, seed=seed, shard_size=shard_size,
+                       out_dir=out_dir, progress=progress)
     pool = torch.tensor(np.stack([ising2d_features(run["configs"][:, g]) for g in range(G)]), dtype=torch.float32)
     stats = torch.tensor(run["stats"].transpose(1, 0, 2).copy())
     return pool, stats
