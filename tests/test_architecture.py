@@ -24,7 +24,6 @@ LAYER = {
     # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves
     "jacobian": "geometry", "complexity": "geometry", "descriptors": "geometry", "lid": "geometry",
     "partition": "geometry", "fisher": "geometry", "metric": "geometry",
-    "likelihood": "geometry", "reconstruction": "geometry",
     # analysis: what the notebooks run (slices, trajectories, guidance, sweeps, statistics, figures, runner)
     "stats": "analysis", "planes": "analysis",
     "slices": "analysis", "trajectories": "analysis", "guidance": "analysis", "inversion": "analysis",
@@ -261,3 +260,49 @@ def test_progress_defaults_to_true_everywhere():
                     if arg == "progress" and not (isinstance(default, ast.Constant) and default.value is True):
                         wrong.append(f"geom.{name}.{node.name}(progress={ast.unparse(default)})")
     assert not wrong, "progress must default to True: " + ", ".join(wrong)
+
+
+# ------------------------------------------------------------------------------------ no long unit in geom/
+FUNCTION_MAX_LINES = 80  # code lines of one function of geom/, its docstring left out (issue 25: long units)
+LONG_FUNCTIONS = {  # "module.function": why it may be longer, for now
+    "models.tiny_ldm.train": "split on branch fashion-ldm",
+}
+
+
+def function_lengths(source: str):
+    """(name, code lines, first line) of every function in ``source``, at any depth (methods and nested functions
+    too): lines from the ``def`` line to the last line of the body, less the docstring's lines."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
+                    isinstance(first.value.value, str):
+                n -= first.end_lineno - first.lineno + 1
+            yield node.name, n, node.lineno
+
+
+def long_functions(name: str, source: str, limit: int = FUNCTION_MAX_LINES) -> list[str]:
+    return [f"geom/{name.replace('.', '/')}: {fn} (line {line}) has {n} code lines > {limit}: split it into "
+            "named steps (behaviour unchanged, bit for bit)"
+            for fn, n, line in function_lengths(source) if n > limit and f"{name}.{fn}" not in LONG_FUNCTIONS]
+
+
+def test_no_function_in_geom_is_longer_than_the_limit():
+    problems = [p for name in modules() for p in long_functions(name, source_path(name).read_text())]
+    assert not problems, "\n".join(problems)
+    for exempt in LONG_FUNCTIONS:  # an exemption names a function that exists and is still long
+        mod, fn = exempt.rsplit(".", 1)
+        lengths = {f: n for f, n, _ in function_lengths(source_path(mod).read_text())}
+        assert lengths.get(fn, 0) > FUNCTION_MAX_LINES, f"{exempt} is short now: drop it from LONG_FUNCTIONS"
+
+
+def test_the_function_length_checker_counts_code_lines():
+    body = lambda n: "".join(f"    x{i} = {i}\n" for i in range(n))  # noqa: E731
+    doc = '    """A docstring\n    of three\n    lines."""\n'
+    assert long_functions("m", "def f():\n" + doc + body(79)) == []  # 80 code lines, the docstring left out
+    assert long_functions("m", "def f():\n" + body(80)) == [
+        "geom/m: f (line 1) has 81 code lines > 80: split it into named steps (behaviour unchanged, bit for bit)"]
+    nested = "class C:\n    def g(self):\n" + "".join(f"        y{i} = {i}\n" for i in range(80))
+    assert "g (line 2) has 81 code lines" in " ".join(long_functions("m", nested))
+    assert long_functions("models.tiny_ldm", "def train():\n" + body(200)) == []  # exempt by name

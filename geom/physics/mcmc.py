@@ -196,65 +196,17 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
     to ``burn-in.npz`` and the samples in shards of ``shard_size`` samples to ``chunk-000000.npz``, ...
     (configurations bit-packed), each with the chain state and the RNG state at its end, written atomically. A
     re-run with the same settings loads the shards present and continues from the last one, so an interrupted run
-    loses at most the shard in progress, never duplicates one, and gives bit-for-bit the samples of an uninterrupted
-    run; a larger ``n_samples`` extends a finished run. A re-run with different settings raises ``ValueError``."""
-    if algorithm not in _ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
-    if int(L) != L or L < 2 or (algorithm == "metropolis" and L % 2):
-        raise ValueError(f"L must be an integer >= 2 (even for the checkerboard Metropolis), got {L}")
-    for name, v, lo in (("n_samples", n_samples, 1), ("thin", thin, 1), ("burn_in", burn_in, 0),
-                         ("shard_size", shard_size, 1)):
-        if int(v) != v or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
+    loses at most
+    the shard in progress, never duplicates one, and gives bit-for-bit the samples of an uninterrupted run; a
+    larger ``n_samples`` extends a finished run. A re-run with different settings raises ``ValueError``."""
+    _check_run(L, algorithm, n_samples=n_samples, thin=thin, burn_in=burn_in, shard_size=shard_size)
     K, B = _chain_params(K, B, size)
-    if algorithm == "swendsen-wang":
-        def update(s, rng):
-            return _swendsen_wang_sweep(s, K, B, rng)
-    else:
-        ii, jj = np.indices((L, L))
-        masks = [((ii + jj) % 2 == c) for c in (0, 1)]
-
-        def update(s, rng):
-            return _metropolis_sweep(s.astype(np.float64), K[:, None, None], B[:, None, None], rng,
-                                     masks).astype(np.int8)
-
-    stats, configs, done, s, rng = [], [], 0, None, None
-    out = None
+    update = _update_rule(L, K, B, algorithm)
+    stats, configs, done, s, rng, out = [], [], 0, None, None, None
     if out_dir is not None:
-        from geom.paths import atomic_write, resolve
-
-        if isinstance(seed, np.random.Generator) or int(seed) != seed:
-            raise TypeError("a resumable run (out_dir) needs an integer seed, not a Generator: its state at the "
-                            "start could not be recorded")
-        init_hash = None if init is None else hashlib.sha256(np.ascontiguousarray(init, dtype=np.int8)).hexdigest()
-        # the key chunk (and the chunk-NNNNNN.npz files): the on-disk form of runs written before shard_size
-        meta = dict(L=int(L), K=K.tolist(), B=B.tolist(), size=int(size), algorithm=algorithm, thin=int(thin),
-                    burn_in=int(burn_in), seed=int(seed), init=init_hash, chunk=int(shard_size),
-                    keep_configs=bool(keep_configs))
-        out = resolve(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        manifest = out / "run.json"
-        if manifest.exists():
-            old = json.loads(manifest.read_text())
-            diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-            if diff:
-                raise ValueError(f"{out} holds a run with different settings ({', '.join(diff)}); use a new out_dir "
-                                 "or delete the old one")
-        else:
-            atomic_write(manifest, lambda p: p.write_text(json.dumps(meta)))
-        i = 0
-        while (out / f"chunk-{i:06d}.npz").exists() and done < n_samples:
-            with np.load(out / f"chunk-{i:06d}.npz", allow_pickle=False) as z:
-                stats.append(z["stats"])
-                if keep_configs:
-                    configs.append(np.unpackbits(z["configs"], axis=-1, count=L).astype(np.int8) * 2 - 1)
-            done += len(stats[-1])
-            i += 1
-        last = out / f"chunk-{i - 1:06d}.npz" if i else out / "burn-in.npz"
-        if last.exists():
-            s, state = _load_state(last)
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state
+        settings = _run_settings(L, K, B, size, algorithm, thin, burn_in, seed, init, shard_size, keep_configs)
+        out = _open_run(out_dir, settings)
+        stats, configs, done, s, rng = _load_run(out, L, n_samples, keep_configs)
     if s is None:  # fresh start: burn in
         rng = make_rng(seed)
         s = _init_spins(L, size, init, rng)
@@ -265,15 +217,7 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
     with tqdm(total=max(n_samples - done, 0) * thin, desc=algorithm, disable=not progress) as bar:
         while done < n_samples:
             n = min(shard_size, n_samples - done)
-            st = np.empty((n, size, 2))
-            cf = np.empty((n, size, L, L), dtype=np.int8) if keep_configs else None
-            for t in range(n):
-                for _ in range(thin):
-                    s = update(s, rng)
-                bar.update(thin)
-                st[t] = ising2d_stats(s)
-                if keep_configs:
-                    cf[t] = s
+            st, cf, s = _record(update, s, rng, n, thin, L, keep_configs, bar)
             if out is not None:
                 packed = np.packbits(cf > 0, axis=-1) if keep_configs else np.zeros(0, np.uint8)
                 _save_npz(out / f"chunk-{len(stats):06d}.npz", stats=st, configs=packed, state=s,
@@ -286,6 +230,99 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
     if keep_configs:
         result["configs"] = np.concatenate(configs)[:n_samples]
     return result
+
+
+def _check_run(L: int, algorithm: str, **counts: int) -> None:
+    """``ising2d_mcmc``'s settings: the algorithm, ``L`` (even for Metropolis) and the integer counts."""
+    if algorithm not in _ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+    if int(L) != L or L < 2 or (algorithm == "metropolis" and L % 2):
+        raise ValueError(f"L must be an integer >= 2 (even for the checkerboard Metropolis), got {L}")
+    for name, v in counts.items():
+        lo = 0 if name == "burn_in" else 1
+        if int(v) != v or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
+
+
+def _update_rule(L: int, K: np.ndarray, B: np.ndarray, algorithm: str):
+    """The chains' update ``s, rng -> s`` (size, L, L) int8: one Swendsen-Wang step or one Metropolis sweep."""
+    if algorithm == "swendsen-wang":
+        def update(s, rng):
+            return _swendsen_wang_sweep(s, K, B, rng)
+    else:
+        ii, jj = np.indices((L, L))
+        masks = [((ii + jj) % 2 == c) for c in (0, 1)]
+
+        def update(s, rng):
+            return _metropolis_sweep(s.astype(np.float64), K[:, None, None], B[:, None, None], rng,
+                                     masks).astype(np.int8)
+    return update
+
+
+def _run_settings(L, K, B, size, algorithm, thin, burn_in, seed, init, shard_size, keep_configs) -> dict:
+    """What ``run.json`` records. The samples per shard go under the key ``chunk`` (and the shards to
+    ``chunk-NNNNNN.npz``): the on-disk form of the runs written before the keyword became ``shard_size``."""
+    if isinstance(seed, np.random.Generator) or int(seed) != seed:
+        raise TypeError("a resumable run (out_dir) needs an integer seed, not a Generator: its state at the "
+                        "start could not be recorded")
+    init_hash = None if init is None else hashlib.sha256(np.ascontiguousarray(init, dtype=np.int8)).hexdigest()
+    return dict(L=int(L), K=K.tolist(), B=B.tolist(), size=int(size), algorithm=algorithm, thin=int(thin),
+                burn_in=int(burn_in), seed=int(seed), init=init_hash, chunk=int(shard_size),
+                keep_configs=bool(keep_configs))
+
+
+def _open_run(out_dir, meta: dict) -> Path:
+    """The run folder, created with ``run.json``, or checked against the ``run.json`` there."""
+    from geom.paths import atomic_write, resolve
+
+    out = resolve(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "run.json"
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+        if diff:
+            raise ValueError(f"{out} holds a run with different settings ({', '.join(diff)}); use a new out_dir "
+                             "or delete the old one")
+    else:
+        atomic_write(manifest, lambda p: p.write_text(json.dumps(meta)))
+    return out
+
+
+def _load_run(out: Path, L: int, n_samples: int, keep_configs: bool):
+    """The shards already in ``out`` (up to ``n_samples`` samples) and the chain and RNG state at the end of the
+    last one (or of the burn-in): ``stats, configs, done, s, rng`` (``s``, ``rng`` None: nothing to resume)."""
+    stats, configs, done, s, rng = [], [], 0, None, None
+    i = 0
+    while (out / f"chunk-{i:06d}.npz").exists() and done < n_samples:
+        with np.load(out / f"chunk-{i:06d}.npz", allow_pickle=False) as z:
+            stats.append(z["stats"])
+            if keep_configs:
+                configs.append(np.unpackbits(z["configs"], axis=-1, count=L).astype(np.int8) * 2 - 1)
+        done += len(stats[-1])
+        i += 1
+    last = out / f"chunk-{i - 1:06d}.npz" if i else out / "burn-in.npz"
+    if last.exists():
+        s, state = _load_state(last)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state
+    return stats, configs, done, s, rng
+
+
+def _record(update, s: np.ndarray, rng, n: int, thin: int, L: int, keep_configs: bool, bar):
+    """``n`` samples, one every ``thin`` updates: statistics (n, size, 2), configurations (n, size, L, L) int8 (or
+    None) and the chains' state after the last."""
+    size = s.shape[0]
+    st = np.empty((n, size, 2))
+    cf = np.empty((n, size, L, L), dtype=np.int8) if keep_configs else None
+    for t in range(n):
+        for _ in range(thin):
+            s = update(s, rng)
+        bar.update(thin)
+        st[t] = ising2d_stats(s)
+        if keep_configs:
+            cf[t] = s
+    return st, cf, s
 
 
 def integrated_autocorr_time(x, c: float = 5.0, min_steps_per_tau: float = 50.0) -> tuple[float, float]:
