@@ -31,10 +31,18 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .deprecation import renamed_kwargs
-from .models.base import check_generator, find_module  # noqa: F401  (the one rule of each; geom.jacobian re-exports both)
+from .deprecation import deprecated, renamed_kwargs
+from .models.base import check_generator, find_module  # noqa: F401  (the one rule of each; re-exported here)
 
-Generator = Callable[[Tensor], Tensor]
+
+def __getattr__(name: str):
+    """``geom.jacobian.Generator``, the former alias of ``Callable[[Tensor], Tensor]``, which shared its name with
+    the generator type ``geom.models.Generator``: still importable, with a ``DeprecationWarning``."""
+    if name == "Generator":
+        deprecated("geom.jacobian.Generator (an alias of Callable[[Tensor], Tensor])",
+                   "annotate with typing.Callable[[Tensor], Tensor], or use the generator type geom.models.Generator")
+        return Callable[[Tensor], Tensor]
+    raise AttributeError(f"module 'geom.jacobian' has no attribute {name!r}")
 
 
 def random_projection(D: int, k: int, seed: int = 0, dtype: torch.dtype = torch.float32,
@@ -47,7 +55,8 @@ def random_projection(D: int, k: int, seed: int = 0, dtype: torch.dtype = torch.
     """
     D, k = int(D), int(k)
     if k < 1 or D < 1:
-        raise ValueError(f"random_projection needs D >= 1 and k >= 1, got D={D}, k={k}")
+        raise ValueError(f"random_projection needs D >= 1 and k >= 1, got D={D}, k={k} (no projection is spelt "
+                         f"k=None, not k=0)")
     if k > D:
         raise ValueError(f"random_projection: k={k} is larger than D={D}; an orthonormal (D, k) matrix "
                          f"needs k <= D (use k=None for no projection)")
@@ -75,7 +84,7 @@ def check_latents(z: Tensor, name: str = "z") -> None:
         raise ValueError(f"{name} contains NaN or inf values (batch rows {bad[:10]})")
 
 
-def call_generator(G: Generator, z: Tensor) -> Tensor:
+def call_generator(G: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     """``G(z)`` for latents ``z`` ``(B, *latent_shape)``, checked: returns a Tensor ``(B, *out_shape)``.
 
     ``G`` is handed a copy of ``z``: a generator that writes to its input in place (``z *= sigma``,
@@ -98,7 +107,7 @@ def call_generator(G: Generator, z: Tensor) -> Tensor:
     return y
 
 
-def output_dim(G: Generator, z: Tensor) -> int:
+def output_dim(G: Callable[[Tensor], Tensor], z: Tensor) -> int:
     """``D = prod(out_shape)``, found by one forward pass on the first latent of ``z`` ``(B, *latent_shape)``
     (after ``check_generator``)."""
     check_generator(G)
@@ -106,8 +115,9 @@ def output_dim(G: Generator, z: Tensor) -> int:
         return math.prod(call_generator(G, z[:1]).shape[1:])
 
 
-def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, projection: Tensor | None = None,
-             chunk_size: int | None = None, mode: str = "auto", memory_budget: int | str | None = None) -> Tensor:
+def jacobian(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = None, seed: int = 0,
+             projection: Tensor | None = None, chunk_size: int | None = None, mode: str = "auto",
+             memory_budget: int | str | None = None) -> Tensor:
     """Per-sample Jacobian of the (optionally projected) flattened output w.r.t. the flattened latent.
 
     Args:
@@ -672,7 +682,7 @@ def _probe_and_run(run: _Runner, candidates: list[tuple[str, str]], passes: dict
     return torch.cat([J0, rest], dim=2 if mode == "forward" else 1), plan
 
 
-def jacobian_plan(G: Generator, z: Tensor, k: int | None = None, projection: Tensor | None = None
+def jacobian_plan(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = None, projection: Tensor | None = None
                   ) -> JacobianPlan | None:
     """The ``JacobianPlan`` (mode, chunk size, and why) that ``jacobian(G, z, k=k or projection=projection)``
     with ``mode="auto"`` stored for this model and shape (latent shape, batch size, number of rows, dtype,

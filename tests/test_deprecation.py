@@ -219,3 +219,20 @@ def test_the_size_name_checker_finds_odd_names():
     assert odd_size_names("x", "def _f(batch=2):\n    pass\n") == []  # private helpers are not the API
     assert odd_size_names("x", "class C:\n    vae_batch: int = 2\n") == ["geom.x.C.vae_batch"]
     assert odd_size_names("x", "def f(batch_size=1, chunk_size=None, shard_size=64):\n    pass\n") == []
+
+
+def test_the_former_generator_alias_of_geom_jacobian_warns():
+    """issue 25: ``geom.jacobian.Generator`` (a ``Callable`` alias) shared its name with the generator type
+    ``geom.models.Generator``; it is gone from the annotations and still importable, with a warning."""
+    import sys
+    from typing import Callable
+
+    from torch import Tensor
+
+    jac = sys.modules["geom.jacobian"]
+    assert "Generator" not in vars(jac)
+    with pytest.warns(DeprecationWarning, match="geom.jacobian.Generator .* is deprecated: annotate with"):
+        from geom.jacobian import Generator
+    assert Generator == Callable[[Tensor], Tensor] and Generator is not geom.models.Generator
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        jac.nothing

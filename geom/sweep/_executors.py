@@ -28,7 +28,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, executor: str = "local", add
     """Run (or resume) a sweep and return its table: one row per latent, sorted by ``index``.
 
     Columns: ``index`` (and ``i, j, u, v`` for a plane), ``psi``, ``nu`` (float64), ``delta`` (int64, when
-    ``spec.complexity``), and the settings ``model, k, dim, radius, seed`` (``k = -1``: no projection).
+    ``spec.complexity``), and the settings ``model, k, dim, radius, seed`` (``k``: ``<NA>`` of a nullable ``Int64``
+    column for ``k=None``, no projection).
     Shards already in ``out_dir`` are skipped, once each is checked against its SHA-256.
     ``executor="local"`` computes in this process; ``"ray"`` runs one actor per worker (``ray.init(address)``:
     a new local instance with ``num_cpus`` CPUs when ``address`` is None, else joins that cluster, e.g.
