@@ -306,3 +306,40 @@ def test_the_function_length_checker_counts_code_lines():
     nested = "class C:\n    def g(self):\n" + "".join(f"        y{i} = {i}\n" for i in range(80))
     assert "g (line 2) has 81 code lines" in " ".join(long_functions("m", nested))
     assert long_functions("models.tiny_ldm", "def train():\n" + body(200)) == []  # exempt by name
+
+
+# ------------------------------------------------------------------------------------ the docs follow the tree
+def _block_after(text: str, heading: str) -> str:
+    """The first fenced block after ``heading`` in a markdown text."""
+    rest = text[text.index(heading):]
+    return rest.split("```", 2)[1]
+
+
+def architecture_layers(text: str) -> dict[str, str]:
+    """``layer -> its text`` in CONTRIBUTING.md's Architecture block (a line starting with a layer's name opens
+    it; the lines below continue it)."""
+    out: dict[str, str] = {}
+    current = None
+    for line in _block_after(text, "## Architecture").splitlines():
+        word = line.split()[0] if line.split() else ""
+        if word in LAYERS or word == "notebooks":
+            current = word
+        if current:
+            out[current] = out.get(current, "") + " " + line
+    return out
+
+
+def test_contributing_architecture_and_readme_layout_follow_the_tree():
+    """Every top-level module and package of geom/ is named in its own layer of CONTRIBUTING.md's Architecture
+    block and in the README's Layout block; neither names a module that is not there."""
+    import re
+
+    tops = sorted({m.split(".")[0] for m in modules()})
+    layers = architecture_layers((paths.ROOT / "CONTRIBUTING.md").read_text())
+    layout = _block_after((paths.ROOT / "README.md").read_text(), "## Layout")
+    missing = [f"{t} (layer {LAYER[t]}) not in CONTRIBUTING's {LAYER[t]} layer" for t in tops
+               if not re.search(rf"(?<![\w.]){t}\b", layers.get(LAYER[t], ""))]
+    missing += [f"{t} not in the README layout" for t in tops if not re.search(rf"^\s+{t}(\.py|/)\s", layout, re.M)]
+    assert not missing, missing
+    listed = set(re.findall(r"^  (\w+)(?:\.py|/)\s", layout, re.M))
+    assert listed <= set(tops), f"the README layout names modules geom/ does not have: {sorted(listed - set(tops))}"

@@ -221,6 +221,13 @@ def test_the_size_name_checker_finds_odd_names():
     assert odd_size_names("x", "def f(batch_size=1, chunk_size=None, shard_size=64):\n    pass\n") == []
 
 
+def test_the_glossary_names_the_three_sizes():
+    text = (paths.ROOT / "CONTRIBUTING.md").read_text()
+    for name in ("`batch_size`", "`chunk_size`", "`shard_size`"):
+        assert name in text
+    assert geom.deprecation.renamed_kwargs is deprecation.renamed_kwargs
+
+
 def test_the_former_generator_alias_of_geom_jacobian_warns():
     """issue 25: ``geom.jacobian.Generator`` (a ``Callable`` alias) shared its name with the generator type
     ``geom.models.Generator``; it is gone from the annotations and still importable, with a warning."""
