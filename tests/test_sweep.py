@@ -17,6 +17,8 @@ import psutil
 import pytest
 import torch
 
+from conftest import tol
+
 import geom
 import geom.planes
 import geom.sweep
@@ -442,6 +444,7 @@ def test_diffusers_folder_and_pipeline_models(tmp_path):
 
 
 @pytest.mark.usefixtures("one_thread")
+@pytest.mark.kernels
 def test_dcgan_faces_as_a_sweep_model(tmp_path):
     """The pretrained dcgan-faces (geom.models.load_generator) is a sweep model spec: the sweep's rows are
     geom.describe's of the loaded generator on the plane's latents, and its weights hash is recorded."""
@@ -453,8 +456,12 @@ def test_dcgan_faces_as_a_sweep_model(tmp_path):
     G = load_generator("dcgan-faces")
     z = geom.planes.plane_latents(geom.planes.plane_anchors((100,), latent_seed=4), *geom.planes.plane_uv(2))
     ref = geom.describe(G, z, k=8, radius=1e-5, dim=2, seed=1, batch_size=2, progress=False)
-    for c in ("psi", "nu", "delta"):
-        np.testing.assert_array_equal(df[c].to_numpy(), ref[c].to_numpy())
+    # float32 Jacobians: other batch shapes (shards of 3 in batches of 2 vs batches of 2) and the engine's auto
+    # mode (decided by a timing, geom.jacobian_plan) round the last digits differently, so psi and nu agree at
+    # the float32 tolerance (a row of other latents misses by > 0.3); delta (float64 vertices) exactly
+    for c in ("psi", "nu"):
+        np.testing.assert_allclose(df[c].to_numpy(), ref[c].to_numpy(), **tol(torch.float32))
+    np.testing.assert_array_equal(df["delta"].to_numpy(), ref["delta"].to_numpy())
     assert np.isfinite(df["psi"]).all() and (df["nu"] > 1).all()
     man = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert man["inputs"]["model"] == geom.sweep.model_digest(geom.sweep.load_generator("dcgan-faces"))
