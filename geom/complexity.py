@@ -239,6 +239,30 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
     """
     check_generator(G)
     check_latents(z)
+    radius = _check_radius(radius, dtype)
+    E = math.prod(z.shape[1:])
+    if basis is None:
+        basis = polytope_basis(E, int(dim), seed, dtype=torch.float64, device=z.device)
+    _check_basis(basis, E)
+    _check_resolved(z, radius, dtype)
+    module, acts = _activations_of(G)
+    B = z.shape[0]
+    batch_size = B if batch_size is None else max(1, int(batch_size))
+    totals = torch.zeros(B, dtype=torch.int64)
+    layers: dict[str, Tensor] = defaultdict(lambda: torch.zeros(B, dtype=torch.int64))
+    for s in range(0, B, batch_size):
+        zb = z[s:s + batch_size]
+        for key, cnt in _batch_counts(G, module, acts, zb, s, radius, basis, dtype):
+            cnt = cnt.cpu()  # moved to the CPU once per batch, not once per activation (device syncs)
+            totals[s:s + zb.shape[0]] += cnt
+            layers[key][s:s + zb.shape[0]] += cnt
+    if per_layer:
+        return totals, dict(layers)
+    return totals
+
+
+def _check_radius(radius, dtype) -> float:
+    """``radius`` as a finite float > 0, and ``dtype`` a floating torch dtype (``local_complexity``'s checks)."""
     try:
         radius = float(radius)
     except (TypeError, ValueError, RuntimeError):
@@ -247,10 +271,11 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
         raise ValueError(f"radius must be a finite number > 0, got {radius}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype (default torch.float64), got {dtype!r}")
-    E = math.prod(z.shape[1:])
-    if basis is None:
-        basis = polytope_basis(E, int(dim), seed, dtype=torch.float64, device=z.device)
-    _check_basis(basis, E)
+    return radius
+
+
+def _check_resolved(z: Tensor, radius: float, dtype: torch.dtype) -> None:
+    """Refuse a radius below ``smallest_radius(z, dtype)``, naming the smallest one and the finer dtype."""
     r_min = smallest_radius(z, dtype)
     if radius < r_min:
         znorm = float(z.detach().to(torch.float64).flatten(1).norm(dim=1).max())
@@ -258,72 +283,74 @@ def local_complexity(G: Callable[[Tensor], Tensor], z: Tensor, radius: float, di
                          f"the smallest radius whose vertex offsets it resolves to {VERTEX_RTOL:.0%} is "
                          f"{r_min:.2g}; use radius >= "
                          f"{r_min:.2g} or a finer dtype (default torch.float64)")
+
+
+def _activations_of(G) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """The module behind ``G`` and its activation modules (``activation_modules``); ``ValueError`` without any."""
     module = _module_of(G)
     acts = activation_modules(module)
     if not acts:
         known = ", ".join(a.__name__ for a in ACTIVATIONS[:6])
         raise ValueError(f"{type(module).__name__} has no activation modules ({known}, ...): local complexity "
                          f"counts the neurons whose pre-activation crosses one of their joints")
+    return module, acts
+
+
+def _batch_counts(G, module: nn.Module, acts: dict[str, nn.Module], zb: Tensor, s: int, radius: float,
+                  basis: Tensor, dtype: torch.dtype) -> list[tuple[str, Tensor]]:
+    """``(activation[#call], (nb,) counts)`` for the latents ``zb`` (rows ``s`` ... of the caller's batch): one
+    forward pass of ``G`` in ``dtype`` over the ``2P`` vertices of each latent's cross-polytope, with a forward
+    pre-hook on every activation module counting the neurons whose piece changes (``_changed_neurons``)."""
     names = {id(m): n for n, m in acts.items()}
     joint_sets = {id(m): joints(m) for m in acts.values()}
-    P2 = 2 * basis.shape[0]
-    B = z.shape[0]
-    batch_size = B if batch_size is None else max(1, int(batch_size))
-    totals = torch.zeros(B, dtype=torch.int64)
-    layers: dict[str, Tensor] = defaultdict(lambda: torch.zeros(B, dtype=torch.int64))
+    P2, nb = 2 * basis.shape[0], zb.shape[0]
+    verts = cross_polytope(zb, radius, basis, dtype=dtype).reshape(nb * P2, *zb.shape[1:])
+    calls: dict[int, int] = defaultdict(int)
+    counts: list[tuple[str, Tensor]] = []
 
-    for s in range(0, B, batch_size):
-        zb = z[s:s + batch_size]
-        nb = zb.shape[0]
-        verts = cross_polytope(zb, radius, basis, dtype=dtype).reshape(nb * P2, *z.shape[1:])
-        calls: dict[int, int] = defaultdict(int)
-        counts: list[tuple[str, Tensor]] = []
+    def hook(mod, inputs):
+        key, c = names[id(mod)], calls[id(mod)]
+        calls[id(mod)] += 1
+        counts.append((f"{key}#{c}" if c else key, _changed_neurons(inputs[0], joint_sets[id(mod)], nb, P2, key,
+                                                                     s, dtype)))
 
-        def hook(mod, inputs):
-            x = inputs[0]
-            key = names[id(mod)]
-            c = calls[id(mod)]
-            calls[id(mod)] += 1
-            if x.shape[0] != nb * P2:
-                raise ValueError(f"activation '{key}' saw a leading dimension {x.shape[0]} != batch "
-                                 f"{nb * P2}: local_complexity needs batch-first activations")
-            # the lowest and highest value of each neuron over the latent's 2P vertices, in one pass: the piece
-            # index is monotone in x, so it differs between some vertices iff a joint j has lo <= j < hi
-            lo, hi = torch.aminmax(x.detach().reshape(nb, P2, -1), dim=1)
-            finite = (torch.isfinite(lo) & torch.isfinite(hi)).all(dim=1)  # NaN and inf reach lo or hi
-            if not bool(finite.all()):  # a NaN is on no piece: a count over it would be silently wrong
-                rows = (s + (~finite).nonzero().flatten().cpu()).tolist()
-                raise NonFiniteError(f"the pre-activation of '{key}' contains NaN or inf values at the polytope "
-                                     f"vertices of latent rows {rows[:10]} (evaluated in {dtype}): no neuron's "
-                                     f"piece is defined there; check the latents' scale, the radius and the model")
-            changed = None
-            for j in joint_sets[id(mod)]:
-                cut = (lo <= j) & (hi > j)
-                changed = cut if changed is None else changed | cut
-            cnt = changed.sum(dim=1) if changed is not None else torch.zeros(nb, dtype=torch.int64, device=x.device)
-            counts.append((f"{key}#{c}" if c else key, cnt))
+    handles = [m.register_forward_pre_hook(hook) for m in acts.values()]
+    try:
+        with torch.no_grad(), cast_module(module, dtype):
+            y = call_generator(G, verts)
+        if not torch.isfinite(y).all():
+            bad = (s + (~torch.isfinite(y)).reshape(nb, -1).any(1).nonzero().flatten()).tolist()
+            raise NonFiniteError(f"the generator's output contains NaN or inf values at the polytope vertices "
+                                 f"of latent rows {bad[:10]} (evaluated in {dtype}); check the latents' scale, "
+                                 f"the radius and the model")
+    except NonFiniteError:
+        raise
+    except ValueError as e:
+        raise ValueError(f"{e} (local_complexity evaluates G in {dtype}, see its `dtype` argument; tensors "
+                         f"outside the parameters and buffers of {type(module).__name__} are not cast)") from e
+    finally:
+        for h in handles:
+            h.remove()
+    return counts
 
-        handles = [m.register_forward_pre_hook(hook) for m in acts.values()]
-        try:
-            with torch.no_grad(), cast_module(module, dtype):
-                y = call_generator(G, verts)
-            if not torch.isfinite(y).all():
-                bad = (s + (~torch.isfinite(y)).reshape(nb, -1).any(1).nonzero().flatten()).tolist()
-                raise NonFiniteError(f"the generator's output contains NaN or inf values at the polytope vertices "
-                                     f"of latent rows {bad[:10]} (evaluated in {dtype}); check the latents' scale, "
-                                     f"the radius and the model")
-        except NonFiniteError:
-            raise
-        except ValueError as e:
-            raise ValueError(f"{e} (local_complexity evaluates G in {dtype}, see its `dtype` argument; tensors "
-                             f"outside the parameters and buffers of {type(module).__name__} are not cast)") from e
-        finally:
-            for h in handles:
-                h.remove()
-        for key, cnt in counts:  # moved to the CPU once per batch, not once per activation (device syncs)
-            cnt = cnt.cpu()
-            totals[s:s + nb] += cnt
-            layers[key][s:s + nb] += cnt
-    if per_layer:
-        return totals, dict(layers)
-    return totals
+
+def _changed_neurons(x: Tensor, joint_set, nb: int, P2: int, key: str, s: int, dtype: torch.dtype) -> Tensor:
+    """``(nb,)`` counts of the neurons of activation ``key`` whose piece differs between vertices: ``x`` the
+    pre-activation ``(nb * P2, ...)`` over the ``P2`` vertices of each of ``nb`` latents (rows ``s`` ...)."""
+    if x.shape[0] != nb * P2:
+        raise ValueError(f"activation '{key}' saw a leading dimension {x.shape[0]} != batch "
+                         f"{nb * P2}: local_complexity needs batch-first activations")
+    # the lowest and highest value of each neuron over the latent's 2P vertices, in one pass: the piece
+    # index is monotone in x, so it differs between some vertices iff a joint j has lo <= j < hi
+    lo, hi = torch.aminmax(x.detach().reshape(nb, P2, -1), dim=1)
+    finite = (torch.isfinite(lo) & torch.isfinite(hi)).all(dim=1)  # NaN and inf reach lo or hi
+    if not bool(finite.all()):  # a NaN is on no piece: a count over it would be silently wrong
+        rows = (s + (~finite).nonzero().flatten().cpu()).tolist()
+        raise NonFiniteError(f"the pre-activation of '{key}' contains NaN or inf values at the polytope "
+                             f"vertices of latent rows {rows[:10]} (evaluated in {dtype}): no neuron's "
+                             f"piece is defined there; check the latents' scale, the radius and the model")
+    changed = None
+    for j in joint_set:
+        cut = (lo <= j) & (hi > j)
+        changed = cut if changed is None else changed | cut
+    return changed.sum(dim=1) if changed is not None else torch.zeros(nb, dtype=torch.int64, device=x.device)

@@ -12,7 +12,6 @@ Given the per-sample Jacobian ``A`` (``(B, k, E)``, see ``geom.jacobian``) with 
 from __future__ import annotations
 
 import math
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -24,6 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .complexity import local_complexity, polytope_basis
+from .deprecation import deprecated
 from .jacobian import NonFiniteError, check_latents, jacobian, output_dim, random_projection
 from .models.base import check_generator
 
@@ -136,8 +136,8 @@ def spectrum(J: Tensor) -> Spectrum:
 
 def _warn_shape(shape, name: str) -> None:
     if shape is not None:
-        warnings.warn(f"{name}(shape=...) is deprecated and has no effect (the zero threshold needs no shape): "
-                      "drop the argument; it will be removed", DeprecationWarning, stacklevel=3)
+        deprecated(f"{name}(shape=...)", "it has no effect (the zero threshold needs no shape): drop the argument; "
+                   "it will be removed", stacklevel=3)
 
 
 def default_rtol(shape: tuple[int, int], dtype: torch.dtype = torch.float32) -> float:

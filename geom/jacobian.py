@@ -31,9 +31,18 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .models.base import check_generator, find_module  # noqa: F401  (the one rule of each; geom.jacobian re-exports both)
+from .deprecation import deprecated, renamed_kwargs
+from .models.base import check_generator, find_module  # noqa: F401  (the one rule of each; re-exported here)
 
-Generator = Callable[[Tensor], Tensor]
+
+def __getattr__(name: str):
+    """``geom.jacobian.Generator``, the former alias of ``Callable[[Tensor], Tensor]``, which shared its name with
+    the generator type ``geom.models.Generator``: still importable, with a ``DeprecationWarning``."""
+    if name == "Generator":
+        deprecated("geom.jacobian.Generator (an alias of Callable[[Tensor], Tensor])",
+                   "annotate with typing.Callable[[Tensor], Tensor], or use the generator type geom.models.Generator")
+        return Callable[[Tensor], Tensor]
+    raise AttributeError(f"module 'geom.jacobian' has no attribute {name!r}")
 
 
 def random_projection(D: int, k: int, seed: int = 0, dtype: torch.dtype = torch.float32,
@@ -46,7 +55,8 @@ def random_projection(D: int, k: int, seed: int = 0, dtype: torch.dtype = torch.
     """
     D, k = int(D), int(k)
     if k < 1 or D < 1:
-        raise ValueError(f"random_projection needs D >= 1 and k >= 1, got D={D}, k={k}")
+        raise ValueError(f"random_projection needs D >= 1 and k >= 1, got D={D}, k={k} (no projection is spelt "
+                         f"k=None, not k=0)")
     if k > D:
         raise ValueError(f"random_projection: k={k} is larger than D={D}; an orthonormal (D, k) matrix "
                          f"needs k <= D (use k=None for no projection)")
@@ -74,7 +84,7 @@ def check_latents(z: Tensor, name: str = "z") -> None:
         raise ValueError(f"{name} contains NaN or inf values (batch rows {bad[:10]})")
 
 
-def call_generator(G: Generator, z: Tensor) -> Tensor:
+def call_generator(G: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     """``G(z)`` for latents ``z`` ``(B, *latent_shape)``, checked: returns a Tensor ``(B, *out_shape)``.
 
     ``G`` is handed a copy of ``z``: a generator that writes to its input in place (``z *= sigma``,
@@ -97,7 +107,7 @@ def call_generator(G: Generator, z: Tensor) -> Tensor:
     return y
 
 
-def output_dim(G: Generator, z: Tensor) -> int:
+def output_dim(G: Callable[[Tensor], Tensor], z: Tensor) -> int:
     """``D = prod(out_shape)``, found by one forward pass on the first latent of ``z`` ``(B, *latent_shape)``
     (after ``check_generator``)."""
     check_generator(G)
@@ -105,8 +115,9 @@ def output_dim(G: Generator, z: Tensor) -> int:
         return math.prod(call_generator(G, z[:1]).shape[1:])
 
 
-def jacobian(G: Generator, z: Tensor, k: int | None = None, seed: int = 0, projection: Tensor | None = None,
-             chunk_size: int | None = None, mode: str = "auto", memory_budget: int | str | None = None) -> Tensor:
+def jacobian(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = None, seed: int = 0,
+             projection: Tensor | None = None, chunk_size: int | None = None, mode: str = "auto",
+             memory_budget: int | str | None = None) -> Tensor:
     """Per-sample Jacobian of the (optionally projected) flattened output w.r.t. the flattened latent.
 
     Args:
@@ -482,11 +493,13 @@ def pass_bytes(g: Callable[[Tensor], Tensor], z1: Tensor) -> int:
     return max(counter.total, 1)
 
 
-def chunk_for_budget(passes: int, batch: int, bytes_per_pass: int, budget: int) -> int | None:
-    """Passes to vmap at once so that ``batch x bytes_per_pass`` per pass (``pass_bytes``, per latent), plus the
-    forward graph the passes share (one more ``batch x bytes_per_pass``), fit in ``budget`` bytes: ``None``
-    (all ``passes`` at once) when they fit, else ``max(1, budget // (batch x bytes_per_pass) - 1)``."""
-    n = budget // max(1, batch * bytes_per_pass) - 1
+@renamed_kwargs(batch="batch_size")
+def chunk_for_budget(passes: int, batch_size: int, bytes_per_pass: int, budget: int) -> int | None:
+    """Passes to vmap at once (a ``chunk_size``) so that ``batch_size x bytes_per_pass`` per pass (``pass_bytes``,
+    per latent; ``batch_size`` latents per call), plus the forward graph the passes share (one more
+    ``batch_size x bytes_per_pass``), fit in ``budget`` bytes: ``None`` (all ``passes`` at once) when they fit,
+    else ``max(1, budget // (batch_size x bytes_per_pass) - 1)``."""
+    n = budget // max(1, batch_size * bytes_per_pass) - 1
     return None if n >= passes else max(1, int(n))
 
 
@@ -691,7 +704,7 @@ def _probe_and_run(run: _Runner, candidates: list[tuple[str, str]], passes: dict
     return torch.cat([J0, rest], dim=2 if mode == "forward" else 1), plan
 
 
-def jacobian_plan(G: Generator, z: Tensor, k: int | None = None, projection: Tensor | None = None,
+def jacobian_plan(G: Callable[[Tensor], Tensor], z: Tensor, k: int | None = None, projection: Tensor | None = None,
                   mode: str = "auto") -> JacobianPlan | None:
     """The ``JacobianPlan`` (mode, layout, chunk size, and why) that ``jacobian(G, z, k=k or
     projection=projection)`` with ``mode`` (``"auto"`` or ``"tune"``) stored for this model and shape (latent

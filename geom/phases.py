@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .deprecation import renamed_kwargs
+
 __all__ = [
     "seed_latents", "noise_plane", "plane_points", "generate_plane", "image_features", "kmeans_phases",
     "dominant_colour_phases", "edge_lipschitz", "lipschitz_map", "boundary_mask", "boundary_points",
@@ -64,14 +66,15 @@ def plane_points(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack([A.reshape(-1), B.reshape(-1)], 1)
 
 
+@renamed_kwargs(batch="batch_size")
 @torch.no_grad()
 def generate_plane(pipe, prompt: str, latents: torch.Tensor, points: torch.Tensor, num_steps: int = 50,
-                   guidance_scale: float = 5.0, batch: int = 64, progress: bool = True) -> torch.Tensor:
+                   guidance_scale: float = 5.0, batch_size: int = 64, progress: bool = True) -> torch.Tensor:
     """Deterministic DDIM (``eta = 0``; ``geom.diffusion.sample`` with ``latents=``) from the plane noises
     ``noise_plane(latents, points)`` with one fixed ``prompt``, decoded and clamped to ``[-1, 1]``.
 
     Lobashev et al. (diffusion experiments) use 50 steps and guidance 5. ``points`` (P, 2) -> images
-    (P, 3, H, W) float32 on the CPU (in ``batch`` es of points, so memory stays bounded on large grids)."""
+    (P, 3, H, W) float32 on the CPU (``batch_size`` points per DDIM call, so memory stays bounded on large grids)."""
     from .diffusion import sample
 
     if not isinstance(prompt, str):
@@ -81,23 +84,25 @@ def generate_plane(pipe, prompt: str, latents: torch.Tensor, points: torch.Tenso
     if tuple(lat.shape[1:]) != tuple(pipe.latent_shape):
         raise ValueError(f"latents have shape {tuple(lat.shape)}, the model takes (3, {pipe.latent_shape})")
     out = []
-    for i in tqdm(range(0, len(points), batch), disable=not progress, desc="plane"):
-        z = noise_plane(lat, points[i:i + batch]).to(pipe.dtype)
+    for i in tqdm(range(0, len(points), batch_size), disable=not progress, desc="plane"):
+        z = noise_plane(lat, points[i:i + batch_size]).to(pipe.dtype)
         res = sample(pipe, [prompt] * len(z), num_steps=num_steps, guidance_scale=guidance_scale, eta=0.0,
                      latents=z.to(pipe.device), progress=False)
         out.append(pipe.vae_decode(res.latents).clamp(-1, 1).float().cpu())
     return torch.cat(out)
 
 
+@renamed_kwargs(batch="batch_size")
 @torch.no_grad()
 def image_features(images: torch.Tensor, pipe=None, kind: str = "vae", side: int = 8,
-                   batch: int = 64) -> torch.Tensor:
+                   batch_size: int = 64) -> torch.Tensor:
     """Offline per-image feature vectors for the posterior network: (B, 3, H, W) in ``[-1, 1]`` -> (B, d).
 
     ``kind="vae"``: the VAE posterior mean ``pipe.vae_encode(images)`` (the model's own compressed image
     representation, computed from the decoded, clamped image), average-pooled to at most ``side x side``
     (``d = 4 side^2``; tiny-ldm's 8x8 latent is kept whole, SD's 64x64 is pooled). ``kind="pixels"``: the image
-    average-pooled to ``side x side`` (``d = 3 side^2``); needs no model."""
+    average-pooled to ``side x side`` (``d = 3 side^2``); needs no model. ``batch_size``: images per
+    ``vae_encode`` call."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
     def pool(x):
@@ -109,8 +114,8 @@ def image_features(images: torch.Tensor, pipe=None, kind: str = "vae", side: int
         raise ValueError(f"kind must be 'vae' or 'pixels', got {kind!r}")
     if pipe is None:
         raise ValueError("kind='vae' needs the pipeline (pipe=...)")
-    out = [pool(pipe.vae_encode(images[i:i + batch].to(pipe.device, pipe.dtype)).float()).flatten(1).cpu()
-           for i in range(0, len(images), batch)]
+    out = [pool(pipe.vae_encode(images[i:i + batch_size].to(pipe.device, pipe.dtype)).float()).flatten(1).cpu()
+           for i in range(0, len(images), batch_size)]
     return torch.cat(out)
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .deprecation import renamed_kwargs
+
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "diamond", "cross")
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.90, 0.10, 0.10), "green": (0.10, 0.75, 0.15), "blue": (0.15, 0.25, 0.95),
@@ -243,17 +245,19 @@ def from_model_range(images: torch.Tensor) -> np.ndarray:
     return ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).numpy()
 
 
+@renamed_kwargs(batch="batch_size")
 def nearest_neighbour(images: np.ndarray | torch.Tensor, reference: np.ndarray | torch.Tensor,
-                      batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                      batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Root-mean-square pixel distance from each of ``images`` ``(B, 3, S, S)`` to its nearest neighbour in
-    ``reference`` ``(N, 3, S, S)`` (same range, e.g. ``[0, 1]``). Returns ``(distance (B,), index (B,))``."""
+    ``reference`` ``(N, 3, S, S)`` (same range, e.g. ``[0, 1]``), ``batch_size`` images per ``cdist`` call.
+    Returns ``(distance (B,), index (B,))``."""
     a = torch.as_tensor(np.asarray(images, np.float32)).flatten(1)
     ref = torch.as_tensor(np.asarray(reference, np.float32)).flatten(1)
     if a.shape[1] != ref.shape[1]:
         raise ValueError(f"images {tuple(a.shape)} and reference {tuple(ref.shape)} differ in size")
     idx = []
-    for i in range(0, len(a), batch):
-        idx.append(torch.cdist(a[i:i + batch], ref).argmin(1))
+    for i in range(0, len(a), batch_size):
+        idx.append(torch.cdist(a[i:i + batch_size], ref).argmin(1))
     idx = torch.cat(idx)
     d = (a - ref[idx]).pow(2).mean(1).sqrt()  # exact, without cdist's cancellation for close pairs
     return d.numpy(), idx.numpy()

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .deprecation import renamed_kwargs
+
 # former names of this module, moved by concept (same signatures): importable from here as before
 from .datasets import (coloured_digits, id_images, medical_scans, noise_textures, ood_images,  # noqa: F401
                        photo_crops)
@@ -66,21 +68,23 @@ def rank_picks(values, m: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- cached descriptors
+@renamed_kwargs(chunk="shard_size")
 def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 120, radius: float = 1e-5,
-                    dim: int | None = 4, seed: int = 0, batch_size: int = 16, chunk: int = 64,
+                    dim: int | None = 4, seed: int = 0, batch_size: int = 16, shard_size: int = 64,
                     extra: Sequence = (), progress: bool = True):
-    """``geom.describe(G, z, ...)`` computed in chunks of ``chunk`` latents, each chunk cached as
+    """``geom.describe(G, z, ...)`` computed in shards of ``shard_size`` latents, each shard cached as
     ``cache_dir/<key>/part-NNNNNN.parquet`` (written atomically), where ``key`` is the SHA-256 of the content
     of every input: the weights of ``G`` and its non-persistent buffers (``module_digest(G, extra)``; put
     anything else outside the module's tensors that changes ``G``, e.g. a ``scaling_factor``, in ``extra``), the bytes of the latents ``z``
-    ``(N, *latent_shape)``, every setting (``k, radius, dim, seed, batch_size, chunk``) and the version of
+    ``(N, *latent_shape)``, every setting (``k, radius, dim, seed, batch_size, shard_size``; recorded under the
+    key ``chunk``, its name when the caches were first written, so existing caches stay valid) and the version of
     the descriptor code (``geom.descriptors.ENGINE_VERSION``). The key and its
     parts are written to ``cache_dir/<key>/key.json``. A re-run with the same decoder, latents and settings
-    (in any process, under any model name) reads the finished chunks instead of recomputing them: an
+    (in any process, under any model name) reads the finished shards instead of recomputing them: an
     interrupted run resumes; other weights, latents or settings get another folder (recomputed), so rows
     computed from other inputs are never served. Returns the DataFrame of ``geom.describe`` (``psi``,
     ``nu``, ``delta``; ``N`` rows). Descriptors are those of Humayun et al. Eq. 4, Def. 3, Def. 1.
-    Raises ``ValueError`` for bad ``z`` / ``chunk``, ``TypeError`` when ``G`` is not an ``nn.Module`` and
+    Raises ``ValueError`` for bad ``z`` / ``shard_size``, ``TypeError`` when ``G`` is not an ``nn.Module`` and
     ``RuntimeError`` when a cached chunk does not hold the rows of its latents."""
     import pandas as pd
 
@@ -90,10 +94,10 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
 
     if not isinstance(z, Tensor) or z.ndim < 2:
         raise ValueError(f"z must be a tensor (N, *latent_shape), got {getattr(z, 'shape', type(z).__name__)}")
-    if int(chunk) < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    if int(shard_size) < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     settings = dict(k=k, radius=float(radius), dim=dim, seed=int(seed), batch_size=int(batch_size),
-                    chunk=int(chunk))
+                    chunk=int(shard_size))
     key = dict(version=2, engine_version=descriptors.ENGINE_VERSION, module_sha256=module_digest(G, extra),
                latents_sha256=hashlib.sha256(tensor_bytes(z)).hexdigest(),
                latents=f"{z.dtype}{tuple(z.shape)}", settings=settings)
@@ -105,17 +109,17 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
         raise RuntimeError(f"cache {folder} holds another key ({key_file}); remove the folder")
     if not key_file.exists():
         atomic_write(key_file, lambda tmp: tmp.write_text(text + "\n"))
-    starts = range(0, z.shape[0], int(chunk))
+    starts = range(0, z.shape[0], int(shard_size))
     for c in pending_parts(folder, len(starts)):  # the chunk store of geom.chunks: resume = compute what is missing
         s = starts[c]
-        df = descriptors.describe(G, z[s:s + int(chunk)], k=k, radius=radius, dim=dim, seed=seed,
+        df = descriptors.describe(G, z[s:s + int(shard_size)], k=k, radius=radius, dim=dim, seed=seed,
                                   batch_size=batch_size, progress=False)
         p = write_part(folder, c, df)
         if progress:
             print(f"cached_describe: chunk {c + 1}/{len(starts)} -> {p}", flush=True)
     parts = read_parts(folder, len(starts), what="descriptor cache")
     for c, (s, part) in enumerate(zip(starts, parts)):
-        n_rows = min(int(chunk), z.shape[0] - s)
+        n_rows = min(int(shard_size), z.shape[0] - s)
         if len(part) != n_rows:
             raise RuntimeError(f"cache chunk {part_path(folder, c)} holds {len(part)} rows for latents "
                                f"{s}..{s + n_rows - 1}; remove {folder}")

@@ -37,6 +37,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .descriptors import describe
+from .deprecation import renamed_kwargs
 from .diffusion import DDIMStep, sample
 from .embeddings import random_conv_features  # noqa: F401 (moved to geom.embeddings)
 from .stats import auroc, band, diff_ci, level_sets, mean_ci, vendi, vendi_per_level  # noqa: F401 (moved)
@@ -121,10 +122,11 @@ def described_steps(num_steps: int, every: int) -> np.ndarray:
     return np.unique(np.r_[np.arange(0, num_steps, every), num_steps - 1]).astype(np.int64)
 
 
+@renamed_kwargs(sample_batch="sample_batch_size")
 def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], num_steps: int = 50,
                           guidance_scale: float = 7.5, at: str = "pred_x0", every: int = 1, k: int | None = 120,
                           radius: float = 1e-5, dim: int | None = 4, descriptor_seed: int = 0,
-                          complexity: bool = True, batch_size: int = 32, sample_batch: int = 16,
+                          complexity: bool = True, batch_size: int = 32, sample_batch_size: int = 16,
                           progress: bool = True) -> tuple[pd.DataFrame, Tensor]:
     """Decoder descriptors along DDIM trajectories (Humayun et al. Sec. 3.3.4, Fig. 8).
 
@@ -132,7 +134,8 @@ def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], nu
     ``x_T = initial_latents(pipe, [seeds[i]])``. Wen et al.'s statistic is recorded at every step; psi, nu,
     delta of ``pipe.vae_decode`` at ``pred_x0`` or ``x_t`` (``at``) are computed with ``geom.describe``
     (``k``, ``radius``, ``dim``, seeded by ``descriptor_seed``: the same projection for every point) at the
-    steps ``described_steps(num_steps, every)`` (every step for ``every=1``).
+    steps ``described_steps(num_steps, every)`` (every step for ``every=1``). ``sample_batch_size``: trajectories
+    sampled per DDIM call; ``batch_size``: latents per ``geom.describe`` batch.
 
     Returns:
         a DataFrame with one row per (sample, step), ``num_steps`` rows per sample: ``sample, prompt, seed,
@@ -144,8 +147,8 @@ def describe_trajectories(pipe, prompts: Sequence[str], seeds: Sequence[int], nu
         raise ValueError(f"{len(prompts)} prompts for {len(seeds)} seeds")
     keep = described_steps(num_steps, every)
     frames, finals = [], []
-    for s0 in range(0, len(prompts), sample_batch):
-        pb, sb = prompts[s0:s0 + sample_batch], list(seeds[s0:s0 + sample_batch])
+    for s0 in range(0, len(prompts), sample_batch_size):
+        pb, sb = prompts[s0:s0 + sample_batch_size], list(seeds[s0:s0 + sample_batch_size])
         rec = TrajectoryRecorder(at=at)
         res = sample(pipe, pb, num_steps=num_steps, guidance_scale=guidance_scale,
                      latents=initial_latents(pipe, sb), callback=rec, progress=False)

@@ -81,7 +81,7 @@ b = torch.linspace(*B_RANGE, FINE, dtype=torch.float64)
 da, db = float(a[1] - a[0]), float(b[1] - b[0])
 t0 = time.time()
 images = Ph.generate_plane(pipe, PROMPT, latents, Ph.plane_points(a, b), num_steps=NUM_STEPS,
-                           guidance_scale=GUIDANCE, batch=BATCH)
+                           guidance_scale=GUIDANCE, batch_size=BATCH)
 t_sample = time.time() - t0
 print(f"{len(images)} images x {NUM_STEPS} steps in {t_sample:.1f} s "
       f"({1e3 * t_sample / len(images) / NUM_STEPS:.1f} ms per image and step)")
@@ -215,7 +215,7 @@ if len(bpts):
     za = torch.linspace(zc[0] - half, zc[0] + half, ZOOM, dtype=torch.float64)
     zb = torch.linspace(zc[1] - half, zc[1] + half, ZOOM, dtype=torch.float64)
     zimg = Ph.generate_plane(pipe, PROMPT, latents, Ph.plane_points(za, zb), num_steps=NUM_STEPS,
-                             guidance_scale=GUIDANCE, batch=BATCH).reshape(ZOOM, ZOOM, *images.shape[2:])
+                             guidance_scale=GUIDANCE, batch_size=BATCH).reshape(ZOOM, ZOOM, *images.shape[2:])
     zlab = assign_phase(Ph.image_features(zimg.flatten(0, 1), pipe, kind="vae", side=FEATURE_SIDE).numpy())
     zlab = zlab.reshape(ZOOM, ZOOM)
     zda, zdb = float(za[1] - za[0]), float(zb[1] - zb[0])

@@ -97,7 +97,7 @@ def decode(g, bs=32):
 t0, parts = time.time(), []
 for c in CLASSES:
     d = slices.cached_describe(G[c], z, paths.resolve(CACHE_DIR), k=K, radius=RADIUS, dim=DIM, seed=SEED,
-                               batch_size=BATCH_SIZE, chunk=CHUNK, progress=False)
+                               batch_size=BATCH_SIZE, shard_size=CHUNK, progress=False)
     parts.append(d.assign(eye_colour=c, latent=np.arange(len(z))))
     print(f"{c}: {len(d)} latents described, {time.time() - t0:.0f} s so far", flush=True)
 t_desc = time.time() - t0

@@ -18,7 +18,7 @@ from geom.run import notebook_names
 LAYERS = ["data", "models", "geometry", "analysis"]
 LAYER = {
     # data: paths, data sets, exactly solvable reference models and their samplers
-    "paths": "data", "seeds": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
+    "paths": "data", "deprecation": "data", "seeds": "data", "chunks": "data", "datasets": "data", "shapes": "data", "physics": "data",
     # models: generators, pipelines, sampling procedures of the models, pretrained image embeddings
     "models": "models", "diffusion": "models", "embeddings": "models",
     # geometry: Jacobians and the descriptors, local dimension, linear regions, Hessian geometry, metrics and curves
@@ -261,3 +261,86 @@ def test_progress_defaults_to_true_everywhere():
                     if arg == "progress" and not (isinstance(default, ast.Constant) and default.value is True):
                         wrong.append(f"geom.{name}.{node.name}(progress={ast.unparse(default)})")
     assert not wrong, "progress must default to True: " + ", ".join(wrong)
+
+
+# ------------------------------------------------------------------------------------ no long unit in geom/
+FUNCTION_MAX_LINES = 80  # code lines of one function of geom/, its docstring left out (issue 25: long units)
+LONG_FUNCTIONS = {  # "module.function": why it may be longer, for now
+    "models.tiny_ldm.train": "split on branch fashion-ldm",
+}
+
+
+def function_lengths(source: str):
+    """(name, code lines, first line) of every function in ``source``, at any depth (methods and nested functions
+    too): lines from the ``def`` line to the last line of the body, less the docstring's lines."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = node.end_lineno - node.lineno + 1
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and \
+                    isinstance(first.value.value, str):
+                n -= first.end_lineno - first.lineno + 1
+            yield node.name, n, node.lineno
+
+
+def long_functions(name: str, source: str, limit: int = FUNCTION_MAX_LINES) -> list[str]:
+    return [f"geom/{name.replace('.', '/')}: {fn} (line {line}) has {n} code lines > {limit}: split it into "
+            "named steps (behaviour unchanged, bit for bit)"
+            for fn, n, line in function_lengths(source) if n > limit and f"{name}.{fn}" not in LONG_FUNCTIONS]
+
+
+def test_no_function_in_geom_is_longer_than_the_limit():
+    problems = [p for name in modules() for p in long_functions(name, source_path(name).read_text())]
+    assert not problems, "\n".join(problems)
+    for exempt in LONG_FUNCTIONS:  # an exemption names a function that exists and is still long
+        mod, fn = exempt.rsplit(".", 1)
+        lengths = {f: n for f, n, _ in function_lengths(source_path(mod).read_text())}
+        assert lengths.get(fn, 0) > FUNCTION_MAX_LINES, f"{exempt} is short now: drop it from LONG_FUNCTIONS"
+
+
+def test_the_function_length_checker_counts_code_lines():
+    body = lambda n: "".join(f"    x{i} = {i}\n" for i in range(n))  # noqa: E731
+    doc = '    """A docstring\n    of three\n    lines."""\n'
+    assert long_functions("m", "def f():\n" + doc + body(79)) == []  # 80 code lines, the docstring left out
+    assert long_functions("m", "def f():\n" + body(80)) == [
+        "geom/m: f (line 1) has 81 code lines > 80: split it into named steps (behaviour unchanged, bit for bit)"]
+    nested = "class C:\n    def g(self):\n" + "".join(f"        y{i} = {i}\n" for i in range(80))
+    assert "g (line 2) has 81 code lines" in " ".join(long_functions("m", nested))
+    assert long_functions("models.tiny_ldm", "def train():\n" + body(200)) == []  # exempt by name
+
+
+# ------------------------------------------------------------------------------------ the docs follow the tree
+def _block_after(text: str, heading: str) -> str:
+    """The first fenced block after ``heading`` in a markdown text."""
+    rest = text[text.index(heading):]
+    return rest.split("```", 2)[1]
+
+
+def architecture_layers(text: str) -> dict[str, str]:
+    """``layer -> its text`` in CONTRIBUTING.md's Architecture block (a line starting with a layer's name opens
+    it; the lines below continue it)."""
+    out: dict[str, str] = {}
+    current = None
+    for line in _block_after(text, "## Architecture").splitlines():
+        word = line.split()[0] if line.split() else ""
+        if word in LAYERS or word == "notebooks":
+            current = word
+        if current:
+            out[current] = out.get(current, "") + " " + line
+    return out
+
+
+def test_contributing_architecture_and_readme_layout_follow_the_tree():
+    """Every top-level module and package of geom/ is named in its own layer of CONTRIBUTING.md's Architecture
+    block and in the README's Layout block; neither names a module that is not there."""
+    import re
+
+    tops = sorted({m.split(".")[0] for m in modules()})
+    layers = architecture_layers((paths.ROOT / "CONTRIBUTING.md").read_text())
+    layout = _block_after((paths.ROOT / "README.md").read_text(), "## Layout")
+    missing = [f"{t} (layer {LAYER[t]}) not in CONTRIBUTING's {LAYER[t]} layer" for t in tops
+               if not re.search(rf"(?<![\w.]){t}\b", layers.get(LAYER[t], ""))]
+    missing += [f"{t} not in the README layout" for t in tops if not re.search(rf"^\s+{t}(\.py|/)\s", layout, re.M)]
+    assert not missing, missing
+    listed = set(re.findall(r"^  (\w+)(?:\.py|/)\s", layout, re.M))
+    assert listed <= set(tops), f"the README layout names modules geom/ does not have: {sorted(listed - set(tops))}"

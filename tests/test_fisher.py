@@ -113,7 +113,7 @@ def test_fit_log_partition_recovers_gaussian_metric():
     theta = grid.natural
     idx = torch.arange(grid.size).repeat(2)
     P = grid.smooth(Fi.bregman_posterior(gauss_F, theta, theta[idx], N)).detach()
-    fit = Fi.fit_log_partition(P, grid, N, steps=700, batch=256, seed=0)
+    fit = Fi.fit_log_partition(P, grid, N, steps=700, batch_size=256, seed=0)
     assert fit.history[-1][0] < 0.2 * fit.history[0][0]
     g = Fi.metric(fit.F, theta).detach()
     ref = gauss_fisher(grid.points[:, 0], grid.points[:, 1])
@@ -158,7 +158,7 @@ def test_train_posterior_learns_gaussian_parameters():
     mu, s = grid.points[:, 0].numpy(), grid.points[:, 1].numpy()
     x = rng.normal(mu[:, None], s[:, None], size=(grid.size, 256))
     pool = torch.tensor(np.stack([x, x ** 2], -1), dtype=torch.float32)
-    net, hist = Fi.train_posterior(pool, grid, N=32, steps=400, batch=128, width=64, seed=0)
+    net, hist = Fi.train_posterior(pool, grid, N=32, steps=400, batch_size=128, width=64, seed=0)
     assert np.mean(hist[-50:]) < np.mean(hist[:50]) - 0.5
     X, idx = Fi.make_bundles(pool, 32, 512, torch.Generator().manual_seed(1))
     P = Fi.predict_posterior(net, X)
@@ -265,7 +265,7 @@ def test_fit_convex_log_partition_recovers_gaussian_metric():
     theta = grid.natural
     idx = torch.arange(grid.size).repeat(2)
     P = grid.smooth(Fi.bregman_posterior(gauss_F, theta, theta[idx], N)).detach()
-    fit = Fi.fit_log_partition(P, grid, N, steps=700, batch=256, seed=0, convex=True)
+    fit = Fi.fit_log_partition(P, grid, N, steps=700, batch_size=256, seed=0, convex=True)
     assert isinstance(fit.F, Fi.ConvexLogPartitionNet)
     assert fit.history[-1][0] < 0.2 * fit.history[0][0]
     g = Fi.metric(fit.F, theta).detach()
@@ -280,8 +280,8 @@ def test_fit_convex_log_partition_recovers_gaussian_metric():
 def _tiny_reconstruct(device):
     grid = gauss_grid(6, sigma=0.7)
     pool = torch.randn(grid.size, 8, 3, generator=torch.Generator().manual_seed(1))
-    return Fi.reconstruct(pool, grid, 2, posterior_steps=5, fit_steps=5, bundles_per_point=2, batch=16,
-                          width=8, fit_batch=16, seed=0, convex=True, device=device)
+    return Fi.reconstruct(pool, grid, 2, posterior_steps=5, fit_steps=5, bundles_per_point=2, batch_size=16,
+                          width=8, fit_batch_size=16, seed=0, convex=True, device=device)
 
 
 @pytest.mark.parametrize("device", ["cpu", torch.device("cpu"),

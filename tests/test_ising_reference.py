@@ -84,7 +84,7 @@ def test_sample_grid_is_the_per_point_sampler_in_order():
 def test_mcmc_pool_matches_the_chains(tmp_path):
     K, B = np.array([0.3, 0.45]), np.array([0.1, 0.0])
     pool, stats = P.ising2d_mcmc_pool(4, K, B, 6, thin=2, burn_in=5, seed=3, out_dir=tmp_path / "pool")
-    run = P.ising2d_mcmc(4, K, B, 2, 6, thin=2, burn_in=5, seed=3, chunk=32)
+    run = P.ising2d_mcmc(4, K, B, 2, 6, thin=2, burn_in=5, seed=3, shard_size=32)
     for g in range(2):
         np.testing.assert_array_equal(stats[g].numpy(), run["stats"][:, g])
         np.testing.assert_array_equal(pool[g].numpy(), P.ising2d_features(run["configs"][:, g]).astype(np.float32))

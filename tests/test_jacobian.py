@@ -309,9 +309,9 @@ def test_chunk_size_from_the_memory_budget():
     geom.jacobian(G, z, memory_budget="1G")
     per = JAC.jacobian_plan(G, z).bytes_per_pass
     assert per == (4 + 8 + 8 + 3) * 8  # the engine's pass also holds the copy of the latent it hands to G
-    assert JAC.chunk_for_budget(passes=10, batch=5, bytes_per_pass=per, budget=12 * 5 * per) is None  # all fit
-    assert JAC.chunk_for_budget(passes=10, batch=5, bytes_per_pass=per, budget=3 * 5 * per) == 2
-    assert JAC.chunk_for_budget(passes=10, batch=5, bytes_per_pass=per, budget=1) == 1
+    assert JAC.chunk_for_budget(passes=10, batch_size=5, bytes_per_pass=per, budget=12 * 5 * per) is None  # all fit
+    assert JAC.chunk_for_budget(passes=10, batch_size=5, bytes_per_pass=per, budget=3 * 5 * per) == 2
+    assert JAC.chunk_for_budget(passes=10, batch_size=5, bytes_per_pass=per, budget=1) == 1
     ref = reference_jacobian(G, z)
     for mode in ("reverse", "forward"):
         torch.testing.assert_close(geom.jacobian(G, z, mode=mode, memory_budget=3 * 5 * per), ref,

@@ -69,12 +69,23 @@ def test_generate_plane_samples_the_plane_noises_in_order():
     pipe = _ZeroNoisePipe()
     lat = Ph.seed_latents(pipe.latent_shape).double()
     pts = Ph.plane_points(torch.linspace(-0.5, 1.5, 3), torch.linspace(0, 1, 2))
-    img = Ph.generate_plane(pipe, "a prompt", lat, pts, num_steps=5, guidance_scale=5.0, batch=4)
+    img = Ph.generate_plane(pipe, "a prompt", lat, pts, num_steps=5, guidance_scale=5.0, batch_size=4)
     ts = pipe.scheduler.timesteps
     c = math.sqrt(float(pipe.scheduler.final_alpha_cumprod) / float(pipe.scheduler.alphas_cumprod[ts[0]]))
     ref = (Ph.noise_plane(lat, pts) * c)[:, :3] * 0.1
     assert img.shape == (6, 3, 3, 3)
     torch.testing.assert_close(img.double(), ref.clamp(-1, 1), **tol(torch.float32))
+
+
+def test_generate_plane_old_batch_keyword_warns_and_gives_the_same_images():
+    """issue 25: ``batch=`` is now ``batch_size=`` (points per DDIM call); the old keyword warns, same images."""
+    pipe = _ZeroNoisePipe()
+    lat = Ph.seed_latents(pipe.latent_shape).double()
+    pts = Ph.plane_points(torch.linspace(-0.5, 1.5, 3), torch.linspace(0, 1, 2))
+    ref = Ph.generate_plane(pipe, "a prompt", lat, pts, num_steps=3, batch_size=4, progress=False)
+    with pytest.warns(DeprecationWarning, match=r"generate_plane\(batch=\.\.\.\) is deprecated: use batch_size="):
+        got = Ph.generate_plane(pipe, "a prompt", lat, pts, num_steps=3, batch=4, progress=False)
+    assert torch.equal(got, ref)
 
 
 def test_pixel_features_are_block_means():

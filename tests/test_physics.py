@@ -99,7 +99,7 @@ def test_fisher_metric_is_the_enumerated_covariance():
     configurations of the 4 x 4 lattice; bad shapes raise."""
     st = P.ising2d_stats(P.ising2d_enumerate(4))
     theta = torch.tensor([[0.35, 0.2], [0.44, 0.0], [0.2, -0.3]], dtype=torch.float64)
-    g = P.ising2d_fisher(4, theta, chunk=2)
+    g = P.ising2d_fisher(4, theta, chunk_size=2)
     assert g.shape == (3, 2, 2) and g.dtype == torch.float64
     for (K, B), gi in zip(theta.tolist(), g):
         w = np.exp(K * st[:, 0] + B * st[:, 1])
@@ -302,22 +302,22 @@ def test_mcmc_resume_is_bit_identical(tmp_path):
     assert ref["configs"].shape == (10, 4, L, L) and ref["stats"].shape == (10, 4, 2)
     np.testing.assert_array_equal(ref["stats"], np.stack([P.ising2d_stats(c) for c in ref["configs"]]))
     out = tmp_path / "run"
-    first = P.ising2d_mcmc(L, K, B, n_samples=7, out_dir=out, chunk=3, **kw)
+    first = P.ising2d_mcmc(L, K, B, n_samples=7, out_dir=out, shard_size=3, **kw)
     np.testing.assert_array_equal(first["configs"], ref["configs"][:7])
     assert sorted(p.name for p in out.iterdir()) == ["burn-in.npz", "chunk-000000.npz", "chunk-000001.npz",
                                                      "chunk-000002.npz", "run.json"]
     (out / "chunk-000002.npz").unlink()  # interrupted: the last chunk is lost
     (out / "chunk-000001.npz").unlink()
-    again = P.ising2d_mcmc(L, K, B, n_samples=10, out_dir=out, chunk=3, **kw)  # resumed and extended
+    again = P.ising2d_mcmc(L, K, B, n_samples=10, out_dir=out, shard_size=3, **kw)  # resumed and extended
     np.testing.assert_array_equal(again["configs"], ref["configs"])
     np.testing.assert_array_equal(again["stats"], ref["stats"])
     # nothing left to do: the stored chunks are read back, the first n_samples of them returned
-    np.testing.assert_array_equal(P.ising2d_mcmc(L, K, B, n_samples=4, out_dir=out, chunk=3, **kw)["configs"],
+    np.testing.assert_array_equal(P.ising2d_mcmc(L, K, B, n_samples=4, out_dir=out, shard_size=3, **kw)["configs"],
                                   ref["configs"][:4])
     with pytest.raises(ValueError, match="different settings.*K"):
-        P.ising2d_mcmc(L, K + 0.01, B, n_samples=10, out_dir=out, chunk=3, **kw)
+        P.ising2d_mcmc(L, K + 0.01, B, n_samples=10, out_dir=out, shard_size=3, **kw)
     with pytest.raises(TypeError, match="integer seed"):
-        P.ising2d_mcmc(L, K, B, n_samples=10, out_dir=out, chunk=3, size=4, seed=np.random.default_rng(0))
+        P.ising2d_mcmc(L, K, B, n_samples=10, out_dir=out, shard_size=3, size=4, seed=np.random.default_rng(0))
 
 
 def test_cluster_sampler_bad_input():
@@ -497,7 +497,7 @@ def test_transfer_matrix_logz_and_fisher_over_its_range(L, Ks):
     dos = density_of_states(P.ising2d_stats(P.ising2d_enumerate(L)))
     theta = torch.tensor([[K, B] for K in Ks for B in (0.0, 0.3, -4.0, 50.0)], dtype=torch.float64)
     logz = P.ising2d_logz(L, theta[:, 0], theta[:, 1])
-    g = P.ising2d_fisher(L, theta, chunk=8)
+    g = P.ising2d_fisher(L, theta, chunk_size=8)
     for (K, B), lz, gi in zip(theta.tolist(), logz, g):
         lz_ref, cov = mp_log_partition(dos, K, B)
         assert math.isfinite(lz.item()) and lz.item() == pytest.approx(lz_ref, rel=EXACT["rtol"]), (K, B, lz, lz_ref)

@@ -55,7 +55,7 @@ def test_cached_describe_matches_describe_and_resumes(tmp_path, monkeypatch):
     G = _mlp()
     z = torch.randn(23, 6, generator=torch.Generator().manual_seed(1))
     ref = geom.describe(G, z, k=8, radius=0.05, dim=3, seed=2, progress=False)
-    got = slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, chunk=10, progress=False)
+    got = slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, shard_size=10, progress=False)
     assert_same_rows(got, ref, z.dtype)
     (folder,) = list(tmp_path.iterdir())
     assert len(list(folder.glob("part-*.parquet"))) == 3
@@ -63,12 +63,12 @@ def test_cached_describe_matches_describe_and_resumes(tmp_path, monkeypatch):
     import geom.descriptors
 
     monkeypatch.setattr(geom.descriptors, "describe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
-    again = slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, chunk=10, progress=False)
+    again = slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, shard_size=10, progress=False)
     pd.testing.assert_frame_equal(again, got)
     monkeypatch.undo()
     # other weights, latents or settings -> another cache entry
-    slices.cached_describe(_mlp(1), z, tmp_path, k=8, radius=0.05, dim=3, seed=2, chunk=10, progress=False)
-    slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, chunk=10, extra=(2.0,), progress=False)
+    slices.cached_describe(_mlp(1), z, tmp_path, k=8, radius=0.05, dim=3, seed=2, shard_size=10, progress=False)
+    slices.cached_describe(G, z, tmp_path, k=8, radius=0.05, dim=3, seed=2, shard_size=10, extra=(2.0,), progress=False)
     assert len(list(tmp_path.iterdir())) == 3
 
 
@@ -83,11 +83,11 @@ def test_cached_describe_changed_chunking_or_batch_never_mixes_rows(tmp_path):
     z = torch.randn(6, 6, generator=torch.Generator().manual_seed(3))
     ref = geom.describe(G, z, k=8, radius=0.05, dim=3, seed=2, progress=False)
     kw = dict(k=8, radius=0.05, dim=3, seed=2, progress=False)
-    slices.cached_describe(G, z, tmp_path, chunk=4, **kw)
+    slices.cached_describe(G, z, tmp_path, shard_size=4, **kw)
     (folder,) = list(tmp_path.iterdir())
     (folder / "part-000001.parquet").unlink()  # interrupted
     for chunk, batch in ((2, 16), (4, 16), (4, 1)):
-        got = slices.cached_describe(G, z, tmp_path, chunk=chunk, batch_size=batch, **kw)
+        got = slices.cached_describe(G, z, tmp_path, shard_size=chunk, batch_size=batch, **kw)
         assert_same_rows(got, ref, z.dtype)
     mixed = pd.concat([ref.iloc[:4], ref.iloc[2:4]], ignore_index=True)  # the old fault: z[2:4]'s rows as z[4:6]'s
     with pytest.raises(AssertionError):
@@ -106,7 +106,7 @@ def test_cached_describe_recomputes_for_another_descriptor_engine(tmp_path, monk
 
     G = _mlp()
     z = torch.randn(5, 6, generator=torch.Generator().manual_seed(4))
-    kw = dict(k=8, radius=0.05, dim=3, seed=2, chunk=3, progress=False)
+    kw = dict(k=8, radius=0.05, dim=3, seed=2, shard_size=3, progress=False)
     first = slices.cached_describe(G, z, tmp_path, **kw)
     calls = []
     real = geom.descriptors.describe
@@ -192,7 +192,7 @@ def test_module_digest_and_cache_tell_non_persistent_buffers_apart(tmp_path):
     assert slices.module_digest(a) != slices.module_digest(b)
     z = torch.randn(5, 4, generator=torch.Generator().manual_seed(6))
     kw = dict(k=8, radius=0.05, dim=3, seed=2, progress=False)
-    got = [slices.cached_describe(m, z, tmp_path, chunk=3, **kw) for m in (a, b)]
+    got = [slices.cached_describe(m, z, tmp_path, shard_size=3, **kw) for m in (a, b)]
     refs = [geom.describe(m, z, **kw) for m in (a, b)]
     assert len(list(tmp_path.iterdir())) == 2
     for g, r in zip(got, refs):

@@ -117,7 +117,7 @@ def test_wen_statistic_reference():
 
 def test_describe_trajectories_shapes_and_wen_score(pipe):
     df, final = tr.describe_trajectories(pipe, ["x", "y", "z"], [0, 1, 2], num_steps=4, guidance_scale=2.0,
-                                         every=2, k=8, complexity=True, sample_batch=2)
+                                         every=2, k=8, complexity=True, sample_batch_size=2)
     assert final.shape == (3, *pipe.latent_shape)
     # one row per step; every=2 of 4 steps: descriptors at steps 0, 2 and the last one (3)
     assert len(df) == 3 * 4 and df.groupby("sample")["step"].apply(list).tolist() == [[0, 1, 2, 3]] * 3
@@ -146,6 +146,16 @@ def test_describe_trajectories_shapes_and_wen_score(pipe):
 
 
 # ------------------------------------------------------------------------------------------ Wen et al.'s score
+def test_describe_trajectories_old_sample_batch_keyword_warns_and_gives_the_same_rows(pipe):
+    """issue 25: ``sample_batch=`` is now ``sample_batch_size=``; the old keyword warns and gives the same table."""
+    kw = dict(num_steps=3, guidance_scale=2.0, every=2, k=8, complexity=False, progress=False)
+    ref, zr = tr.describe_trajectories(pipe, ["x", "y", "z"], [0, 1, 2], sample_batch_size=2, **kw)
+    with pytest.warns(DeprecationWarning, match=r"sample_batch=\.\.\.\) is deprecated: use sample_batch_size="):
+        got, zg = tr.describe_trajectories(pipe, ["x", "y", "z"], [0, 1, 2], sample_batch=2, **kw)
+    pd.testing.assert_frame_equal(got, ref)
+    assert torch.equal(zg, zr)
+
+
 def wen_table(gens=(4, 4, 2), n_steps=7, seed=0) -> pd.DataFrame:
     """A long (trajectory, step) table of random positive ``wen`` values, prompt ``p{i}`` with ``gens[i]``
     trajectories, rows shuffled (the score must not depend on the row order)."""

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..deprecation import renamed_kwargs
 from ._common import check_shape, seeded_init
 from .posterior import ParamGrid, posterior_moments
 
@@ -128,14 +129,16 @@ class LogPartitionFit:
 
 
 
+@renamed_kwargs(batch="batch_size")
 def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2000, lr: float | None = None,
-                      centroid_weight: float = 1.0, width: int = 64, depth: int = 3, batch: int = 512,
+                      centroid_weight: float = 1.0, width: int = 64, depth: int = 3, batch_size: int = 512,
                       seed: int = 0, convex: bool = False, device: str | torch.device = "cpu",
                       progress: bool = True) -> LogPartitionFit:
     """Fit ``F`` and per-bundle anchors so that the smoothed Bregman posteriors match the learned ones
     (Lobashev et al. Sec. 3): loss = mean JS(P_b, q_F(. | theta'_b)) + ``centroid_weight`` * mean squared
     distance of their centroids in ``grid.standardized`` coordinates. Adam with cosine decay on random
-    mini-batches of ``batch`` bundles; ``F`` and the Bregman logits in float64, the (B, G) softmax/JS in float32.
+    mini-batches of ``batch_size`` bundles (per optimisation step); ``F`` and the Bregman logits in float64, the
+    (B, G) softmax/JS in float32.
 
     ``P`` (B, G): learned posteriors (already smoothed by construction); ``N``: bundle size. ``convex``: fit a
     ``ConvexLogPartitionNet`` (positive-definite metric everywhere, for exponential families) instead of the
@@ -166,7 +169,7 @@ def fit_log_partition(P: torch.Tensor, grid: ParamGrid, N: float, steps: int = 2
     g = torch.Generator().manual_seed(seed)
     hist = []
     for _ in tqdm(range(steps), disable=not progress, desc="log-partition"):
-        b = torch.randperm(len(P), generator=g)[:batch].to(device)
+        b = torch.randperm(len(P), generator=g)[:batch_size].to(device)
         logits = -N * bregman_divergence(F, theta, anchors[b])
         q = grid.smooth(torch.softmax(logits.float(), dim=-1))
         js = js_divergence(P32[b], q).mean()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..deprecation import renamed_kwargs
 from ._common import check_shape, seeded_init
 
 
@@ -133,7 +134,8 @@ def bundle_draws(G: int, n: int, N: int, n_bundles: int, generator: torch.Genera
     return idx, torch.randint(n, (len(idx), N), generator=generator)
 
 
-def train_posterior(pool: torch.Tensor, grid: ParamGrid, N: int, steps: int = 3000, batch: int = 256,
+@renamed_kwargs(batch="batch_size")
+def train_posterior(pool: torch.Tensor, grid: ParamGrid, N: int, steps: int = 3000, batch_size: int = 256,
                     lr: float = 2e-3, width: int = 128, encoder: nn.Module | None = None, seed: int = 0,
                     device: str | torch.device = "cpu", progress: bool = True) -> tuple[PosteriorNet, list[float]]:
     """Train ``PosteriorNet`` on bundles of ``N`` samples from ``pool`` (G, n, d) (float32 features), with
@@ -151,7 +153,7 @@ def train_posterior(pool: torch.Tensor, grid: ParamGrid, N: int, steps: int = 30
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     hist = []
     for _ in tqdm(range(steps), disable=not progress, desc="posterior"):
-        x, idx = make_bundles(pool, N, batch, g)
+        x, idx = make_bundles(pool, N, batch_size, g)
         tgt = grid.targets(idx).float().to(device)
         loss = -(tgt * torch.log_softmax(net(x.float().to(device)), -1)).sum(-1).mean()
         opt.zero_grad()
@@ -162,10 +164,13 @@ def train_posterior(pool: torch.Tensor, grid: ParamGrid, N: int, steps: int = 30
     return net.cpu().eval(), hist
 
 
+@renamed_kwargs(batch="batch_size")
 @torch.no_grad()
-def predict_posterior(net: nn.Module, x: torch.Tensor, batch: int = 1024) -> torch.Tensor:
-    """Learned posterior over the grid for bundles ``x`` (B, N, d) -> (B, G) float64 probabilities."""
-    return torch.cat([torch.softmax(net(x[i:i + batch].float()).double(), -1) for i in range(0, len(x), batch)])
+def predict_posterior(net: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Learned posterior over the grid for bundles ``x`` (B, N, d) -> (B, G) float64 probabilities,
+    ``batch_size`` bundles per forward call."""
+    return torch.cat([torch.softmax(net(x[i:i + batch_size].float()).double(), -1)
+                      for i in range(0, len(x), batch_size)])
 
 
 

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import torch
 
+from ..deprecation import renamed_kwargs
 from ._common import check_finite, holds, make_rng, to_tensor
 
 T_CRITICAL = 2.0 / math.log(1.0 + math.sqrt(2.0))  # Onsager's critical temperature (J = 1), 2.2692
@@ -210,20 +211,21 @@ def ising2d_enumerate(L: int) -> np.ndarray:
     return (1 - 2 * ((idx >> np.arange(n)) & 1)).astype(np.int8).reshape(-1, L, L)
 
 
-def ising2d_fisher(L: int, theta: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+@renamed_kwargs(chunk="chunk_size")
+def ising2d_fisher(L: int, theta: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
     """Exact Fisher metric of the periodic L x L Ising model (L <= 10) in natural coordinates ``theta = (K, B)``
     (m, 2) -> (m, 2, 2) float64: the Hessian of the transfer-matrix log Z, i.e. the covariance of the sufficient
-    statistics ``(sum s_i s_j, sum s_i)`` (Lobashev et al. Sec. 3, exponential families); ``chunk`` points per
-    vmapped call bound the memory."""
+    statistics ``(sum s_i s_j, sum s_i)`` (Lobashev et al. Sec. 3, exponential families); ``chunk_size``
+    points per vmapped call bound the memory."""
     L = _check_size(L, 2, 12, "ising2d_fisher")
     theta = torch.as_tensor(theta, dtype=torch.float64)
     if theta.ndim != 2 or theta.shape[1] != 2:
         raise ValueError(f"theta must have shape (m, 2) = (K, B) per point, got {tuple(theta.shape)}")
     check_finite("theta", theta)
-    for c in theta.split(chunk):  # range check outside vmap, where values can be read
+    for c in theta.split(chunk_size):  # range check outside vmap, where values can be read
         _check_transfer_range(L, c[:, 0], c[:, 1], "ising2d_fisher")
     hess = torch.func.vmap(torch.func.hessian(lambda t: ising2d_logz(L, t[0], t[1])))
-    return torch.cat([hess(c) for c in theta.split(chunk)])
+    return torch.cat([hess(c) for c in theta.split(chunk_size)])
 
 
 def ising2d_exact_moments(L: int, K: float, B: float) -> tuple[torch.Tensor, torch.Tensor]:

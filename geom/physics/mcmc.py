@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..deprecation import renamed_kwargs
 from ._common import make_rng
 from .ising2d import ising2d_features, ising2d_stats
 
@@ -177,9 +178,10 @@ def _load_state(path: Path) -> tuple[np.ndarray, dict]:
         return z["state"].copy(), json.loads(str(z["rng"]))
 
 
+@renamed_kwargs(chunk="shard_size")
 def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "swendsen-wang", thin: int = 1,
                  burn_in: int = 200, seed: int | np.random.Generator = 0, init=None, out_dir=None,
-                 chunk: int = 1000, keep_configs: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
+                 shard_size: int = 1000, keep_configs: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
     """Samples along ``size`` independent Markov chains of the periodic L x L Ising model, with resumable output.
 
     Each chain runs ``burn_in`` updates, then records a sample every ``thin`` updates until ``n_samples`` are
@@ -191,66 +193,20 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
     or with :func:`integrated_autocorr_time`.
 
     Resumable (``out_dir``, needs an int seed): the settings go to ``out_dir/run.json``, the state after burn-in
-    to ``burn-in.npz`` and the samples in chunks of ``chunk`` to ``chunk-000000.npz``, ... (configurations
-    bit-packed), each with the chain state and the RNG state at its end, written atomically. A re-run with the
-    same settings loads the chunks present and continues from the last one, so an interrupted run loses at most
-    the chunk in progress, never duplicates one, and gives bit-for-bit the samples of an uninterrupted run; a
+    to ``burn-in.npz`` and the samples in shards of ``shard_size`` samples to ``chunk-000000.npz``, ...
+    (configurations bit-packed), each with the chain state and the RNG state at its end, written atomically. A
+    re-run with the same settings loads the shards present and continues from the last one, so an interrupted run
+    loses at most
+    the shard in progress, never duplicates one, and gives bit-for-bit the samples of an uninterrupted run; a
     larger ``n_samples`` extends a finished run. A re-run with different settings raises ``ValueError``."""
-    if algorithm not in _ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
-    if int(L) != L or L < 2 or (algorithm == "metropolis" and L % 2):
-        raise ValueError(f"L must be an integer >= 2 (even for the checkerboard Metropolis), got {L}")
-    for name, v, lo in (("n_samples", n_samples, 1), ("thin", thin, 1), ("burn_in", burn_in, 0), ("chunk", chunk, 1)):
-        if int(v) != v or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
+    _check_run(L, algorithm, n_samples=n_samples, thin=thin, burn_in=burn_in, shard_size=shard_size)
     K, B = _chain_params(K, B, size)
-    if algorithm == "swendsen-wang":
-        def update(s, rng):
-            return _swendsen_wang_sweep(s, K, B, rng)
-    else:
-        ii, jj = np.indices((L, L))
-        masks = [((ii + jj) % 2 == c) for c in (0, 1)]
-
-        def update(s, rng):
-            return _metropolis_sweep(s.astype(np.float64), K[:, None, None], B[:, None, None], rng,
-                                     masks).astype(np.int8)
-
-    stats, configs, done, s, rng = [], [], 0, None, None
-    out = None
+    update = _update_rule(L, K, B, algorithm)
+    stats, configs, done, s, rng, out = [], [], 0, None, None, None
     if out_dir is not None:
-        from geom.paths import atomic_write, resolve
-
-        if isinstance(seed, np.random.Generator) or int(seed) != seed:
-            raise TypeError("a resumable run (out_dir) needs an integer seed, not a Generator: its state at the "
-                            "start could not be recorded")
-        init_hash = None if init is None else hashlib.sha256(np.ascontiguousarray(init, dtype=np.int8)).hexdigest()
-        meta = dict(L=int(L), K=K.tolist(), B=B.tolist(), size=int(size), algorithm=algorithm, thin=int(thin),
-                    burn_in=int(burn_in), seed=int(seed), init=init_hash, chunk=int(chunk),
-                    keep_configs=bool(keep_configs))
-        out = resolve(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        manifest = out / "run.json"
-        if manifest.exists():
-            old = json.loads(manifest.read_text())
-            diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
-            if diff:
-                raise ValueError(f"{out} holds a run with different settings ({', '.join(diff)}); use a new out_dir "
-                                 "or delete the old one")
-        else:
-            atomic_write(manifest, lambda p: p.write_text(json.dumps(meta)))
-        i = 0
-        while (out / f"chunk-{i:06d}.npz").exists() and done < n_samples:
-            with np.load(out / f"chunk-{i:06d}.npz", allow_pickle=False) as z:
-                stats.append(z["stats"])
-                if keep_configs:
-                    configs.append(np.unpackbits(z["configs"], axis=-1, count=L).astype(np.int8) * 2 - 1)
-            done += len(stats[-1])
-            i += 1
-        last = out / f"chunk-{i - 1:06d}.npz" if i else out / "burn-in.npz"
-        if last.exists():
-            s, state = _load_state(last)
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state
+        settings = _run_settings(L, K, B, size, algorithm, thin, burn_in, seed, init, shard_size, keep_configs)
+        out = _open_run(out_dir, settings)
+        stats, configs, done, s, rng = _load_run(out, L, n_samples, keep_configs)
     if s is None:  # fresh start: burn in
         rng = make_rng(seed)
         s = _init_spins(L, size, init, rng)
@@ -260,16 +216,8 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
             _save_npz(out / "burn-in.npz", state=s, rng=np.array(json.dumps(rng.bit_generator.state)))
     with tqdm(total=max(n_samples - done, 0) * thin, desc=algorithm, disable=not progress) as bar:
         while done < n_samples:
-            n = min(chunk, n_samples - done)
-            st = np.empty((n, size, 2))
-            cf = np.empty((n, size, L, L), dtype=np.int8) if keep_configs else None
-            for t in range(n):
-                for _ in range(thin):
-                    s = update(s, rng)
-                bar.update(thin)
-                st[t] = ising2d_stats(s)
-                if keep_configs:
-                    cf[t] = s
+            n = min(shard_size, n_samples - done)
+            st, cf, s = _record(update, s, rng, n, thin, L, keep_configs, bar)
             if out is not None:
                 packed = np.packbits(cf > 0, axis=-1) if keep_configs else np.zeros(0, np.uint8)
                 _save_npz(out / f"chunk-{len(stats):06d}.npz", stats=st, configs=packed, state=s,
@@ -282,6 +230,99 @@ def ising2d_mcmc(L: int, K, B, size: int, n_samples: int, *, algorithm: str = "s
     if keep_configs:
         result["configs"] = np.concatenate(configs)[:n_samples]
     return result
+
+
+def _check_run(L: int, algorithm: str, **counts: int) -> None:
+    """``ising2d_mcmc``'s settings: the algorithm, ``L`` (even for Metropolis) and the integer counts."""
+    if algorithm not in _ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+    if int(L) != L or L < 2 or (algorithm == "metropolis" and L % 2):
+        raise ValueError(f"L must be an integer >= 2 (even for the checkerboard Metropolis), got {L}")
+    for name, v in counts.items():
+        lo = 0 if name == "burn_in" else 1
+        if int(v) != v or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v}")
+
+
+def _update_rule(L: int, K: np.ndarray, B: np.ndarray, algorithm: str):
+    """The chains' update ``s, rng -> s`` (size, L, L) int8: one Swendsen-Wang step or one Metropolis sweep."""
+    if algorithm == "swendsen-wang":
+        def update(s, rng):
+            return _swendsen_wang_sweep(s, K, B, rng)
+    else:
+        ii, jj = np.indices((L, L))
+        masks = [((ii + jj) % 2 == c) for c in (0, 1)]
+
+        def update(s, rng):
+            return _metropolis_sweep(s.astype(np.float64), K[:, None, None], B[:, None, None], rng,
+                                     masks).astype(np.int8)
+    return update
+
+
+def _run_settings(L, K, B, size, algorithm, thin, burn_in, seed, init, shard_size, keep_configs) -> dict:
+    """What ``run.json`` records. The samples per shard go under the key ``chunk`` (and the shards to
+    ``chunk-NNNNNN.npz``): the on-disk form of the runs written before the keyword became ``shard_size``."""
+    if isinstance(seed, np.random.Generator) or int(seed) != seed:
+        raise TypeError("a resumable run (out_dir) needs an integer seed, not a Generator: its state at the "
+                        "start could not be recorded")
+    init_hash = None if init is None else hashlib.sha256(np.ascontiguousarray(init, dtype=np.int8)).hexdigest()
+    return dict(L=int(L), K=K.tolist(), B=B.tolist(), size=int(size), algorithm=algorithm, thin=int(thin),
+                burn_in=int(burn_in), seed=int(seed), init=init_hash, chunk=int(shard_size),
+                keep_configs=bool(keep_configs))
+
+
+def _open_run(out_dir, meta: dict) -> Path:
+    """The run folder, created with ``run.json``, or checked against the ``run.json`` there."""
+    from geom.paths import atomic_write, resolve
+
+    out = resolve(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "run.json"
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
+        if diff:
+            raise ValueError(f"{out} holds a run with different settings ({', '.join(diff)}); use a new out_dir "
+                             "or delete the old one")
+    else:
+        atomic_write(manifest, lambda p: p.write_text(json.dumps(meta)))
+    return out
+
+
+def _load_run(out: Path, L: int, n_samples: int, keep_configs: bool):
+    """The shards already in ``out`` (up to ``n_samples`` samples) and the chain and RNG state at the end of the
+    last one (or of the burn-in): ``stats, configs, done, s, rng`` (``s``, ``rng`` None: nothing to resume)."""
+    stats, configs, done, s, rng = [], [], 0, None, None
+    i = 0
+    while (out / f"chunk-{i:06d}.npz").exists() and done < n_samples:
+        with np.load(out / f"chunk-{i:06d}.npz", allow_pickle=False) as z:
+            stats.append(z["stats"])
+            if keep_configs:
+                configs.append(np.unpackbits(z["configs"], axis=-1, count=L).astype(np.int8) * 2 - 1)
+        done += len(stats[-1])
+        i += 1
+    last = out / f"chunk-{i - 1:06d}.npz" if i else out / "burn-in.npz"
+    if last.exists():
+        s, state = _load_state(last)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state
+    return stats, configs, done, s, rng
+
+
+def _record(update, s: np.ndarray, rng, n: int, thin: int, L: int, keep_configs: bool, bar):
+    """``n`` samples, one every ``thin`` updates: statistics (n, size, 2), configurations (n, size, L, L) int8 (or
+    None) and the chains' state after the last."""
+    size = s.shape[0]
+    st = np.empty((n, size, 2))
+    cf = np.empty((n, size, L, L), dtype=np.int8) if keep_configs else None
+    for t in range(n):
+        for _ in range(thin):
+            s = update(s, rng)
+        bar.update(thin)
+        st[t] = ising2d_stats(s)
+        if keep_configs:
+            cf[t] = s
+    return st, cf, s
 
 
 def integrated_autocorr_time(x, c: float = 5.0, min_steps_per_tau: float = 50.0) -> tuple[float, float]:
@@ -331,8 +372,9 @@ def swendsen_wang_thinning(L: int) -> int:
     return math.ceil(9.6 * (L / 64) ** 0.28)
 
 
+@renamed_kwargs(chunk="shard_size")
 def ising2d_mcmc_pool(L: int, K, B, n_samples: int, *, thin: int, burn_in: int, seed: int, out_dir=None,
-                      chunk: int = 32, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                      shard_size: int = 32, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """One Swendsen-Wang chain per grid point (``K``, ``B`` (G,) natural parameters), ``n_samples`` recorded every
     ``thin`` updates after ``burn_in`` (:func:`ising2d_mcmc`, resumable under ``out_dir``): the pool of a grid of
     ``geom.fisher``. Returns the posterior network's features (G, n_samples, 5) float32
@@ -342,8 +384,8 @@ def ising2d_mcmc_pool(L: int, K, B, n_samples: int, *, thin: int, burn_in: int, 
     if K.ndim != 1:
         raise ValueError(f"K must have shape (G,) (one grid point per chain), got {K.shape}")
     G = len(K)
-    run = ising2d_mcmc(L, K, B, G, n_samples, thin=thin, burn_in=burn_in, seed=seed, chunk=chunk, out_dir=out_dir,
-                       progress=progress)
+    run = ising2d_mcmc(L, K, B, G, n_samples, thin=thin, burn_in=burn_in, seed=seed, shard_size=shard_size,
+                       out_dir=out_dir, progress=progress)
     pool = torch.tensor(np.stack([ising2d_features(run["configs"][:, g]) for g in range(G)]), dtype=torch.float32)
     stats = torch.tensor(run["stats"].transpose(1, 0, 2).copy())
     return pool, stats

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..deprecation import renamed_kwargs
 from .ising2d import T_CRITICAL, ising2d_gKK_kaufman
 from .mcmc import integrated_autocorr_time, ising2d_mcmc
 
@@ -145,8 +146,9 @@ class LongRunReference:
     notes: list = field(default_factory=list)
 
 
+@renamed_kwargs(chunk="shard_size")
 def ising2d_long_run_reference(L: int, K, B, T_axis, n_h: int, *, chains: int, updates: int, burn_in: int,
-                               seed: int, out_dir=None, chunk: int = 256,
+                               seed: int, out_dir=None, shard_size: int = 256,
                                progress: bool = True) -> LongRunReference:
     """The reference metric of notebook 10 for L > 10 on a (T, h) grid (module docstring): ``chains`` independent
     Swendsen-Wang chains per grid point (``K``, ``B`` (G,) natural parameters), ``burn_in`` updates, then every one
@@ -159,7 +161,7 @@ def ising2d_long_run_reference(L: int, K, B, T_axis, n_h: int, *, chains: int, u
     K, B = np.asarray(K, dtype=np.float64), np.asarray(B, dtype=np.float64)
     G = len(K)
     ref = ising2d_mcmc(L, np.tile(K, chains), np.tile(B, chains), G * chains, updates, thin=1, burn_in=burn_in,
-                       seed=seed, chunk=chunk, keep_configs=False, out_dir=out_dir, progress=progress)
+                       seed=seed, shard_size=shard_size, keep_configs=False, out_dir=out_dir, progress=progress)
     x = ref["stats"].reshape(updates, chains, G, 2)
     g, se = ising2d_fluctuation_reference(x, n_h)
     g, se, z = ising2d_kaufman_zero_field(g, se, L, T_axis)

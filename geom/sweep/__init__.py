@@ -32,6 +32,9 @@ CLI (same settings)::
     python -m geom.sweep --model /models/stable-diffusion-v1-5 --plane 512 --k 120 --dim 4 \\
         --executor ray --address auto --out /shared/sweeps/sd_plane512      # a Ray cluster of GPU machines
 
+No projection (the full Jacobian): ``k=None`` in Python, ``--k none`` on the command line (``--k 0``, the former
+spelling, is accepted with a deprecation message); the table's ``k`` column is then ``<NA>`` (nullable ``Int64``).
+
 Model specs: the names of ``geom.models.load_generator`` (``geom.models.generators``, which also holds
 ``MODELS``, ``register_model``, ``parse_model_name`` and the deprecated ``load_model`` / ``LoadedModel``,
 re-exported here; a sweep loads its model with ``load_generator``, once per process): ``dcgan-faces``,

@@ -17,6 +17,23 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     """Keeps the description's line breaks and shows every option's default."""
 
 
+def _projection_k(text: str) -> int | None:
+    """``--k``: a projection dimension >= 1, or ``none`` for no projection (``k=None`` of the Python API). The
+    former ``--k 0`` still means none, with a deprecation message on stderr."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'none' (no projection), got {text!r}") from None
+    if k == 0:
+        print("geom.sweep: warning: --k 0 is deprecated; write --k none for no projection", file=sys.stderr)
+        return None
+    if k < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'none' (no projection), got {k}")
+    return k
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m geom.sweep", description=DESCRIPTION,
                                  formatter_class=_HelpFormatter)
@@ -33,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--anchors", help=".npy (3, *latent_shape): the three latents of the plane")
     ap.add_argument("--latent-seed", type=int, default=0, help="seed of the plane's three latents")
     ap.add_argument("--out", required=True, help="output folder (resumed when it holds the same sweep)")
-    ap.add_argument("--k", type=int, default=120, help="output projection dimension (0: none)")
+    ap.add_argument("--k", type=_projection_k, default=120, metavar="K|none",
+                    help="output projection dimension; none: no projection (the full Jacobian)")
     ap.add_argument("--dim", type=int, default=4, help="cross-polytope dimension P for delta")
     ap.add_argument("--radius", type=float, default=1e-5, help="cross-polytope radius for delta")
     ap.add_argument("--seed", type=int, default=0, help="seed of the projection and polytope basis")
@@ -65,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         source = f"images:{a.images}"
     else:
         source = a.source
-    spec = SweepSpec(model=a.model, source=source, k=a.k or None, dim=a.dim, radius=a.radius, seed=a.seed,
+    spec = SweepSpec(model=a.model, source=source, k=a.k, dim=a.dim, radius=a.radius, seed=a.seed,
                      complexity=not a.no_complexity, shard_size=a.shard_size, batch_size=a.batch_size,
                      chunk_size=a.chunk_size, dtype=a.dtype, latent_seed=a.latent_seed, anchors=a.anchors)
     if a.check:
@@ -75,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"geom.sweep: error: {e}", file=sys.stderr)
             return 2
         print(f"geom.sweep: would run {spec.model} on {spec.source} ({source}) -> {paths.resolve(a.out)} "
-              f"(k={spec.k}, dim={spec.dim}, radius={spec.radius:g}, seed={spec.seed}, executor={a.executor})")
+              f"(k={'none' if spec.k is None else spec.k}, dim={spec.dim}, radius={spec.radius:g}, seed={spec.seed}, "
+              f"executor={a.executor})")
         return 0
     try:
         df = run_sweep(spec, a.out, executor=a.executor, address=a.address, workers=a.workers,

@@ -28,7 +28,8 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, executor: str = "local", add
     """Run (or resume) a sweep and return its table: one row per latent, sorted by ``index``.
 
     Columns: ``index`` (and ``i, j, u, v`` for a plane), ``psi``, ``nu`` (float64), ``delta`` (int64, when
-    ``spec.complexity``), and the settings ``model, k, dim, radius, seed`` (``k = -1``: no projection).
+    ``spec.complexity``), and the settings ``model, k, dim, radius, seed`` (``k``: ``<NA>`` of a nullable ``Int64``
+    column for ``k=None``, no projection).
     Shards already in ``out_dir`` are skipped, once each is checked against its SHA-256.
     ``executor="local"`` computes in this process; ``"ray"`` runs one actor per worker (``ray.init(address)``:
     a new local instance with ``num_cpus`` CPUs when ``address`` is None, else joins that cluster, e.g.
@@ -133,83 +134,104 @@ def _run_ray(sweep: Sweep, address: str | None, workers: int | None, num_cpus: i
         n_gpu, n_cpu = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
         if device == "cpu":
             n_gpu = 0
-        Actor = ray.remote(_RayWorker)
-        opts = dict(num_gpus=1, num_cpus=1) if n_gpu else dict(num_cpus=1)
-        settings = dataclasses.asdict(sweep.spec)
-        dev = device or ("cuda" if n_gpu else "cpu")
-
-        def new_actor():  # workers started after the first check their weights against the recorded hash
-            return Actor.options(max_restarts=0, **opts).remote(settings, dev, sweep.manifest["inputs"].get("model"))
-
-        # the driver needs the latent shape (plane) or the encoded latents (arrays/images)
-        if isinstance(sweep.source, PlaneSource) or sweep.n is not None:
-            probe = None
-        elif probe is None:
-            probe = load_generator(sweep.spec.model, "cpu", sweep.spec.dtype)
-        first = new_actor()
-        try:
-            info = ray.get(first.info.remote())
-        except RayActorError as e:
-            raise RuntimeError(f"a Ray worker could not load model {sweep.spec.model!r} (see the worker error "
-                               f"above): {e}") from None
-        _unwrap(ray, RayTaskError, lambda: ray.get(first.check.remote()))
-        sweep.check_inputs(info["model_sha256"])
-        if isinstance(sweep.source, PlaneSource):
-            sweep.set_anchors(info["latent_shape"])
-        else:
-            if probe is not None:  # the driver encodes the images: its copy of the weights must match too
-                sweep.check_inputs(probe)
-            sweep.prepare(probe)
+        new_actor = _actor_factory(ray, sweep, device, n_gpu)
+        first = _first_worker(ray, RayActorError, RayTaskError, sweep, new_actor, probe)
         todo = sweep.pending()
         n_workers = int(workers) if workers else (n_gpu or n_cpu)
         n_workers = max(1, min(n_workers, len(todo)))
         actors = [first] + [new_actor() for _ in range(n_workers - 1)]
-        bar = tqdm(total=sweep.n_shards, initial=sweep.n_shards - len(todo), desc="sweep shards (ray)",
-                   unit="shard", disable=not progress)
-        queue = list(todo)
-        attempts: dict[int, int] = {}
-        running: dict[Any, tuple[int, int]] = {}  # future -> (shard, actor slot)
-
-        def submit(slot: int) -> None:
-            if queue:
-                s = queue.pop(0)
-                idx = sweep.shard_index(s)
-                fut = actors[slot].run_shard.remote(s, idx, sweep.latents(idx))
-                running[fut] = (s, slot)
-
-        for slot in range(len(actors)):
-            submit(slot)
-        while running:
-            done, _ = ray.wait(list(running), num_returns=1)
-            fut = done[0]
-            s, slot = running.pop(fut)
-            try:
-                rows = ray.get(fut)
-            except RayActorError as e:  # the worker died (killed, OOM, lost node): new worker, shard again
-                attempts[s] = attempts.get(s, 0) + 1
-                if attempts[s] >= max_attempts:
-                    raise RuntimeError(f"shard {s} failed {attempts[s]} times (worker died): {e}") from e
-                print(f"geom.sweep: worker of shard {s} died ({type(e).__name__}); restarting it and retrying",
-                      file=sys.stderr)
-                queue.insert(0, s)
-                try:
-                    ray.kill(actors[slot], no_restart=True)
-                except Exception:
-                    pass
-                actors[slot] = new_actor()
-                submit(slot)
-                continue
-            except RayTaskError as e:
-                raise e.as_instanceof_cause() from None
-            sweep.write_shard(s, rows)
-            bar.update(1)
-            submit(slot)
-        bar.close()
+        _ray_shards(ray, RayActorError, RayTaskError, sweep, actors, new_actor, todo, progress, max_attempts)
         for a in actors:
             ray.kill(a)
     finally:
         if started:
             ray.shutdown()
+
+
+def _actor_factory(ray, sweep: Sweep, device: str | None, n_gpu: int):
+    """A function starting one new ``_RayWorker`` actor (one GPU each when the cluster has GPUs, else one CPU);
+    workers started after the first check their weights against the hash the manifest recorded."""
+    Actor = ray.remote(_RayWorker)
+    opts = dict(num_gpus=1, num_cpus=1) if n_gpu else dict(num_cpus=1)
+    settings = dataclasses.asdict(sweep.spec)
+    dev = device or ("cuda" if n_gpu else "cpu")
+
+    def new_actor():
+        return Actor.options(max_restarts=0, **opts).remote(settings, dev, sweep.manifest["inputs"].get("model"))
+
+    return new_actor
+
+
+def _first_worker(ray, RayActorError, RayTaskError, sweep: Sweep, new_actor, probe: Generator | None):
+    """Start the first worker, check its model and weights hash, and give the sweep what the driver needs from
+    the model: the latent shape (plane) or the encoded latents (arrays/images, encoded by ``probe``, the
+    driver's CPU copy, loaded here when ``run_sweep`` had none)."""
+    if isinstance(sweep.source, PlaneSource) or sweep.n is not None:
+        probe = None
+    elif probe is None:
+        probe = load_generator(sweep.spec.model, "cpu", sweep.spec.dtype)
+    first = new_actor()
+    try:
+        info = ray.get(first.info.remote())
+    except RayActorError as e:
+        raise RuntimeError(f"a Ray worker could not load model {sweep.spec.model!r} (see the worker error "
+                           f"above): {e}") from None
+    _unwrap(ray, RayTaskError, lambda: ray.get(first.check.remote()))
+    sweep.check_inputs(info["model_sha256"])
+    if isinstance(sweep.source, PlaneSource):
+        sweep.set_anchors(info["latent_shape"])
+    else:
+        if probe is not None:  # the driver encodes the images: its copy of the weights must match too
+            sweep.check_inputs(probe)
+        sweep.prepare(probe)
+    return first
+
+
+def _ray_shards(ray, RayActorError, RayTaskError, sweep: Sweep, actors: list, new_actor, todo: list[int],
+                progress: bool, max_attempts: int) -> None:
+    """Send the shards ``todo`` to the actors, one at a time each, and write the rows that come back. A worker
+    that dies (killed, OOM, lost node) is replaced in ``actors`` (in place) and its shard sent again, at most
+    ``max_attempts`` times; an error raised inside a worker is raised here as its cause."""
+    bar = tqdm(total=sweep.n_shards, initial=sweep.n_shards - len(todo), desc="sweep shards (ray)",
+               unit="shard", disable=not progress)
+    queue = list(todo)
+    attempts: dict[int, int] = {}
+    running: dict[Any, tuple[int, int]] = {}  # future -> (shard, actor slot)
+
+    def submit(slot: int) -> None:
+        if queue:
+            s = queue.pop(0)
+            idx = sweep.shard_index(s)
+            fut = actors[slot].run_shard.remote(s, idx, sweep.latents(idx))
+            running[fut] = (s, slot)
+
+    for slot in range(len(actors)):
+        submit(slot)
+    while running:
+        done, _ = ray.wait(list(running), num_returns=1)
+        s, slot = running.pop(done[0])
+        try:
+            rows = ray.get(done[0])
+        except RayActorError as e:  # the worker died: new worker, shard again
+            attempts[s] = attempts.get(s, 0) + 1
+            if attempts[s] >= max_attempts:
+                raise RuntimeError(f"shard {s} failed {attempts[s]} times (worker died): {e}") from e
+            print(f"geom.sweep: worker of shard {s} died ({type(e).__name__}); restarting it and retrying",
+                  file=sys.stderr)
+            queue.insert(0, s)
+            try:
+                ray.kill(actors[slot], no_restart=True)
+            except Exception:
+                pass
+            actors[slot] = new_actor()
+            submit(slot)
+            continue
+        except RayTaskError as e:
+            raise e.as_instanceof_cause() from None
+        sweep.write_shard(s, rows)
+        bar.update(1)
+        submit(slot)
+    bar.close()
 
 
 def _ray_init(ray, address: str | None, kw: dict, attempts: int = 3) -> None:

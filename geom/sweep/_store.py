@@ -48,6 +48,24 @@ def model_digest(model: Generator) -> str:
     return generator_digest(model)
 
 
+LEGACY_NO_PROJECTION = -1  # how shards written before issue 25 spelt "no projection" in their k column
+
+
+def k_column(k: int | None, n: int):
+    """The settings column ``k`` of ``n`` sweep rows: ``k`` (int64), or for no projection (``k=None``, the one
+    spelling of the Python API) ``<NA>`` in a nullable ``Int64`` column, pandas' None. The one place that
+    writes it; ``Sweep.table`` reads shards of an older geom, which wrote -1 there, as ``<NA>``."""
+    return pd.array([pd.NA] * n, dtype="Int64") if k is None else int(k)
+
+
+def _legacy_k_as_na(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose ``k`` is the former -1 (``LEGACY_NO_PROJECTION``) get ``<NA>`` (``k_column``'s no projection)."""
+    legacy = (df["k"] == LEGACY_NO_PROJECTION).fillna(False).to_numpy(dtype=bool)
+    if legacy.any():
+        df["k"] = df["k"].astype("Int64").mask(legacy)
+    return df
+
+
 class Sweep:
     """A sweep in an output folder: validates the spec and the folder, checks that the content of its inputs
     is that of the rows already there (``check_inputs``), materialises the latent source, knows which shards
@@ -291,7 +309,7 @@ class Sweep:
                 cols[c] = rows[c].to_numpy()
         df = pd.DataFrame(cols)
         df["model"] = self.spec.model
-        df["k"] = -1 if self.spec.k is None else int(self.spec.k)
+        df["k"] = k_column(self.spec.k, len(df))
         df["dim"] = int(self.spec.dim)
         df["radius"] = float(self.spec.radius)
         df["seed"] = int(self.spec.seed)
@@ -307,7 +325,7 @@ class Sweep:
     def table(self) -> pd.DataFrame:
         """All shards as one DataFrame sorted by ``index``; checks every latent is there exactly once and every
         shard against its SHA-256 (``DamagedPartError`` naming a damaged shard file)."""
-        df = pd.concat(read_parts(self.shard_dir, self.n_shards, what="sweep"), ignore_index=True)
+        df = _legacy_k_as_na(pd.concat(read_parts(self.shard_dir, self.n_shards, what="sweep"), ignore_index=True))
         idx = df["index"].to_numpy()
         if len(df) != self.n or not np.array_equal(np.sort(idx), np.arange(self.n)):
             raise RuntimeError(f"sweep {self.out}: {len(df)} rows for {self.n} latents (lost or duplicated rows)")
