@@ -163,29 +163,10 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
     ll_runs, ddos_cols = _diffusion_signals(dm, loglik_kwargs, ddos_steps, ddos_kwargs, set(runs))
     available = {"descriptors", "latent_norm", "png_bytes"} | ({"recon_error"} if images is not None else set()) \
         | ({"flipd"} if runs else set()) | ({"loglik"} if ll_runs else set()) | ({"ddos"} if ddos_cols else set())
-    if signals is None:
-        wanted = available
-    else:
-        wanted = set(signals) if not isinstance(signals, str) else {signals}
-        unknown = wanted - set(SIGNALS)
-        if unknown:
-            raise ValueError(f"unknown signals {sorted(unknown)}; choose from {list(SIGNALS)}")
-        missing = wanted - available
-        if missing:
-            raise ValueError(f"signals {sorted(missing)} need inputs that were not given: recon_error needs images, "
-                             "flipd needs flipd_model, loglik needs loglik_kwargs (e.g. {'loglik': {}}), ddos needs "
-                             "ddos_steps (e.g. [100, 300, 500])")
-    enc = encode if encode is not None else getattr(G, "encode", None)
+    wanted = _wanted_signals(signals, available)
     seconds: dict[str, float] = {}
     if latents is None:
-        if enc is None:
-            raise ValueError(f"{type(G).__name__} has no encode(): pass the latents of the images (for a GAN, "
-                             "invert them with geom.inversion.invert), encode=<images -> latents> (for a "
-                             "pipeline, pipe.vae_encode), or a generator from load_generator with an encoder")
-        t = time.perf_counter()
-        with torch.no_grad():
-            latents = torch.cat([enc(images[i:i + bs]) for i in range(0, len(images), bs)])
-        seconds["encode"] = time.perf_counter() - t
+        latents = _encode_images(G, images, encode, bs, seconds)
     if images is not None and len(images) != len(latents):
         raise ValueError(f"images ({len(images)}) and latents ({len(latents)}) must be the same samples")
     n = len(latents)
@@ -196,6 +177,58 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
         t = time.perf_counter()
         df["latent_norm"] = torch.linalg.vector_norm(latents.detach().flatten(1).double(), dim=1).cpu().numpy()
         seconds["latent_norm"] = time.perf_counter() - t
+    _image_columns(df, G, latents, images, wanted, value_range, clip_output, bs, seconds)
+    if "flipd" in wanted:
+        _flipd_columns(df, flipd_model, latents, runs, t0, seed, bs, seconds)
+    if "loglik" in wanted:
+        info = {}
+        for name, kw in ll_runs.items():
+            t = time.perf_counter()
+            cols, info[name] = _loglik_chunked(dm, latents, dict(kw), seed, bs, name, cache_dir, progress)
+            seconds[name] = time.perf_counter() - t
+            for c, v in cols.items():
+                df[c] = v
+        df.attrs["loglik"] = info
+    if "ddos" in wanted:
+        _ddos_columns(df, dm, latents, ddos_steps, ddos_kwargs, seed, bs, cache_dir, progress, seconds)
+    df.attrs["seconds_per_sample"] = {s: v / n for s, v in seconds.items()}
+    return df
+
+
+def _wanted_signals(signals, available: set[str]) -> set[str]:
+    """``signals`` checked against ``SIGNALS`` and against what the inputs allow (``available``); ``None``: all."""
+    if signals is None:
+        return available
+    wanted = set(signals) if not isinstance(signals, str) else {signals}
+    unknown = wanted - set(SIGNALS)
+    if unknown:
+        raise ValueError(f"unknown signals {sorted(unknown)}; choose from {list(SIGNALS)}")
+    missing = wanted - available
+    if missing:
+        raise ValueError(f"signals {sorted(missing)} need inputs that were not given: recon_error needs images, "
+                         "flipd needs flipd_model, loglik needs loglik_kwargs (e.g. {'loglik': {}}), ddos needs "
+                         "ddos_steps (e.g. [100, 300, 500])")
+    return wanted
+
+
+def _encode_images(G, images: Tensor, encode, bs: int, seconds: dict) -> Tensor:
+    """The latents of ``images`` by ``encode`` (default ``G.encode``), ``bs`` images at a time."""
+    enc = encode if encode is not None else getattr(G, "encode", None)
+    if enc is None:
+        raise ValueError(f"{type(G).__name__} has no encode(): pass the latents of the images (for a GAN, "
+                         "invert them with geom.inversion.invert), encode=<images -> latents> (for a "
+                         "pipeline, pipe.vae_encode), or a generator from load_generator with an encoder")
+    t = time.perf_counter()
+    with torch.no_grad():
+        latents = torch.cat([enc(images[i:i + bs]) for i in range(0, len(images), bs)])
+    seconds["encode"] = time.perf_counter() - t
+    return latents
+
+
+def _image_columns(df: pd.DataFrame, G, latents: Tensor, images, wanted: set[str], value_range, clip_output: bool,
+                   bs: int, seconds: dict) -> None:
+    """``recon_error`` and ``png_bytes`` into ``df`` (decoding the latents once when either needs it)."""
+    n = len(latents)
     out = None
     if "recon_error" in wanted or ("png_bytes" in wanted and images is None):
         t = time.perf_counter()
@@ -217,36 +250,33 @@ def report(G, latents: Tensor | None = None, images: Tensor | None = None, *, k:
         t = time.perf_counter()
         df["png_bytes"] = png_bytes(images if images is not None else out, value_range)
         seconds["png_bytes"] = time.perf_counter() - t
-    if "flipd" in wanted:
-        levels = {}
-        for name, kw in runs.items():
-            t = time.perf_counter()
-            lid, stderr, level, probes = _flipd_chunked(flipd_model, latents, dict(kw), t0, seed, bs, name)
-            seconds[name] = time.perf_counter() - t
-            df[name], df[f"{name}_stderr"] = lid, stderr
-            levels[name] = dict(t0=level.t0, t0_used=level.t0_used, timestep=level.timestep, sigma=level.sigma,
-                                alpha_bar=level.alpha_bar, probes=probes)
-        df.attrs["flipd"] = levels
-    if "loglik" in wanted:
-        info = {}
-        for name, kw in ll_runs.items():
-            t = time.perf_counter()
-            cols, info[name] = _loglik_chunked(dm, latents, dict(kw), seed, bs, name, cache_dir, progress)
-            seconds[name] = time.perf_counter() - t
-            for c, v in cols.items():
-                df[c] = v
-        df.attrs["loglik"] = info
-    if "ddos" in wanted:
+
+
+def _flipd_columns(df: pd.DataFrame, flipd_model, latents: Tensor, runs: dict, t0: float, seed: int, bs: int,
+                   seconds: dict) -> None:
+    """One ``<name>``, ``<name>_stderr`` column pair per FLIPD run, and ``df.attrs["flipd"]``."""
+    levels = {}
+    for name, kw in runs.items():
         t = time.perf_counter()
-        cols = _ddos_chunked(dm, latents, list(ddos_steps), dict(ddos_kwargs or {}), seed, bs, cache_dir, progress)
-        seconds["ddos"] = time.perf_counter() - t
-        for c, v in cols.items():
-            df[c] = v
-        kw = ddos_kwargs or {}
-        df.attrs["ddos"] = dict(steps=[int(v) for v in ddos_steps], num_steps=int(kw.get("num_steps", 10)),
-                                repeats=int(kw.get("repeats", 1)))
-    df.attrs["seconds_per_sample"] = {s: v / n for s, v in seconds.items()}
-    return df
+        lid, stderr, level, probes = _flipd_chunked(flipd_model, latents, dict(kw), t0, seed, bs, name)
+        seconds[name] = time.perf_counter() - t
+        df[name], df[f"{name}_stderr"] = lid, stderr
+        levels[name] = dict(t0=level.t0, t0_used=level.t0_used, timestep=level.timestep, sigma=level.sigma,
+                            alpha_bar=level.alpha_bar, probes=probes)
+    df.attrs["flipd"] = levels
+
+
+def _ddos_columns(df: pd.DataFrame, dm, latents: Tensor, ddos_steps, ddos_kwargs, seed: int, bs: int, cache_dir,
+                  progress: bool, seconds: dict) -> None:
+    """One ``ddos_t<t>`` column per step, and ``df.attrs["ddos"]``."""
+    t = time.perf_counter()
+    cols = _ddos_chunked(dm, latents, list(ddos_steps), dict(ddos_kwargs or {}), seed, bs, cache_dir, progress)
+    seconds["ddos"] = time.perf_counter() - t
+    for c, v in cols.items():
+        df[c] = v
+    kw = ddos_kwargs or {}
+    df.attrs["ddos"] = dict(steps=[int(v) for v in ddos_steps], num_steps=int(kw.get("num_steps", 10)),
+                            repeats=int(kw.get("repeats", 1)))
 
 
 def _flipd_runs(flipd_model, flipd_kwargs) -> dict[str, dict]:
