@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import json
 import os
 import re
 import socket
@@ -46,6 +47,21 @@ class DamagedPartError(ValueError):
 
 class FolderLockedError(RuntimeError):
     """Another run holds the folder's lock (``lock_folder``)."""
+
+
+def keyed_folder(cache_dir: str | Path, key: dict, prefix: str = "") -> Path:
+    """The store folder of ``key`` under ``cache_dir``: ``<prefix><first 20 hex of SHA-256 of the key's JSON>``,
+    created with ``key.json`` (written atomically) on first use. Raises ``RuntimeError`` when the folder holds
+    another key (a hash collision or a hand-edited folder: remove it)."""
+    text = json.dumps(key, indent=1, sort_keys=True)
+    folder = Path(cache_dir) / f"{prefix}{hashlib.sha256(text.encode()).hexdigest()[:20]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    key_file = folder / "key.json"
+    if key_file.exists() and json.loads(key_file.read_text()) != key:
+        raise RuntimeError(f"cache {folder} holds another key ({key_file}); remove the folder")
+    if not key_file.exists():
+        atomic_write(key_file, lambda tmp: tmp.write_text(text + "\n"))
+    return folder
 
 
 def part_path(folder: str | Path, i: int) -> Path:

@@ -431,23 +431,11 @@ def _cached_columns(cache_dir, what: str, key: dict, n: int, compute: Callable[[
                     progress: bool) -> pd.DataFrame:
     """``compute(start, stop)`` for the rows ``0..n-1`` in parts of ``CACHE_CHUNK``; with ``cache_dir`` each part is
     cached in the chunk store ``cache_dir/<what>-<SHA-256 of key>/`` (``key.json`` beside it), as the descriptors."""
-    import hashlib
-    import json
-    from pathlib import Path
-
-    from .chunks import pending_parts, read_parts, write_part
-    from .paths import atomic_write
+    from .chunks import keyed_folder, pending_parts, read_parts, write_part
     starts = list(range(0, n, CACHE_CHUNK))
     if cache_dir is None:
         return pd.concat([compute(s, min(s + CACHE_CHUNK, n)) for s in starts], ignore_index=True)
-    text = json.dumps(key, indent=1, sort_keys=True)
-    folder = Path(cache_dir) / f"{what}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    key_file = folder / "key.json"
-    if key_file.exists() and json.loads(key_file.read_text()) != key:
-        raise RuntimeError(f"cache {folder} holds another key ({key_file}); remove the folder")
-    if not key_file.exists():
-        atomic_write(key_file, lambda tmp: tmp.write_text(text + "\n"))
+    folder = keyed_folder(cache_dir, key, prefix=f"{what}-")
     for c in pending_parts(folder, len(starts)):
         p = write_part(folder, c, compute(starts[c], min(starts[c] + CACHE_CHUNK, n)))
         if progress:

@@ -56,6 +56,16 @@ ORDER = {"euler": 1, "heun": 2, "rk4": 4}
 
 
 # ------------------------------------------------------------------------------------------ the noise predictor
+def discrete_schedule(em, x: Tensor, who: str) -> Tensor:
+    """The ``(T,)`` ``alphas_cumprod`` of the noise predictor ``em`` (from ``guided_eps_model``) after checking
+    ``x`` against it (``em.check_input``). Raises ``ValueError`` naming ``who`` for a continuous schedule."""
+    if em.alphas_cumprod is None:
+        raise ValueError(f"{who} needs a discrete schedule: pass schedule=<diffusers scheduler> or the (T,) "
+                         "alphas_cumprod")
+    em.check_input(x)
+    return em.alphas_cumprod
+
+
 def guided_eps_model(model, schedule=None, encoder_hidden_states: Tensor | None = None,
                      uncond_hidden_states: Tensor | None = None, guidance_scale: float = 1.0,
                      prediction_type: str | None = None) -> EpsModel:
@@ -328,11 +338,7 @@ def loglik(model, x: Tensor, schedule=None, *, encoder_hidden_states: Tensor | N
         raise ValueError(f"probes must be an int >= 1 (>= 2 for a standard error), got {probes!r}; or exact=True")
     em = guided_eps_model(model, schedule, encoder_hidden_states, uncond_hidden_states, guidance_scale,
                           prediction_type)
-    if em.alphas_cumprod is None:
-        raise ValueError("loglik needs a discrete schedule: pass schedule=<diffusers scheduler> or the (T,) "
-                         "alphas_cumprod")
-    em.check_input(x)
-    acp = em.alphas_cumprod
+    acp = discrete_schedule(em, x, "loglik")
     if not bool((acp[1:] < acp[:-1]).all()):
         raise ValueError("alphas_cumprod must decrease strictly (every beta > 0)")
     T = len(acp)

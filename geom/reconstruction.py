@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from . import seeds
 from .diffusion import ddim_step
-from .likelihood import guided_eps_model
+from .likelihood import discrete_schedule, guided_eps_model
 
 VERSION = 1  # of the numbers partial_diffusion_error returns (part of geom.report's cache key)
 
@@ -93,11 +93,7 @@ def partial_diffusion_error(model, x: Tensor, steps: Sequence[int], schedule=Non
     """
     em = guided_eps_model(model, schedule, encoder_hidden_states, uncond_hidden_states, guidance_scale,
                           prediction_type)
-    if em.alphas_cumprod is None:
-        raise ValueError("partial_diffusion_error needs a discrete schedule: pass schedule=<diffusers scheduler> "
-                         "or the (T,) alphas_cumprod")
-    em.check_input(x)
-    acp = em.alphas_cumprod
+    acp = discrete_schedule(em, x, "partial_diffusion_error")
     T = len(acp)
     levels = [int(t) for t in steps]
     if not levels or any(isinstance(t, bool) or int(t) != t or not 0 <= int(t) <= T for t in steps):

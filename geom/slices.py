@@ -16,8 +16,6 @@ names here stay importable (same signatures), except ``auroc`` / ``auroc_ci``, w
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -89,8 +87,7 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
     import pandas as pd
 
     from . import descriptors
-    from .chunks import part_path, pending_parts, read_parts, write_part
-    from .paths import atomic_write
+    from .chunks import keyed_folder, part_path, pending_parts, read_parts, write_part
 
     if not isinstance(z, Tensor) or z.ndim < 2:
         raise ValueError(f"z must be a tensor (N, *latent_shape), got {getattr(z, 'shape', type(z).__name__)}")
@@ -101,14 +98,7 @@ def cached_describe(G: torch.nn.Module, z: Tensor, cache_dir, k: int | None = 12
     key = dict(version=2, engine_version=descriptors.ENGINE_VERSION, module_sha256=module_digest(G, extra),
                latents_sha256=hashlib.sha256(tensor_bytes(z)).hexdigest(),
                latents=f"{z.dtype}{tuple(z.shape)}", settings=settings)
-    text = json.dumps(key, indent=1, sort_keys=True)
-    folder = Path(cache_dir) / hashlib.sha256(text.encode()).hexdigest()[:20]
-    folder.mkdir(parents=True, exist_ok=True)
-    key_file = folder / "key.json"
-    if key_file.exists() and json.loads(key_file.read_text()) != key:
-        raise RuntimeError(f"cache {folder} holds another key ({key_file}); remove the folder")
-    if not key_file.exists():
-        atomic_write(key_file, lambda tmp: tmp.write_text(text + "\n"))
+    folder = keyed_folder(cache_dir, key)
     starts = range(0, z.shape[0], int(shard_size))
     for c in pending_parts(folder, len(starts)):  # the chunk store of geom.chunks: resume = compute what is missing
         s = starts[c]
