@@ -1,5 +1,6 @@
 """Deprecations, one way (issue 25: one spelling per idea, the old one accepted with a warning): ``deprecated``
-warns ``DeprecationWarning`` naming the fix, ``renamed_kwargs`` keeps a renamed keyword argument working.
+warns ``DeprecationWarning`` naming the fix, ``renamed_kwargs`` keeps a renamed keyword argument working,
+``renamed_fields`` a renamed dataclass field (its constructor keyword).
 Python hides ``DeprecationWarning`` outside ``__main__`` by default; Jupyter and pytest show it."""
 from __future__ import annotations
 
@@ -38,5 +39,18 @@ def renamed_kwargs(**renames: str) -> Callable[[F], F]:
 
         inner.__deprecated_kwargs__ = dict(renames)  # type: ignore[attr-defined]
         return inner  # type: ignore[return-value]
+
+    return wrap
+
+
+def renamed_fields(**renames: str) -> Callable[[type], type]:
+    """Class decorator, above ``@dataclass``: ``@renamed_fields(vae_batch="vae_batch_size")`` lets the constructor
+    accept the old field name as a keyword (``renamed_kwargs`` on ``__init__``: a ``DeprecationWarning`` naming the
+    new field, the same object as the new spelling). A dataclass subclass generates its own ``__init__``, so it
+    carries the decorator too."""
+
+    def wrap(cls: type) -> type:
+        cls.__init__ = renamed_kwargs(**renames)(cls.__init__)  # type: ignore[misc]
+        return cls
 
     return wrap

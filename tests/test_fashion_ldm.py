@@ -22,8 +22,8 @@ from conftest import tol, tol_scaled
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(n_train=200, n_memorised=10, copies=3, vae_channels=(8, 16, 16), vae_steps=3, vae_batch=4,
-            unet_channels=(16, 32), text_hidden=16, unet_steps=4, unet_batch=4, checkpoint_every=2, threads=1)
+TINY = dict(n_train=200, n_memorised=10, copies=3, vae_channels=(8, 16, 16), vae_steps=3, vae_batch_size=4,
+            unet_channels=(16, 32), text_hidden=16, unet_steps=4, unet_batch_size=4, checkpoint_every=2, threads=1)
 
 
 # ------------------------------------------------------------------------------------------ data

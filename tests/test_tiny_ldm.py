@@ -93,7 +93,7 @@ def test_prompt_encoder_tokens(tmp_path):
 
 @pytest.mark.slow
 def test_train_command_writes_a_loadable_checkpoint(tmp_path):
-    cfg = TrainConfig(n_per_combo=1, copies=2, vae_steps=2, unet_steps=3, vae_batch=4, unet_batch=4,
+    cfg = TrainConfig(n_per_combo=1, copies=2, vae_steps=2, unet_steps=3, vae_batch_size=4, unet_batch_size=4,
                       checkpoint_every=1, threads=1)
     out = train(tmp_path / "ckpt", cfg, progress=False)
     for f in ("vae/config.json", "vae/diffusion_pytorch_model.safetensors", "unet/config.json",
@@ -156,7 +156,7 @@ def test_a_run_killed_mid_stage_resumes_to_the_uninterrupted_weights(tmp_path, m
     ``init_seed`` (fashion-ldm) the resumed process's global RNG does not matter."""
     from geom.models import ldm_train
 
-    cfg = TrainConfig(n_per_combo=1, copies=2, vae_steps=5, unet_steps=6, vae_batch=4, unet_batch=4,
+    cfg = TrainConfig(n_per_combo=1, copies=2, vae_steps=5, unet_steps=6, vae_batch_size=4, unet_batch_size=4,
                       checkpoint_every=2, threads=1, init_seed=init_seed)
     whole = _seeded_train(tmp_path / "whole", cfg)
     real, calls = getattr(ldm_train, stage), []

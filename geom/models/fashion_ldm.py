@@ -33,7 +33,8 @@ from torch import Tensor
 
 from .. import datasets, seeds
 from ..paths import CHECKPOINTS
-from .ldm_train import COMMON_HELP, LDMConfig, LDMData, train_cli, train_ldm
+from ..deprecation import renamed_fields
+from .ldm_train import OLD_FIELDS, COMMON_HELP, LDMConfig, LDMData, train_cli, train_ldm
 from .tiny_ldm import PromptEncoder
 
 DEFAULT_DIR = CHECKPOINTS / "fashion-ldm"
@@ -80,6 +81,7 @@ def memorised_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
+@renamed_fields(**OLD_FIELDS)
 @dataclass
 class FashionConfig(LDMConfig):
     """The settings of one fashion-ldm run: ``LDMConfig``'s (tiny-ldm's widths: measured 1.9 s per VAE step and

@@ -40,10 +40,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import seeds
+from ..deprecation import renamed_fields, renamed_kwargs
 from ..paths import atomic_write, file_sha256, resolve
 
 
 # --------------------------------------------------------------------------------------------- settings, data
+# renamed fields (the size names of CONTRIBUTING.md); checkpoints written before the rename record the old names
+OLD_FIELDS = {"vae_batch": "vae_batch_size", "unet_batch": "unet_batch_size"}
+
+
+@renamed_fields(**OLD_FIELDS)
 @dataclass
 class LDMConfig:
     """The settings of one run that both models share (written to ``training_config.json``)."""
@@ -51,14 +57,14 @@ class LDMConfig:
     size: int = 32
     vae_channels: tuple[int, ...] = (16, 32, 32)
     vae_steps: int = 700
-    vae_batch: int = 32
+    vae_batch_size: int = 32
     vae_lr: float = 2e-3
     kl_weight: float = 1e-6
     unet_channels: tuple[int, ...] = (32, 64)
     text_hidden: int = 64
     prompt_length: int = 8
     unet_steps: int = 1400
-    unet_batch: int = 64
+    unet_batch_size: int = 64
     unet_lr: float = 1e-3
     p_uncond: float = 0.1
     ema_decay: float = 0.995
@@ -188,11 +194,12 @@ class RunState:
 
 
 # --------------------------------------------------------------------------------------------- stage 1: VAE
-def encode_means(vae: AutoencoderKL, data: LDMData, batch: int = 256) -> Tensor:
-    """Posterior means ``(N, 4, h, w)`` of the VAE encoder for every image of ``data``, ``batch`` at a time."""
+@renamed_kwargs(batch="batch_size")
+def encode_means(vae: AutoencoderKL, data: LDMData, batch_size: int = 256) -> Tensor:
+    """Posterior means ``(N, 4, h, w)`` of the VAE encoder for every image of ``data``, ``batch_size`` at a time."""
     with torch.no_grad():
-        return torch.cat([vae.encode(data.images(torch.arange(i, min(i + batch, data.n)))).latent_dist.mean
-                          for i in range(0, data.n, batch)])
+        return torch.cat([vae.encode(data.images(torch.arange(i, min(i + batch_size, data.n)))).latent_dist.mean
+                          for i in range(0, data.n, batch_size)])
 
 
 def vae_lr(cfg: LDMConfig, step: int) -> float:
@@ -229,7 +236,7 @@ def train_vae_stage(vae: AutoencoderKL, data: LDMData, cfg: LDMConfig, g: torch.
     for step in steps("vae", st["step"], cfg.vae_steps, progress):
         for pg in opt.param_groups:
             pg["lr"] = vae_lr(cfg, step)
-        idx = torch.randint(0, data.n, (cfg.vae_batch,), generator=g)
+        idx = torch.randint(0, data.n, (cfg.vae_batch_size,), generator=g)
         rec, kl = vae_step(vae, opt, data.images(idx), g, cfg.kl_weight)
         run.record("vae_rec", rec.item())
         if (step + 1) % 10 == 0 or step == 0:
@@ -336,9 +343,9 @@ def train_unet_stage(d: Denoiser, lat: Tensor, ids_all: Tensor, cfg: LDMConfig, 
     for step in steps("unet", run.st["step"], cfg.unet_steps, progress):
         for pg in d.opt.param_groups:
             pg["lr"] = unet_lr(cfg, step)
-        idx = torch.randint(0, len(lat), (cfg.unet_batch,), generator=g)
+        idx = torch.randint(0, len(lat), (cfg.unet_batch_size,), generator=g)
         ids = ids_all[idx].clone()
-        ids[torch.rand(cfg.unet_batch, generator=g) < cfg.p_uncond] = ids_empty
+        ids[torch.rand(cfg.unet_batch_size, generator=g) < cfg.p_uncond] = ids_empty
         loss = unet_step(d, lat[idx], ids, g)
         ema_update(d.ema_unet, d.unet, ema_decay(cfg, step))
         ema_update(d.ema_te, d.te, ema_decay(cfg, step))
@@ -447,13 +454,13 @@ COMMON_HELP = {  # the CLI's help of the LDMConfig fields (a model's TRAIN_HELP 
     "seed": "seed of the training batches, noise, time steps and prompt dropout",
     "size": "image side in pixels (the latent is size / 4)",
     "vae_steps": "Adam steps of the VAE stage",
-    "vae_batch": "images per VAE batch",
+    "vae_batch_size": "images per VAE batch",
     "vae_lr": "VAE learning rate",
     "kl_weight": "weight of the VAE's KL term",
     "text_hidden": "width of the prompt encoder (the UNet's cross-attention dimension)",
     "prompt_length": "prompt encoder positions: the begin token + at most this - 1 words",
     "unet_steps": "Adam steps of the UNet (denoiser) stage",
-    "unet_batch": "latents per UNet batch",
+    "unet_batch_size": "latents per UNet batch",
     "unet_lr": "UNet learning rate",
     "p_uncond": "probability of dropping the prompt (classifier-free guidance training)",
     "ema_decay": "decay of the UNet's exponential moving average",

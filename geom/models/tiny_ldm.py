@@ -35,7 +35,8 @@ from torch import Tensor, nn
 
 from .. import shapes
 from ..paths import CHECKPOINTS
-from .ldm_train import (COMMON_HELP, LDMConfig, LDMData, build_scheduler, build_unet, build_vae,  # noqa: F401
+from ..deprecation import renamed_fields
+from .ldm_train import (OLD_FIELDS, COMMON_HELP, LDMConfig, LDMData, build_scheduler, build_unet, build_vae,  # noqa: F401
                         train_cli, train_ldm, verify_sha256sums, write_sha256sums)
 
 DEFAULT_DIR = CHECKPOINTS / "tiny-ldm"
@@ -93,6 +94,7 @@ class PromptEncoder(ModelMixin, ConfigMixin):
 
 
 # --------------------------------------------------------------------------------------------- training
+@renamed_fields(**OLD_FIELDS)
 @dataclass
 class TrainConfig(LDMConfig):
     """All settings of one tiny-ldm run (written to ``training_config.json``): ``LDMConfig``'s and the data set's
